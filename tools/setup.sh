@@ -49,6 +49,8 @@ ln -sfn ../.. build/src/vlmad_ros
 export AMENT_PREFIX_PATH=$VENV CMAKE_PREFIX_PATH=$VENV
 export PATH=$VENV/bin:$PATH
 say "colcon build"
+exec 9>build/.build.lock
+flock 9   # several shells may run make setup at once
 if ! "$VENV/bin/colcon" --log-base log build --paths build/src/vlmad_ros --build-base build \
     --install-base install --event-handlers console_direct+ \
     > log/colcon-build.out 2>&1; then

@@ -1,0 +1,36 @@
+"""Suite-wide fixtures. Tests run against the installed package (tools/run_tests.sh)."""
+import os
+import pathlib
+import socket
+import sys
+
+import pytest
+
+TEST_DIR = pathlib.Path(__file__).resolve().parent
+REPO_ROOT = TEST_DIR.parent
+# Reusable test helpers (test/helpers_*.py) import as plain modules. Only test/ goes on the path:
+# the repo root would shadow the installed vlmad_ros (which has the generated messages).
+if str(TEST_DIR) not in sys.path:
+    sys.path.insert(0, str(TEST_DIR))
+
+
+@pytest.fixture
+def ros_env():
+    """Environment for node subprocesses: this run's ROS_DOMAIN_ID and localhost discovery."""
+    env = dict(os.environ)
+    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    env['PYTHONUNBUFFERED'] = '1'
+    return env
+
+
+@pytest.fixture
+def free_port():
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope='session')
+def repo_root():
+    return REPO_ROOT
