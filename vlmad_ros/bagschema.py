@@ -1,0 +1,182 @@
+"""rosbag2 files without ROS: our messages in a rosbags typestore, a writer, a reader.
+
+Bags are written in rosbag2 metadata version 8 (Jazzy and newer read it; `ros2 bag play`), MCAP
+by default. The definitions stored in the bag for our types are the msg/*.msg texts themselves,
+so any tool (mcap-ros2-support, Foxglove, ros2 bag) decodes them.
+"""
+from __future__ import annotations
+
+import functools
+import pathlib
+from typing import Dict, Iterable, Iterator, Optional, Tuple
+
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from vlmad_ros.paths import msg_dir
+
+PACKAGE = 'vlmad_ros'
+BAG_VERSION = 8
+STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
+
+
+def our_msg_definitions() -> Dict[str, str]:
+    """'vlmad_ros/msg/Name' -> the .msg file text, for every file in msg/."""
+    return {f'{PACKAGE}/msg/{p.stem}': p.read_text() for p in sorted(msg_dir().glob('*.msg'))}
+
+
+@functools.lru_cache(maxsize=None)
+def typestore():
+    """The ROS 2 (Humble..Kilted wire-compatible) typestore with our messages registered."""
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    types = {}
+    for name, text in our_msg_definitions().items():
+        types.update(get_types_from_msg(text, name))
+    store.register(types)
+    return store
+
+
+def stamp_to_ns(stamp) -> int:
+    """builtin_interfaces/Time (any implementation) -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int, time_cls=None):
+    """Integer nanoseconds -> builtin_interfaces/Time (rosbags' class unless one is given)."""
+    if time_cls is None:
+        time_cls = typestore().types['builtin_interfaces/msg/Time']
+    return time_cls(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def msg_class(msgtype: str):
+    """The rosbags dataclass for a type name like 'sensor_msgs/msg/CompressedImage'."""
+    return typestore().types[msgtype]
+
+
+class BagWriter:
+    """A rosbag2 writer that always closes its bag (exceptions, Ctrl-C).
+
+    with BagWriter(out_dir) as bag:
+        bag.add_topic('/odom', 'nav_msgs/msg/Odometry')
+        bag.write('/odom', msg, stamp_ns)
+    """
+
+    def __init__(self, path, storage: str = 'mcap'):
+        if storage not in STORAGES:
+            raise ValueError(f'storage must be one of {sorted(STORAGES)}, got {storage!r}')
+        self.path = pathlib.Path(path)
+        if self.path.exists():
+            raise FileExistsError(f'bag already exists: {self.path}')
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=STORAGES[storage])
+        self._connections = {}
+        self._store = typestore()
+        self._open = False
+
+    def __enter__(self) -> 'BagWriter':
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self) -> None:
+        self._writer.open()
+        self._open = True
+
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        if topic in self._connections:
+            if self._connections[topic].msgtype != msgtype:
+                raise ValueError(f'{topic} already has type {self._connections[topic].msgtype}')
+            return
+        self._connections[topic] = self._writer.add_connection(topic, msgtype,
+                                                               typestore=self._store)
+
+    def write(self, topic: str, msg, stamp_ns: int) -> None:
+        conn = self._connections.get(topic)
+        if conn is None:
+            self.add_topic(topic, msg.__msgtype__)
+            conn = self._connections[topic]
+        self._writer.write(conn, int(stamp_ns), self._store.serialize_cdr(msg, conn.msgtype))
+
+    def write_raw(self, topic: str, data: bytes, stamp_ns: int) -> None:
+        """Write already serialized CDR (copying messages between bags)."""
+        self._writer.write(self._connections[topic], int(stamp_ns), data)
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._writer.close()
+
+
+def bag_paths(inputs: Iterable) -> list:
+    """Expand files/folders into bag paths: rosbag2 folders (metadata.yaml) and .mcap files."""
+    found = []
+    for item in inputs:
+        path = pathlib.Path(item)
+        if not path.exists():
+            raise FileNotFoundError(f'no such bag or folder: {path}')
+        if path.is_file() or (path / 'metadata.yaml').is_file():
+            found.append(path)
+            continue
+        subs = sorted(p.parent for p in path.rglob('metadata.yaml'))
+        loose = sorted(p for p in path.rglob('*.mcap') if not (p.parent / 'metadata.yaml').exists())
+        if not subs and not loose:
+            raise FileNotFoundError(f'no rosbag2 folders or .mcap files under {path}')
+        found.extend(subs + loose)
+    return found
+
+
+def read_messages(path, topics: Optional[Iterable[str]] = None,
+                  raw: bool = False) -> Iterator[Tuple[str, int, object]]:
+    """Yield (topic, log_time_ns, message) from a rosbag2 folder or a single .mcap file.
+
+    A bag whose writer crashed (no metadata.yaml, or an MCAP without its summary) still
+    yields every complete message it holds. With raw=True the message is the CDR bytes.
+    """
+    path = pathlib.Path(path)
+    wanted = set(topics) if topics is not None else None
+    if path.is_dir() and (path / 'metadata.yaml').is_file():
+        store = typestore()
+        with Reader(path) as reader:
+            conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+            _register_unknown(store, ((c.msgtype, c.msgdef.data) for c in conns if c.msgdef))
+            for conn, stamp, data in reader.messages(connections=conns):
+                msg = data if raw else store.deserialize_cdr(data, conn.msgtype)
+                yield conn.topic, stamp, msg
+        return
+    files = [path] if path.is_file() else sorted(path.glob('*.mcap'))
+    if not files:
+        raise FileNotFoundError(f'{path} is neither a rosbag2 folder nor an .mcap file')
+    for file in files:
+        yield from _read_mcap(file, wanted, raw)
+
+
+def _read_mcap(file: pathlib.Path, wanted, raw: bool):
+    """Read an MCAP file directly (no metadata.yaml: a single file or a crashed recording)."""
+    from mcap.exceptions import McapError
+    from mcap.reader import NonSeekingReader
+
+    store = typestore()
+    with open(file, 'rb') as f:
+        reader = NonSeekingReader(f, validate_crcs=False)
+        try:
+            for schema, channel, message in reader.iter_messages(
+                    topics=list(wanted) if wanted is not None else None):
+                msgtype = schema.name
+                _register_unknown(store, [(msgtype, schema.data.decode())])
+                msg = message.data if raw else store.deserialize_cdr(message.data, msgtype)
+                yield channel.topic, message.log_time, msg
+        except (McapError, EOFError, ValueError):
+            return  # truncated file: everything complete before the break was yielded
+
+
+def _register_unknown(store, defs) -> None:
+    """Register message types found in a bag that the typestore does not know."""
+    for msgtype, msgdef in defs:
+        if msgtype in store.types or not msgdef:
+            continue
+        try:
+            store.register(get_types_from_msg(msgdef, msgtype))
+        except Exception:  # a definition we cannot parse stays unknown; reading it raises later
+            pass
