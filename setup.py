@@ -1,4 +1,5 @@
-"""pip install of vlmad_ros where there is no ROS (training machines).
+"""
+pip install of vlmad_ros where there is no ROS (training machines).
 
 The colcon build (CMakeLists.txt) is the ROS install; this one carries the same Python package,
 the .msg files (so rosbags can read and write our bag records) and config/ as package data, and

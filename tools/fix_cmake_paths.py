@@ -1,4 +1,5 @@
-"""Point the ROS wheels' exported cmake files at this interpreter's include dirs.
+"""
+Point the ROS wheels' exported cmake files at this interpreter's include dirs.
 
 The ros-kilted-* wheels were built on a manylinux image; their cmake exports name
 /opt/python/cp311-cp311/... for Python and numpy headers. rosidl's Python generator

@@ -1,4 +1,5 @@
-"""rosbag2 files without ROS: our messages in a rosbags typestore, a writer, a reader.
+"""
+rosbag2 files without ROS: our messages in a rosbags typestore, a writer, a reader.
 
 Bags are written in rosbag2 metadata version 8 (Jazzy and newer read it; `ros2 bag play`), MCAP
 by default. The definitions stored in the bag for our types are the msg/*.msg texts themselves,
@@ -11,7 +12,7 @@ import pathlib
 from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys import get_types_from_msg, get_typestore, Stores
 
 from vlmad_ros.paths import msg_dir
 
@@ -21,13 +22,13 @@ STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 
 
 def our_msg_definitions() -> Dict[str, str]:
-    """'vlmad_ros/msg/Name' -> the .msg file text, for every file in msg/."""
+    """Map 'vlmad_ros/msg/Name' to the .msg file text, for every file in msg/."""
     return {f'{PACKAGE}/msg/{p.stem}': p.read_text() for p in sorted(msg_dir().glob('*.msg'))}
 
 
 @functools.lru_cache(maxsize=None)
 def typestore():
-    """The ROS 2 (Humble..Kilted wire-compatible) typestore with our messages registered."""
+    """Build (once) the ROS 2 typestore, Humble..Kilted wire format, with our messages added."""
     store = get_typestore(Stores.ROS2_HUMBLE)
     types = {}
     for name, text in our_msg_definitions().items():
@@ -49,12 +50,13 @@ def ns_to_stamp(ns: int, time_cls=None):
 
 
 def msg_class(msgtype: str):
-    """The rosbags dataclass for a type name like 'sensor_msgs/msg/CompressedImage'."""
+    """Return the rosbags dataclass for a type name like 'sensor_msgs/msg/CompressedImage'."""
     return typestore().types[msgtype]
 
 
 class BagWriter:
-    """A rosbag2 writer that always closes its bag (exceptions, Ctrl-C).
+    """
+    A rosbag2 writer that always closes its bag (exceptions, Ctrl-C).
 
     with BagWriter(out_dir) as bag:
         bag.add_topic('/odom', 'nav_msgs/msg/Odometry')
@@ -80,7 +82,7 @@ class BagWriter:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def open(self) -> None:
+    def open(self) -> None:  # noqa: A003 (the file-like name)
         self._writer.open()
         self._open = True
 
@@ -120,7 +122,8 @@ def bag_paths(inputs: Iterable) -> list:
             found.append(path)
             continue
         subs = sorted(p.parent for p in path.rglob('metadata.yaml'))
-        loose = sorted(p for p in path.rglob('*.mcap') if not (p.parent / 'metadata.yaml').exists())
+        loose = sorted(p for p in path.rglob('*.mcap')
+                       if not (p.parent / 'metadata.yaml').exists())
         if not subs and not loose:
             raise FileNotFoundError(f'no rosbag2 folders or .mcap files under {path}')
         found.extend(subs + loose)
@@ -129,7 +132,8 @@ def bag_paths(inputs: Iterable) -> list:
 
 def read_messages(path, topics: Optional[Iterable[str]] = None,
                   raw: bool = False) -> Iterator[Tuple[str, int, object]]:
-    """Yield (topic, log_time_ns, message) from a rosbag2 folder or a single .mcap file.
+    """
+    Yield (topic, log_time_ns, message) from a rosbag2 folder or a single .mcap file.
 
     A bag whose writer crashed (no metadata.yaml, or an MCAP without its summary) still
     yields every complete message it holds. With raw=True the message is the CDR bytes.

@@ -1,4 +1,5 @@
-"""`vlmad`: one command-line entry point for the offline tools.
+"""
+`vlmad`: one command-line entry point for the offline tools.
 
 Subcommands are imported lazily so `vlmad --help` answers at once (torch takes seconds).
 Each subcommand module has `add_arguments(parser)` and `main(args) -> int`.

@@ -1,4 +1,5 @@
-"""sensor_msgs/Image and CompressedImage <-> numpy RGB uint8 (H, W, 3).
+"""
+sensor_msgs/Image and CompressedImage <-> numpy RGB uint8 (H, W, 3).
 
 Our own cv_bridge for the encodings drivers and bags carry (DESIGN.md section 3: cv_bridge breaks
 on NumPy 2 and is not installable here). JPEG goes through libjpeg-turbo (simplejpeg), which can
@@ -11,8 +12,8 @@ import io
 from typing import Optional, Tuple
 
 import numpy as np
-import simplejpeg
 from PIL import Image as PILImage
+import simplejpeg
 
 # encoding -> (channels, channel order to take for RGB)
 _RAW_ENCODINGS = {
@@ -34,7 +35,7 @@ class ImageConversionError(ValueError):
 
 
 def _buffer(data) -> np.ndarray:
-    """Message `data` (bytes, array.array, list or ndarray) as a flat uint8 view without copying."""
+    """View message `data` (bytes, array.array, list, ndarray) as flat uint8, no copy."""
     if isinstance(data, np.ndarray):
         return data.reshape(-1).view(np.uint8)
     if isinstance(data, (bytes, bytearray, memoryview)):
@@ -52,7 +53,7 @@ def _as_bytes(data) -> bytes:
 
 
 def image_to_rgb(msg) -> np.ndarray:
-    """A sensor_msgs/Image as (H, W, 3) uint8 RGB, honouring `step` row padding."""
+    """Convert a sensor_msgs/Image to (H, W, 3) uint8 RGB, honouring `step` row padding."""
     encoding = str(msg.encoding).lower()
     if encoding not in _RAW_ENCODINGS:
         raise ImageConversionError(
@@ -63,7 +64,8 @@ def image_to_rgb(msg) -> np.ndarray:
     if height <= 0 or width <= 0:
         raise ImageConversionError('bad_size', f'{width}x{height}')
     if step < width * channels:
-        raise ImageConversionError('bad_step', f'step {step} < width {width} x {channels} channels')
+        raise ImageConversionError('bad_step',
+                                   f'step {step} < width {width} x {channels} channels')
     buf = _buffer(msg.data)
     if buf.size != step * height:
         raise ImageConversionError(
@@ -94,7 +96,8 @@ def _decode_png(data) -> np.ndarray:
 
 
 def compressed_to_rgb(msg, min_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
-    """A sensor_msgs/CompressedImage (jpeg or png) as (H, W, 3) uint8 RGB.
+    """
+    Convert a sensor_msgs/CompressedImage (jpeg or png) to (H, W, 3) uint8 RGB.
 
     `format` follows image_transport: 'jpeg', 'png', or 'rgb8; jpeg compressed bgr8'.
     """
@@ -163,5 +166,5 @@ def rgb_to_compressed_msg(rgb: np.ndarray, quality: int = 90, msg=None):
 
 
 def _wants_bytes(msg) -> bool:
-    """rclpy messages take bytes for uint8[]; rosbags dataclasses take numpy arrays."""
+    """Tell whether msg is an rclpy message (uint8[] as bytes) or a rosbags one (ndarray)."""
     return type(msg).__module__.startswith(('sensor_msgs', 'rclpy')) or hasattr(msg, 'SLOT_TYPES')

@@ -1,5 +1,9 @@
-"""VLM-AD's structured action labels (Q2): one set per category, shared by the teacher,
-the action head and DrivingReasoning. Index i of a list equals the message constant value."""
+"""
+VLM-AD's structured action labels (Q2) and free-form answer fields (Q1).
+
+One set per category, shared by the teacher, the action head and DrivingReasoning.
+Index i of a list equals the message constant's value.
+"""
 from typing import Dict, Tuple
 
 CONTROL_LABELS: Tuple[str, ...] = ('go straight', 'move slowly', 'stop', 'reverse')

@@ -1,4 +1,5 @@
-"""Camera rigs: intrinsics and extrinsics of the six surround cameras, and projection.
+"""
+Camera rigs: intrinsics and extrinsics of the six surround cameras, and projection.
 
 One implementation used everywhere: the model's ray encoding, the synthetic renderer, the
 annotator's path overlay, the nuScenes converter and CameraInfo messages.
@@ -13,9 +14,8 @@ import pathlib
 from typing import List, Sequence, Tuple
 
 import numpy as np
-import yaml
-
 from vlmad_ros.paths import config_dir
+import yaml
 
 # The nuScenes channel order. Every per-camera list in the package follows it.
 CAMERA_NAMES: Tuple[str, ...] = (
@@ -94,7 +94,7 @@ class Camera:
         return t
 
     def scaled(self, width: int, height: int) -> 'Camera':
-        """The same camera at another resolution (intrinsics scaled, pose unchanged)."""
+        """Return the same camera at another resolution (intrinsics scaled, pose unchanged)."""
         sx, sy = width / self.width, height / self.height
         return dataclasses.replace(
             self, width=int(width), height=int(height), fx=self.fx * sx, fy=self.fy * sy,
@@ -107,7 +107,8 @@ class Camera:
                                    fy=float(k[1, 1]), cx=float(k[0, 2]), cy=float(k[1, 2]))
 
     def project(self, points_base: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Project (N, 3) base_link points. Returns pixels (N, 2) and depth (N,) along z.
+        """
+        Project (N, 3) base_link points. Returns pixels (N, 2) and depth (N,) along z.
 
         Points with depth <= 0 are behind the camera: their pixels are meaningless; callers
         clip against the near plane first (the renderer and the path overlay do).
@@ -121,7 +122,7 @@ class Camera:
         return np.stack([u, v], axis=1), depth
 
     def pixel_rays(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Unit viewing rays in base_link for pixel coordinates (any shape) -> (..., 3)."""
+        """Return unit viewing rays in base_link for pixel coordinates (any shape) -> (..., 3)."""
         x = (np.asarray(u, dtype=np.float64) - self.cx) / self.fx
         y = (np.asarray(v, dtype=np.float64) - self.cy) / self.fy
         d = np.stack([x, y, np.ones_like(x)], axis=-1) @ self.rotation.T
@@ -172,7 +173,8 @@ class CameraRig:
         return len(self.cameras)
 
     def scaled(self, width: int, height: int) -> 'CameraRig':
-        return dataclasses.replace(self, cameras=tuple(c.scaled(width, height) for c in self.cameras))
+        cameras = tuple(c.scaled(width, height) for c in self.cameras)
+        return dataclasses.replace(self, cameras=cameras)
 
     def replace_camera(self, camera: Camera) -> 'CameraRig':
         return dataclasses.replace(
@@ -205,9 +207,8 @@ class CameraRig:
 
 
 def load_rig(name_or_path: str) -> CameraRig:
-    """A rig by name ('nuscenes', 'carla') from config/rigs, or from a yaml path."""
+    """Load a rig by name ('nuscenes', 'carla') from config/rigs, or from a yaml path."""
     path = pathlib.Path(name_or_path)
     if path.suffix in ('.yaml', '.yml') or path.is_file():
         return CameraRig.load(path)
     return CameraRig.load(config_dir() / 'rigs' / f'{name_or_path}.yaml')
-

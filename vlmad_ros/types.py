@@ -1,4 +1,6 @@
-"""What the planner may see, and what only training may see (navsim's split).
+# noqa: A005 (module name types: the package's data types, always imported qualified)
+"""
+What the planner may see, and what only training may see (navsim's split).
 
 Observation -> planner -> Trajectory at run time; Sample = Observation + Targets offline.
 Batches for the torch model use the string keys below (tensors, batch first).
@@ -28,7 +30,7 @@ COMMAND_LATERAL_THRESHOLD_M = 2.0
 
 
 def command_from_endpoint(xy_end) -> Command:
-    """nuScenes planners' rule: lateral offset of the 3 s endpoint beyond +-2 m (y left)."""
+    """Apply the nuScenes planners' rule: 3 s endpoint beyond +-2 m lateral (y left)."""
     y = float(xy_end[1])
     if y > COMMAND_LATERAL_THRESHOLD_M:
         return Command.LEFT
@@ -66,7 +68,8 @@ class Trajectory:
         if self.xy.shape != (PLAN_STEPS, 2):
             raise ValueError(f'Trajectory.xy must be ({PLAN_STEPS}, 2), got {self.xy.shape}')
         if self.heading.shape != (PLAN_STEPS,):
-            raise ValueError(f'Trajectory.heading must be ({PLAN_STEPS},), got {self.heading.shape}')
+            raise ValueError(
+                f'Trajectory.heading must be ({PLAN_STEPS},), got {self.heading.shape}')
 
     @property
     def times(self) -> np.ndarray:
@@ -107,7 +110,7 @@ class Observation:
 class ReasoningRecord:
     """A teacher's answer (DrivingReasoning) as plain data for training."""
 
-    texts: Tuple[str, str, str]       # current_action, future_action, reasoning (labels.TEXT_FIELDS)
+    texts: Tuple[str, str, str]       # labels.TEXT_FIELDS order
     labels: Tuple[int, int, int]      # control, turn, lane; labels.UNKNOWN when absent
     teacher: str = ''
     prompt_version: str = ''
