@@ -37,6 +37,30 @@ def typestore():
     return store
 
 
+@functools.lru_cache(maxsize=None)
+def message_definition(msgtype: str) -> Tuple[str, str]:
+    """
+    Return the ROS 2 message definition text to store in a bag, and its RIHS01 hash.
+
+    For our own types (and our types nested inside them) the stored text is the .msg file
+    itself, comments included, as `ros2 bag record` stores it.
+    """
+    store = typestore()
+    generated, _ = store.generate_msgdef(msgtype, ros_version=2)
+    ours = our_msg_definitions()
+    separator = '=' * 80 + '\n'
+    sections = generated.split(separator)
+    fixed = []
+    for i, section in enumerate(sections):
+        name = msgtype if i == 0 else section.split('\n', 1)[0][len('MSG: '):]
+        full = name if '/msg/' in name else name.replace('/', '/msg/', 1)
+        if full in ours:
+            body = ours[full].rstrip('\n') + '\n'
+            section = body if i == 0 else f'MSG: {name}\n{body}'
+        fixed.append(section)
+    return separator.join(fixed), store.hash_rihs01(msgtype)
+
+
 def stamp_to_ns(stamp) -> int:
     """builtin_interfaces/Time (any implementation) -> integer nanoseconds."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
@@ -91,8 +115,9 @@ class BagWriter:
             if self._connections[topic].msgtype != msgtype:
                 raise ValueError(f'{topic} already has type {self._connections[topic].msgtype}')
             return
-        self._connections[topic] = self._writer.add_connection(topic, msgtype,
-                                                               typestore=self._store)
+        msgdef, rihs01 = message_definition(msgtype)
+        self._connections[topic] = self._writer.add_connection(topic, msgtype, msgdef=msgdef,
+                                                               rihs01=rihs01)
 
     def write(self, topic: str, msg, stamp_ns: int) -> None:
         conn = self._connections.get(topic)
@@ -157,21 +182,33 @@ def read_messages(path, topics: Optional[Iterable[str]] = None,
 
 
 def _read_mcap(file: pathlib.Path, wanted, raw: bool):
-    """Read an MCAP file directly (no metadata.yaml: a single file or a crashed recording)."""
+    """
+    Read an MCAP file record by record (no metadata.yaml: a single file or a crashed recording).
+
+    Streaming, not the summary index, so a file cut mid-write yields every complete chunk.
+    """
     from mcap.exceptions import McapError
-    from mcap.reader import NonSeekingReader
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
 
     store = typestore()
+    schemas, channels = {}, {}
     with open(file, 'rb') as f:
-        reader = NonSeekingReader(f, validate_crcs=False)
         try:
-            for schema, channel, message in reader.iter_messages(
-                    topics=list(wanted) if wanted is not None else None):
-                msgtype = schema.name
-                _register_unknown(store, [(msgtype, schema.data.decode())])
-                msg = message.data if raw else store.deserialize_cdr(message.data, msgtype)
-                yield channel.topic, message.log_time, msg
-        except (McapError, EOFError, ValueError):
+            for record in StreamReader(f, skip_magic=False).records:
+                if isinstance(record, Schema):
+                    schemas[record.id] = record
+                    _register_unknown(store, [(record.name, record.data.decode())])
+                elif isinstance(record, Channel):
+                    channels[record.id] = record
+                elif isinstance(record, Message):
+                    channel = channels[record.channel_id]
+                    if wanted is not None and channel.topic not in wanted:
+                        continue
+                    msgtype = schemas[channel.schema_id].name
+                    msg = record.data if raw else store.deserialize_cdr(record.data, msgtype)
+                    yield channel.topic, record.log_time, msg
+        except (McapError, EOFError):
             return  # truncated file: everything complete before the break was yielded
 
 

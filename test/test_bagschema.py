@@ -1,0 +1,121 @@
+"""rosbag2 files with our messages, written and read without ROS (rosbags), MCAP and sqlite3."""
+import numpy as np
+import pytest
+import yaml
+from vlmad_ros import bagschema
+from vlmad_ros.paths import msg_dir
+
+
+def _reasoning(stamp_ns):
+    cls = bagschema.msg_class('vlmad_ros/msg/DrivingReasoning')
+    header = bagschema.msg_class('std_msgs/msg/Header')(
+        stamp=bagschema.ns_to_stamp(stamp_ns), frame_id='base_link')
+    return cls(header=header, current_action='Driving straight at 8 m/s.',
+               future_action='Slowing down for the red light.', reasoning='The light ahead is red.',
+               control_action=cls.CONTROL_MOVE_SLOWLY, turn_action=cls.TURN_NONE,
+               lane_action=cls.LANE_NONE, teacher='rule-v1', prompt_version='v1',
+               status=cls.STATUS_OK, failure_reason='')
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_reasoning_round_trip(tmp_path, storage):
+    bag = tmp_path / 'bag'
+    stamps = [1_000_000_000 + k * 500_000_000 for k in range(5)]
+    with bagschema.BagWriter(bag, storage=storage) as writer:
+        writer.add_topic('/vlmad/reasoning', 'vlmad_ros/msg/DrivingReasoning')
+        for s in stamps:
+            writer.write('/vlmad/reasoning', _reasoning(s), s)
+    meta = yaml.safe_load((bag / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+    assert meta['storage_identifier'] == storage
+    assert meta['message_count'] == 5
+    read = list(bagschema.read_messages(bag))
+    assert [s for _, s, _ in read] == stamps
+    for (topic, stamp, msg), s in zip(read, stamps):
+        assert topic == '/vlmad/reasoning'
+        assert bagschema.stamp_to_ns(msg.header.stamp) == s
+        assert msg.reasoning == 'The light ahead is red.'
+        assert msg.control_action == msg.CONTROL_MOVE_SLOWLY == 1
+
+
+def test_bag_stores_our_msg_definitions(tmp_path):
+    """The definition in the bag is our .msg file, so other tools decode our types."""
+    from mcap.reader import make_reader
+    bag = tmp_path / 'bag'
+    with bagschema.BagWriter(bag) as writer:
+        writer.write('/vlmad/reasoning', _reasoning(5), 5)
+    (mcap_file,) = bag.glob('*.mcap')
+    with open(mcap_file, 'rb') as f:
+        schemas = make_reader(f).get_summary().schemas.values()
+    (schema,) = [s for s in schemas if s.name == 'vlmad_ros/msg/DrivingReasoning']
+    ours = (msg_dir() / 'DrivingReasoning.msg').read_text()
+    first_part = schema.data.decode().split('\n====')[0]
+    assert first_part.strip() == ours.strip()
+
+
+def test_independent_reader_decodes(tmp_path):
+    """mcap + mcap-ros2-support (not rosbags) decode DrivingReasoning from our bag."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+    bag = tmp_path / 'bag'
+    with bagschema.BagWriter(bag) as writer:
+        writer.write('/vlmad/reasoning', _reasoning(7), 7)
+    (mcap_file,) = bag.glob('*.mcap')
+    with open(mcap_file, 'rb') as f:
+        decoded = [m for _, _, _, m in make_reader(
+            f, decoder_factories=[DecoderFactory()]).iter_decoded_messages()]
+    assert decoded[0].future_action == 'Slowing down for the red light.'
+    assert decoded[0].lane_action == 4
+
+
+def test_truncated_mcap_yields_complete_messages(tmp_path):
+    bag = tmp_path / 'bag'
+    msg = _reasoning(0)
+    msg.reasoning = 'x' * 100_000   # rosbags flushes 1 MB chunks: make several
+    with bagschema.BagWriter(bag) as writer:
+        for k in range(50):
+            writer.write('/vlmad/reasoning', msg, k)
+    (mcap_file,) = bag.glob('*.mcap')
+    data = mcap_file.read_bytes()
+    cut = tmp_path / 'crashed.mcap'
+    cut.write_bytes(data[: len(data) * 2 // 3])   # a crash while recording: no summary, cut record
+    read = list(bagschema.read_messages(cut))
+    assert 5 < len(read) < 50
+    assert [s for _, s, _ in read] == list(range(len(read)))
+
+
+def test_writer_refuses_to_overwrite(tmp_path):
+    (tmp_path / 'bag').mkdir()
+    with pytest.raises(FileExistsError):
+        bagschema.BagWriter(tmp_path / 'bag')
+
+
+def test_writer_closes_bag_on_exception(tmp_path):
+    bag = tmp_path / 'bag'
+    with pytest.raises(RuntimeError):
+        with bagschema.BagWriter(bag) as writer:
+            writer.write('/vlmad/reasoning', _reasoning(1), 1)
+            raise RuntimeError('interrupted')
+    assert (bag / 'metadata.yaml').is_file()
+    assert len(list(bagschema.read_messages(bag))) == 1
+
+
+def test_bag_paths_expands_folders(tmp_path):
+    for name in ('a', 'b'):
+        with bagschema.BagWriter(tmp_path / 'set' / name) as writer:
+            writer.write('/x', _reasoning(1), 1)
+    assert [p.name for p in bagschema.bag_paths([tmp_path / 'set'])] == ['a', 'b']
+    with pytest.raises(FileNotFoundError):
+        bagschema.bag_paths([tmp_path / 'missing'])
+
+
+def test_images_in_bags(tmp_path):
+    from vlmad_ros.images import compressed_to_rgb, rgb_to_compressed_msg
+    cls = bagschema.msg_class('sensor_msgs/msg/CompressedImage')
+    header = bagschema.msg_class('std_msgs/msg/Header')(
+        stamp=bagschema.ns_to_stamp(3), frame_id='cam_front_optical_frame')
+    rgb = np.full((90, 160, 3), 120, np.uint8)
+    msg = rgb_to_compressed_msg(rgb, msg=cls(header=header, format='', data=np.zeros(0, np.uint8)))
+    with bagschema.BagWriter(tmp_path / 'bag') as writer:
+        writer.write('/CAM_FRONT/image_rect_compressed', msg, 3)
+    (_, _, back), = bagschema.read_messages(tmp_path / 'bag')
+    assert abs(int(compressed_to_rgb(back).mean()) - 120) <= 2
