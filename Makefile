@@ -28,7 +28,7 @@ lock:
 	@rm -rf build/lockvenv && python3.11 -m venv build/lockvenv && \
 	  build/lockvenv/bin/pip install -q -r requirements/base.in \
 	    $$(grep -oE '^ros-kilted-(ament-cmake|rosidl)[a-z0-9-]*' requirements/lock.txt | sort -u) && \
-	  build/lockvenv/bin/pip freeze | sort > requirements/lock.txt && rm -rf build/lockvenv
+	  build/lockvenv/bin/python tools/freeze.py > requirements/lock.txt && rm -rf build/lockvenv
 
 clean:
 	rm -rf build install log demo_out bench_out
