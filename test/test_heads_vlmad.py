@@ -1,0 +1,137 @@
+"""VLM-AD heads: shapes, gradients, hand-computed losses, and no trace in exported checkpoints."""
+import math
+
+import helpers_vlmad as H
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from vlmad_ros import labels
+from vlmad_ros import types as T
+from vlmad_ros.model import build_model, load_checkpoint
+from vlmad_ros.model.heads import (
+    action_loss, ActionHead, AlignmentHead, alignment_loss, VLMADConfig, VLMADHeads)
+from vlmad_ros.model.vlmad import VLMADModel
+
+
+def test_head_shapes_and_gradients():
+    torch.manual_seed(0)
+    cfg = VLMADConfig(ego_dim=32)
+    ego = torch.randn(5, 32, requires_grad=True)
+    align = AlignmentHead(cfg)
+    assert align(ego).shape == (5, 3, 384)
+    action = ActionHead(cfg)
+    assert [lg.shape for lg in action(ego)] == [(5, 4), (5, 4), (5, 5)]
+    heads = VLMADHeads(cfg)
+    batch = {T.TEXT_EMB: torch.randn(5, 3, 384), T.TEXT_VALID: torch.ones(5, dtype=torch.bool),
+             T.ACTION_LABELS: torch.tensor([[0, 3, 4]] * 5)}
+    loss, logs = heads(ego, batch)
+    loss.backward()
+    assert set(logs) >= {'align_loss', 'action_loss'}
+    assert ego.grad is not None and ego.grad.abs().sum() > 0
+    for name, p in heads.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert heads.alignment.decoder.queries.grad.abs().sum() > 0
+    # The three queries give three different outputs from one ego feature.
+    out = align(ego)
+    assert not torch.allclose(out[:, 0], out[:, 1])
+
+
+def test_alignment_loss_hand_computed():
+    # Equal logits: both distributions uniform over 2 dims -> log 2 per text, 3 texts.
+    z = torch.zeros(1, 3, 2)
+    assert alignment_loss(z, z, torch.tensor([True])).item() == pytest.approx(3 * math.log(2))
+    # teacher/0.04 = [ln 3, 0] -> p = [3/4, 1/4]; student/0.1 = [ln 4, 0] -> q = [4/5, 1/5].
+    teacher = torch.tensor([0.04 * math.log(3), 0.0]).expand(1, 3, 2)
+    student = torch.tensor([0.1 * math.log(4), 0.0]).expand(1, 3, 2)
+    expect = -3 * (0.75 * math.log(0.8) + 0.25 * math.log(0.2))
+    got = alignment_loss(student, teacher, torch.tensor([True]))
+    assert got.item() == pytest.approx(expect, rel=1e-5)
+    # A frame without a record does not count, whatever its values.
+    s2 = torch.cat([student, torch.randn(1, 3, 2) * 50])
+    t2 = torch.cat([teacher, torch.randn(1, 3, 2)])
+    assert alignment_loss(s2, t2, torch.tensor([True, False])).item() == pytest.approx(
+        expect, rel=1e-5)
+    # Temperatures are parameters.
+    got = alignment_loss(student * 2, teacher, torch.tensor([True]), student_temp=0.2)
+    assert got.item() == pytest.approx(expect, rel=1e-5)
+
+
+def test_action_loss_hand_computed_ignores_unknown_and_invalid():
+    logits = (torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(2, 5))
+    y = torch.tensor([[0, labels.UNKNOWN, 4], [1, 2, labels.UNKNOWN]])
+    # control: 2 frames, ln 4 each; turn: 1 frame, ln 4; lane: 1 frame, ln 5.
+    got = action_loss(logits, y, torch.tensor([True, True]))
+    assert got.item() == pytest.approx(2 * math.log(4) + math.log(5))
+    # Second frame invalid: control 1 frame, turn none, lane 1 frame.
+    got = action_loss(logits, y, torch.tensor([True, False]))
+    assert got.item() == pytest.approx(math.log(4) + math.log(5))
+    # A confident right answer costs ~0.
+    sharp = (torch.tensor([[20.0, 0, 0, 0]]), torch.tensor([[0, 0, 0, 20.0]]),
+             torch.tensor([[0, 0, 0, 0, 20.0]]))
+    assert action_loss(sharp, torch.tensor([[0, 3, 4]]), torch.tensor([True])).item() < 1e-6
+
+
+def test_weights_and_ablations():
+    ego = torch.randn(3, 32)
+    batch = {T.TEXT_EMB: torch.randn(3, 3, 384), T.TEXT_VALID: torch.ones(3, dtype=torch.bool),
+             T.ACTION_LABELS: torch.tensor([[0, 3, 4]] * 3)}
+    torch.manual_seed(1)
+    heads = VLMADHeads(VLMADConfig(ego_dim=32))
+    loss, logs = heads(ego, batch)
+    assert loss.item() == pytest.approx(
+        float(logs['align_loss'] + 0.1 * logs['action_loss']), rel=1e-5)
+    q1 = VLMADHeads(VLMADConfig(ego_dim=32, action_weight=0.0))
+    assert q1.action is None and q1.alignment is not None
+    q2 = VLMADHeads(VLMADConfig(ego_dim=32, align_weight=0.0))
+    assert q2.alignment is None and q2.action is not None
+    assert 'align_loss' not in q2(ego, batch)[1]
+    # No valid record in the batch: zero loss, still differentiable (DDP needs every param).
+    batch[T.TEXT_VALID] = torch.zeros(3, dtype=torch.bool)
+    loss, _ = heads(ego, batch)
+    loss.backward()
+    assert loss.item() == 0.0
+    assert all(p.grad is not None for p in heads.parameters())
+
+
+@pytest.mark.parametrize('field,value', [('num_heads', 0), ('d_model', 100), ('teacher_temp', 0),
+                                         ('action_weight', -1.0), ('dropout', 1.0)])
+def test_config_rejects_bad_values_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=f'VLMADConfig.{field}'):
+        VLMADConfig(**{field: value})
+
+
+def test_exported_checkpoint_has_no_heads_and_inference_cost_is_unchanged(tmp_path):
+    torch.manual_seed(0)
+    cfg = H.tiny_planner_config()
+    model = VLMADModel(build_model(cfg), VLMADConfig(ego_dim=cfg.d_model))
+    batch = H.make_batch(cfg, batch_size=2)
+    loss, logs = model(batch)
+    loss.backward()
+    assert {'loss_planning', 'align_loss', 'action_loss', 'loss'} <= set(logs)
+    assert sum(p.numel() for p in model.heads.parameters()) > 0
+    path = model.export(tmp_path / 'planner.pt')
+    ckpt = torch.load(path, weights_only=True)
+    assert not any(k.startswith(('heads', 'alignment', 'action')) for k in ckpt['state_dict'])
+    assert set(ckpt['state_dict']) == set(build_model(cfg).state_dict())
+    loaded = load_checkpoint(path)
+    plain = build_model(cfg).eval()
+    assert sum(p.numel() for p in loaded.parameters()) == sum(
+        p.numel() for p in plain.parameters())
+
+    def flops(m):
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            m(batch)
+        return counter.get_total_flops()
+
+    assert flops(loaded) == flops(plain) > 0
+    model.eval()
+    with torch.inference_mode():
+        a = model.planner(batch)[T.TRAJ]
+        b = loaded(batch)[T.TRAJ]
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_heads_width_must_match_planner():
+    cfg = H.tiny_planner_config()
+    with pytest.raises(ValueError, match='ego_dim'):
+        VLMADModel(build_model(cfg), VLMADConfig(ego_dim=64))
