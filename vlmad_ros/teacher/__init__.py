@@ -1,0 +1,1 @@
+"""VLM teachers: prompts, the red-path overlay, answer validation, the annotate CLI."""
