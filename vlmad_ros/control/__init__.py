@@ -1,0 +1,1 @@
+"""Path following without ROS: pure pursuit steering and PID speed control."""

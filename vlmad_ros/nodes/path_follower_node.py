@@ -1,0 +1,334 @@
+"""
+path_follower: nav_msgs/Path (/vlmad/plan) + nav_msgs/Odometry (/odom) -> Twist (/cmd_vel).
+
+Thin ROS layer over vlmad_ros.control.PathFollower. The controller runs on the odometry's
+clock (the plan stamps are sensor stamps, so plan age and the waypoint timing need no
+use_sim_time agreement). By default one command is published per odometry message, which is
+what a lockstep simulator (and CARLA in synchronous mode) needs; control_trigger:=timer runs
+at control_rate instead. A watchdog on the node clock stops the car when odometry stops.
+
+With the CARLA ROS bridge set output_mode:=carla and remap cmd_vel to
+/carla/ego_vehicle/twist (the carla_twist_to_control input); see docs/CARLA.md.
+
+Callbacks run in one single-threaded executor: plan, odometry and timers never overlap.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import math
+import sys
+from typing import Deque, Dict, Optional, Tuple
+
+import numpy as np
+
+from vlmad_ros import topics
+from vlmad_ros.control.follower import (
+    Command, FollowerConfig, PathFollower, Status, TimedPath)
+from vlmad_ros.control.pid import PIDConfig
+from vlmad_ros.topics import PLAN_DT
+
+CONTROL_TRIGGERS = ('odom', 'timer')
+RELIABILITY = ('reliable', 'best_effort')
+ODOM_HISTORY_S = 5.0
+
+
+@dataclasses.dataclass
+class NodeConfig:
+    """Node-level parameters (the controller's own are FollowerConfig)."""
+
+    control_trigger: str = 'odom'   # 'odom': one command per odometry; 'timer': control_rate
+    control_rate: float = 20.0      # [Hz] timer trigger only
+    base_frame: str = topics.BASE_FRAME
+    odom_reliability: str = 'reliable'
+    plan_reliability: str = 'reliable'
+    diagnostics_period: float = 1.0  # [s] node clock
+
+    def __post_init__(self):
+        if self.control_trigger not in CONTROL_TRIGGERS:
+            raise ValueError(f'control_trigger must be one of {CONTROL_TRIGGERS}, got '
+                             f'{self.control_trigger!r}')
+        for name in ('odom_reliability', 'plan_reliability'):
+            if getattr(self, name) not in RELIABILITY:
+                raise ValueError(f'{name} must be one of {RELIABILITY}, got '
+                                 f'{getattr(self, name)!r}')
+        for name in ('control_rate', 'diagnostics_period'):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f'{name} must be finite and > 0, got {value}')
+        if not self.base_frame:
+            raise ValueError('base_frame must not be empty')
+
+
+PARAM_HELP = {
+    'output_mode': "'velocity' (linear.x speed, angular.z yaw rate) or 'carla' "
+                   '(carla_twist_to_control: throttle demand 0..10, steering angle)',
+    'control_trigger': "'odom': one command per odometry message; 'timer': control_rate Hz",
+    'plan_timeout': 'seconds without a fresh plan (by its stamp) before stopping',
+    'odom_timeout': 'seconds without odometry (node clock) before stopping',
+    'lookahead_min': 'pure pursuit lookahead at standstill [m]',
+    'lookahead_time': 'lookahead grows by this times speed [s]',
+    'max_curvature': 'curvature limit [1/m]',
+    'max_accel': 'acceleration limit [m/s^2]',
+    'max_decel': 'deceleration limit, also used to stop on plan loss [m/s^2]',
+}
+
+
+def coerce(name: str, value, default):
+    """Return a parameter value as the default's type; ValueError naming the parameter."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        raise ValueError(f'{name} must be a {type(default).__name__}, got {value!r}')
+    return value
+
+
+def stamp_to_s(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def yaw_of(q) -> float:
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+class OdomHistory:
+    """Recent (stamp, x, y, yaw): the pose a base_link plan was made at, interpolated."""
+
+    def __init__(self, horizon_s: float = ODOM_HISTORY_S):
+        self.horizon_s = horizon_s
+        self.items: Deque[Tuple[float, float, float, float]] = collections.deque()
+
+    def add(self, t: float, x: float, y: float, yaw: float) -> None:
+        if self.items and t < self.items[-1][0]:
+            self.items.clear()   # time jumped back (a bag loops, a sim restarts)
+        self.items.append((t, x, y, yaw))
+        while self.items and self.items[0][0] < t - self.horizon_s:
+            self.items.popleft()
+
+    def pose_at(self, t: float, tolerance: float = 0.2) -> Optional[Tuple[float, float, float]]:
+        """Pose at `t`; None when `t` is outside the history by more than `tolerance` s."""
+        if not self.items:
+            return None
+        first, last = self.items[0], self.items[-1]
+        if t < first[0] - tolerance or t > last[0] + tolerance:
+            return None
+        if t <= first[0]:
+            return first[1:]
+        if t >= last[0]:
+            return last[1:]
+        for a, b in zip(self.items, list(self.items)[1:]):
+            if a[0] <= t <= b[0]:
+                w = 0.0 if b[0] == a[0] else (t - a[0]) / (b[0] - a[0])
+                dyaw = math.atan2(math.sin(b[3] - a[3]), math.cos(b[3] - a[3]))
+                return (a[1] + w * (b[1] - a[1]), a[2] + w * (b[2] - a[2]), a[3] + w * dyaw)
+        return last[1:]
+
+
+def path_to_timed(msg, base_frame: str, odom_frame: Optional[str],
+                  history: OdomHistory) -> TimedPath:
+    """nav_msgs/Path -> TimedPath in the odometry frame; ValueError(reason) when unusable."""
+    if len(msg.poses) < 1:
+        raise ValueError('empty_path')
+    stamp = stamp_to_s(msg.header.stamp)
+    xy = np.array([[p.pose.position.x, p.pose.position.y] for p in msg.poses], np.float64)
+    offsets = np.array([stamp_to_s(p.header.stamp) - stamp for p in msg.poses])
+    if not (np.all(np.diff(offsets) > 0) and offsets[0] > 0):
+        offsets = PLAN_DT * np.arange(1, len(msg.poses) + 1)   # poses without their own stamps
+    if not np.all(np.isfinite(xy)):
+        raise ValueError('non_finite_path')
+    frame = msg.header.frame_id.lstrip('/')
+    if frame in (base_frame, ''):
+        pose = history.pose_at(stamp)
+        if pose is None:
+            raise ValueError('no_odometry_at_plan_stamp')
+        return TimedPath.from_base_link(stamp, offsets, xy, pose)
+    if odom_frame is not None and frame == odom_frame:
+        pose = history.pose_at(stamp)
+        start = np.asarray(pose[:2]) if pose is not None else xy[0]
+        return TimedPath(times=np.concatenate([[stamp], stamp + offsets]),
+                         xy=np.vstack([start[None], xy]))
+    raise ValueError('unknown_frame')
+
+
+def main(args=None) -> int:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from geometry_msgs.msg import Twist
+    from nav_msgs.msg import Odometry, Path
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    class PathFollowerNode(Node):
+        """Parameters -> PathFollower; plan/odometry in, Twist and diagnostics out."""
+
+        def __init__(self):
+            super().__init__('path_follower')
+            self.follower = PathFollower(self._read_config())
+            self.history = OdomHistory()
+            self.counts: Dict[str, int] = collections.Counter()
+            self.odom_frame: Optional[str] = None
+            self.last_odom: Optional[Tuple[float, Tuple[float, float, float], float]] = None
+            self.last_odom_clock: Optional[float] = None
+            self.last_cmd: Optional[Command] = None
+
+            def qos(reliability: str) -> QoSProfile:
+                return QoSProfile(depth=10, reliability=(
+                    ReliabilityPolicy.RELIABLE if reliability == 'reliable'
+                    else ReliabilityPolicy.BEST_EFFORT))
+
+            self.pub_cmd = self.create_publisher(Twist, 'cmd_vel', 10)
+            self.pub_diag = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
+            self.create_subscription(Path, topics.PLAN, self.on_plan,
+                                     qos(self.node_config.plan_reliability))
+            self.create_subscription(Odometry, topics.ODOM, self.on_odom,
+                                     qos(self.node_config.odom_reliability))
+            if self.node_config.control_trigger == 'timer':
+                self.create_timer(1.0 / self.node_config.control_rate, self.on_timer)
+            self.create_timer(0.1, self.watchdog)
+            self.create_timer(self.node_config.diagnostics_period, self.publish_diagnostics)
+            c = self.follower.config
+            self.get_logger().info(
+                f'path_follower: output_mode={c.output_mode}, trigger='
+                f'{self.node_config.control_trigger}, plan_timeout={c.plan_timeout} s')
+
+        def _read_config(self) -> FollowerConfig:
+            """Declare every parameter with a description, then validate (errors name it)."""
+            defaults = FollowerConfig()
+            fields = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)
+                      if f.name != 'pid'}
+            node_fields = {f.name: getattr(NodeConfig(), f.name)
+                           for f in dataclasses.fields(NodeConfig)}
+            pid_fields = {f'pid.{f.name}': getattr(defaults.pid, f.name)
+                          for f in dataclasses.fields(PIDConfig)}
+            values = {}
+            try:
+                for name, default in {**fields, **node_fields, **pid_fields}.items():
+                    if isinstance(default, float) and math.isinf(default):
+                        default = 1e9
+                    desc = ParameterDescriptor(description=PARAM_HELP.get(name, name),
+                                               dynamic_typing=True)
+                    values[name] = coerce(name, self.declare_parameter(name, default, desc).value,
+                                          default)
+                self.node_config = NodeConfig(**{k: values[k] for k in node_fields})
+                pid = PIDConfig(**{k[4:]: values[k] for k in pid_fields})
+                return FollowerConfig(pid=pid, **{k: values[k] for k in fields})
+            except ValueError as err:
+                raise SystemExit(f'path_follower: invalid parameter: {err}') from None
+
+        def on_plan(self, msg) -> None:
+            try:
+                path = path_to_timed(msg, self.node_config.base_frame, self.odom_frame,
+                                     self.history)
+            except ValueError as err:
+                self._bad('plan', str(err))
+                return
+            self.follower.set_path(path)
+            self.counts['plans'] += 1
+
+        def on_odom(self, msg) -> None:
+            p, q = msg.pose.pose.position, msg.pose.pose.orientation
+            t = stamp_to_s(msg.header.stamp)
+            values = (p.x, p.y, q.x, q.y, q.z, q.w, msg.twist.twist.linear.x)
+            if not all(math.isfinite(v) for v in values):
+                self._bad('odom', 'non_finite_odometry')
+                return
+            self.odom_frame = msg.header.frame_id.lstrip('/') or None
+            pose = (p.x, p.y, yaw_of(q))
+            self.history.add(t, *pose)
+            self.last_odom = (t, pose, msg.twist.twist.linear.x)
+            self.last_odom_clock = self._clock_s()
+            self.counts['odom'] += 1
+            if self.node_config.control_trigger == 'odom':
+                self.control(t)
+
+        def on_timer(self) -> None:
+            if self.last_odom is None or self.last_odom_clock is None:
+                return
+            # The odometry clock, advanced by the node-clock time since the last odometry.
+            self.control(self.last_odom[0] + max(self._clock_s() - self.last_odom_clock, 0.0))
+
+        def control(self, now: float) -> None:
+            _, pose, speed = self.last_odom
+            cmd = self.follower.update(now, pose, speed)
+            self._publish(cmd)
+
+        def watchdog(self) -> None:
+            """Stop the car when odometry stops (node clock: sim time pauses with the sim)."""
+            if self.last_odom_clock is None:
+                return
+            if self._clock_s() - self.last_odom_clock > self.follower.config.odom_timeout:
+                t, _, speed = self.last_odom
+                self._publish(self.follower.stop_command(Status.NO_ODOM, t, 0.0))
+
+        def _publish(self, cmd: Command) -> None:
+            msg = Twist()
+            msg.linear.x = float(cmd.linear_x)
+            msg.angular.z = float(cmd.angular_z)
+            self.pub_cmd.publish(msg)
+            if self.last_cmd is None or cmd.status != self.last_cmd.status:
+                log = (self.get_logger().info if cmd.status in (Status.FOLLOWING, Status.STOPPED)
+                       else self.get_logger().warn)
+                log(f'path_follower: {cmd.status.value}')
+            self.last_cmd = cmd
+            self.counts['commands'] += 1
+
+        def _bad(self, kind: str, reason: str) -> None:
+            self.counts[f'bad_{kind}.{reason}'] += 1
+            self.get_logger().warn(f'skipping {kind}: {reason}', throttle_duration_sec=5.0)
+
+        def _clock_s(self) -> float:
+            return self.get_clock().now().nanoseconds * 1e-9
+
+        def publish_diagnostics(self) -> None:
+            status = DiagnosticStatus()
+            status.name = f'{self.get_name()}: path follower'
+            status.hardware_id = 'vlmad_ros'
+            cmd = self.last_cmd
+            state = self.follower.status if cmd is None else cmd.status
+            ok = state in (Status.FOLLOWING, Status.STOPPED)
+            status.level = DiagnosticStatus.OK if ok else DiagnosticStatus.WARN
+            status.message = state.value
+            now = self.last_odom[0] if self.last_odom else math.nan
+            values = {
+                'plan_age_s': f'{self.follower.plan_age(now):.3f}',
+                'plan_timeout_s': str(self.follower.config.plan_timeout),
+                'output_mode': self.follower.config.output_mode,
+                'target_speed': f'{cmd.target_speed:.3f}' if cmd else 'nan',
+                'command_linear_x': f'{cmd.linear_x:.3f}' if cmd else 'nan',
+                'command_angular_z': f'{cmd.angular_z:.4f}' if cmd else 'nan',
+                'counts': json.dumps(dict(sorted(self.counts.items()))),
+            }
+            status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+            arr = DiagnosticArray()
+            arr.header.stamp = self.get_clock().now().to_msg()
+            arr.status = [status]
+            self.pub_diag.publish(arr)
+
+    rclpy.init(args=args)
+    try:
+        node = PathFollowerNode()
+    except SystemExit as err:
+        print(err, file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
