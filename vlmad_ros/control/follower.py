@@ -112,7 +112,7 @@ class TimedPath:
     @classmethod
     def from_base_link(cls, stamp: float, offsets: Sequence[float], xy_base: np.ndarray,
                        pose_at_stamp: Sequence[float]) -> 'TimedPath':
-        """Build from a base_link plan at `stamp` (waypoints `offsets` s later) and the ego pose."""
+        """Build from a base_link plan at `stamp` (waypoints `offsets` s later), ego pose."""
         world = to_world(xy_base, pose_at_stamp)
         times = np.concatenate([[stamp], stamp + np.asarray(offsets, dtype=np.float64)])
         return cls(times=times, xy=np.vstack([np.asarray(pose_at_stamp[:2])[None], world]))
