@@ -21,7 +21,13 @@ touch "$VENV/COLCON_IGNORE"   # the venv holds package.xml files colcon must not
 lock_hash=$(sha256sum "$LOCK" | cut -d' ' -f1)
 if [ "$(cat "$VENV/.lock-installed" 2>/dev/null)" != "$lock_hash" ]; then
   say "installing pinned dependencies (first run: about 2-3 minutes)"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$LOCK"
+  mkdir -p log
+  if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -r "$LOCK" \
+      > log/pip-install.out 2>&1; then
+    grep -v '^WARNING: Location' log/pip-install.out | tail -40 >&2
+    echo "[setup] pip install failed (log/pip-install.out)" >&2
+    exit 1
+  fi
   echo "$lock_hash" > "$VENV/.lock-installed"
   rm -f "$VENV/.cmake-fixed"
 fi
