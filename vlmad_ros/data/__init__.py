@@ -1,0 +1,1 @@
+"""Driving data: the nuScenes converter, bags -> samples at keyframes, the torch dataset."""
