@@ -113,6 +113,10 @@ class OdomHistory:
         while self.items and self.items[0][0] < t - self.horizon_s:
             self.items.popleft()
 
+    @property
+    def latest(self) -> Optional[float]:
+        return self.items[-1][0] if self.items else None
+
     def pose_at(self, t: float, tolerance: float = 0.2) -> Optional[Tuple[float, float, float]]:
         """Pose at `t`; None when `t` is outside the history by more than `tolerance` s."""
         if not self.items:
@@ -179,6 +183,7 @@ def main(args=None) -> int:
             self.last_odom: Optional[Tuple[float, Tuple[float, float, float], float]] = None
             self.last_odom_clock: Optional[float] = None
             self.last_cmd: Optional[Command] = None
+            self.pending_plan = None
 
             def qos(reliability: str) -> QoSProfile:
                 return QoSProfile(depth=10, reliability=(
@@ -225,6 +230,15 @@ def main(args=None) -> int:
                 raise SystemExit(f'path_follower: invalid parameter: {err}') from None
 
         def on_plan(self, msg) -> None:
+            latest = self.history.latest
+            if latest is None or stamp_to_s(msg.header.stamp) > latest + 1e-6:
+                # Made from odometry we have not seen yet (a lockstep simulator may deliver
+                # the plan first): anchor it when that odometry arrives.
+                self.pending_plan = msg
+                return
+            self._use_plan(msg)
+
+        def _use_plan(self, msg) -> None:
             try:
                 path = path_to_timed(msg, self.node_config.base_frame, self.odom_frame,
                                      self.history)
@@ -247,6 +261,10 @@ def main(args=None) -> int:
             self.last_odom = (t, pose, msg.twist.twist.linear.x)
             self.last_odom_clock = self._clock_s()
             self.counts['odom'] += 1
+            if (self.pending_plan is not None
+                    and stamp_to_s(self.pending_plan.header.stamp) <= t + 1e-6):
+                self._use_plan(self.pending_plan)
+                self.pending_plan = None
             if self.node_config.control_trigger == 'odom':
                 self.control(t)
 
