@@ -84,7 +84,7 @@ def start_follower(ros_env, *params):
 
 def test_tracks_a_lane_change_and_stops_on_plan_loss(ros_env):
     """Lockstep: odometry -> one Twist -> bicycle step. Plans at 5 Hz until t = 4 s, then none."""
-    from vlmad_ros.control.vehicle import KinematicBicycle, VehicleState
+    from helpers_control import KinematicBicycle, VehicleState
     proc = start_follower(ros_env, 'plan_timeout:=1.0')
     h = Harness()
     try:

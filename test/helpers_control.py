@@ -1,5 +1,8 @@
 """
-Kinematic bicycle driven by a Twist (speed, yaw rate): the synthetic world's ego car.
+Test plant for the path follower: a kinematic bicycle driven by a Twist (speed, yaw rate).
+
+Deliberately harsher than the synthetic world's ego (vlmad_ros.synth.world): the speed lags
+the command and the steering is rate-limited, so the follower is tested against actuation lag.
 
 The speed follows the command through a first-order lag under acceleration limits; the
 front wheels follow curvature = yaw_rate / speed under a steering-angle and steering-rate
