@@ -1,0 +1,194 @@
+"""The planner model: shapes, camera rays, loss, checkpoints (both kinds) and their errors."""
+import numpy as np
+import pytest
+import torch
+
+from vlmad_ros import types as T
+from vlmad_ros.model import (CheckpointError, EgoMLPPlanner, load_checkpoint, PlannerConfig,
+                             PlannerModel, planning_loss, save_checkpoint)
+from vlmad_ros.model.checkpoint import FORMAT_VERSION
+from vlmad_ros.model.encoder import camera_rays, ImageEncoder
+from vlmad_ros.rig import load_rig
+
+SMALL = {'image_width': 64, 'image_height': 32, 'backbone_channels': (8, 16, 32),
+         'backbone_blocks': (0, 1, 0), 'd_model': 32, 'num_heads': 4, 'decoder_layers': 1,
+         'ffn_dim': 64}
+
+
+def make_batch(cfg, b=2, rig='nuscenes', seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = load_rig(rig).scaled(cfg.image_width, cfg.image_height)
+    return {
+        T.IMAGES: torch.randint(0, 256, (b, 6, 3, cfg.image_height, cfg.image_width),
+                                generator=g, dtype=torch.uint8),
+        T.INTRINSICS: torch.tensor(np.stack([c.K for c in r.cameras]),
+                                   dtype=torch.float32).expand(b, 6, 3, 3),
+        T.CAM_TO_BASE: torch.tensor(np.stack([c.T_base_cam for c in r.cameras]),
+                                    dtype=torch.float32).expand(b, 6, 4, 4),
+        T.EGO: torch.tensor([[5.0, 0.1, 0.5]]).repeat(b, 1),
+        T.COMMAND: torch.tensor([2, 0][:b] + [1] * max(0, b - 2)),
+        T.TRAJ: torch.cumsum(torch.ones(b, 6, 2), dim=1),
+        T.HEADING: torch.zeros(b, 6),
+    }
+
+
+def test_forward_shapes_and_ego_feature_dim():
+    torch.manual_seed(0)
+    cfg = PlannerConfig(**SMALL)
+    out = PlannerModel(cfg)(make_batch(cfg))
+    assert out[T.TRAJ].shape == (2, 6, 2)
+    assert out[T.HEADING].shape == (2, 6)
+    assert out['ego_feature'].shape == (2, cfg.d_model)
+    assert torch.isfinite(out[T.TRAJ]).all()
+
+
+def test_ego_mlp_has_the_same_interface():
+    cfg = PlannerConfig(kind='ego_mlp', d_model=48, mlp_hidden=64)
+    out = EgoMLPPlanner(cfg)(make_batch(PlannerConfig(**SMALL)))
+    assert out[T.TRAJ].shape == (2, 6, 2) and out['ego_feature'].shape == (2, 48)
+
+
+def test_loss_trains_all_parts():
+    torch.manual_seed(0)
+    cfg = PlannerConfig(**SMALL)
+    model = PlannerModel(cfg)
+    batch = make_batch(cfg)
+    loss, parts = planning_loss(model(batch), batch, cfg.heading_loss_weight)
+    assert set(parts) == {'loss_traj', 'loss_heading', 'loss_planning'}
+    assert parts['loss_planning'] == pytest.approx(
+        parts['loss_traj'] + cfg.heading_loss_weight * parts['loss_heading'], rel=1e-5)
+    loss.backward()
+    for name in ('image_encoder.body.0.0.weight', 'ray_encoding.mlp.0.weight',
+                 'ego_embedding.command.weight', 'head.traj.2.weight'):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = float(loss.detach())
+    for _ in range(12):
+        loss, _ = planning_loss(model(batch), batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.5 * first
+
+
+def test_heading_loss_wraps_angles():
+    out = {T.TRAJ: torch.zeros(1, 6, 2), T.HEADING: torch.full((1, 6), np.pi - 0.01)}
+    batch = {T.TRAJ: torch.zeros(1, 6, 2), T.HEADING: torch.full((1, 6), -np.pi + 0.01)}
+    _, parts = planning_loss(out, batch)
+    assert parts['loss_heading'] == pytest.approx(0.02, abs=1e-4)
+
+
+def test_camera_rays_match_the_rig():
+    rig = load_rig('nuscenes')
+    cam = rig['CAM_FRONT_LEFT']
+    u, v = np.array([[10.0, 800.0]]), np.array([[20.0, 450.0]])
+    want = cam.pixel_rays(u, v)                                      # (1, 2, 3)
+    pix = torch.tensor(np.stack([u, v], axis=-1), dtype=torch.float32)   # (1, 2, 2)
+    got = camera_rays(torch.tensor(cam.K, dtype=torch.float32)[None, None],
+                      torch.tensor(cam.T_base_cam, dtype=torch.float32)[None, None], pix)
+    np.testing.assert_allclose(got[0, 0].numpy(), want, atol=1e-5)
+    # CAM_FRONT looks forward (+x), CAM_BACK backward: the encoding sees where cameras look.
+    centre = torch.tensor([[[799.5, 449.5]]])
+    for name, axis_sign in (('CAM_FRONT', 1), ('CAM_BACK', -1)):
+        c = rig[name]
+        ray = camera_rays(torch.tensor(c.K, dtype=torch.float32)[None, None],
+                          torch.tensor(c.T_base_cam, dtype=torch.float32)[None, None], centre)
+        assert float(ray[0, 0, 0, 0, 0]) * axis_sign > 0.95
+
+
+def test_rig_change_changes_the_plan():
+    torch.manual_seed(0)
+    cfg = PlannerConfig(**SMALL)
+    model = PlannerModel(cfg).eval()
+    a = make_batch(cfg, rig='nuscenes')
+    b = dict(a)
+    b[T.CAM_TO_BASE] = torch.flip(a[T.CAM_TO_BASE], dims=[1])   # cameras swapped around
+    with torch.no_grad():
+        assert not torch.allclose(model(a)[T.TRAJ], model(b)[T.TRAJ])
+
+
+@pytest.mark.parametrize('kind', ['camera', 'ego_mlp'])
+def test_checkpoint_round_trip(tmp_path, kind):
+    torch.manual_seed(1)
+    cfg = PlannerConfig(kind=kind, **SMALL)
+    model = PlannerModel(cfg) if kind == 'camera' else EgoMLPPlanner(cfg)
+    model.eval()
+    rig = load_rig('nuscenes')
+    path = save_checkpoint(tmp_path / 'm.pt', model, rig=rig, extra={'epoch': 3})
+    loaded = load_checkpoint(path)
+    assert type(loaded) is type(model)
+    assert loaded.config == cfg
+    assert loaded.rig == rig and loaded.checkpoint_extra == {'epoch': 3}
+    batch = make_batch(PlannerConfig(**SMALL))
+    with torch.no_grad():
+        for key in (T.TRAJ, T.HEADING, 'ego_feature'):
+            torch.testing.assert_close(loaded(batch)[key], model(batch)[key])
+
+
+def test_checkpoint_keeps_normalisation(tmp_path):
+    cfg = PlannerConfig(image_mean=(0.5, 0.5, 0.5), image_std=(0.25, 0.5, 1.0), **SMALL)
+    loaded = load_checkpoint(save_checkpoint(tmp_path / 'm.pt', PlannerModel(cfg)))
+    assert loaded.config.image_std == (0.25, 0.5, 1.0)
+    assert loaded.normalise.std.view(-1).tolist() == [0.25, 0.5, 1.0]
+
+
+def _write(path, ckpt):
+    torch.save(ckpt, path)
+    return path
+
+
+def test_checkpoint_errors_name_the_mismatch(tmp_path):
+    cfg = PlannerConfig(**SMALL)
+    good = tmp_path / 'good.pt'
+    save_checkpoint(good, PlannerModel(cfg))
+    ckpt = torch.load(good, weights_only=True)
+
+    with pytest.raises(CheckpointError, match='not found'):
+        load_checkpoint(tmp_path / 'nope.pt')
+    with pytest.raises(CheckpointError, match='format_version 99'):
+        load_checkpoint(_write(tmp_path / 'v.pt', {**ckpt, 'format_version': 99}))
+    with pytest.raises(CheckpointError, match=r"missing key\(s\) \['normalization'\]"):
+        load_checkpoint(_write(tmp_path / 'k.pt', {k: v for k, v in ckpt.items()
+                                                   if k != 'normalization'}))
+    bigger = dict(ckpt, config={**ckpt['config'], 'd_model': 64})
+    with pytest.raises(CheckpointError, match='shape mismatch .*d_model|shape mismatch'):
+        load_checkpoint(_write(tmp_path / 's.pt', bigger))
+    unknown = dict(ckpt, config={**ckpt['config'], 'n_wheels': 4})
+    with pytest.raises(CheckpointError, match='n_wheels'):
+        load_checkpoint(_write(tmp_path / 'u.pt', unknown))
+    renamed = dict(ckpt, state_dict={k.replace('head.', 'plan_head.'): v
+                                     for k, v in ckpt['state_dict'].items()})
+    with pytest.raises(CheckpointError, match=r'missing weights .*head\.traj.*unexpected weights'):
+        load_checkpoint(_write(tmp_path / 'r.pt', renamed))
+    # Arbitrary pickled objects are refused (weights_only=True).
+    with pytest.raises(CheckpointError, match='weights_only'):
+        load_checkpoint(_write(tmp_path / 'p.pt',
+                               {**ckpt, 'extra': {'obj': CheckpointError('x')}}))
+    with pytest.raises(CheckpointError, match='ego_mlp|kind'):
+        load_checkpoint(_write(tmp_path / 'm.pt', dict(ckpt, kind='ego_mlp')))
+    assert ckpt['format_version'] == FORMAT_VERSION
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match='kind'):
+        PlannerConfig(kind='lidar')
+    with pytest.raises(ValueError, match='num_heads'):
+        PlannerConfig(d_model=30, num_heads=4)
+    with pytest.raises(ValueError, match='backbone_blocks'):
+        PlannerConfig(backbone_channels=(8, 16), backbone_blocks=(1,))
+    with pytest.raises(ValueError, match='image_width'):
+        PlannerConfig(image_width=8)
+    with pytest.raises(ValueError, match='ego_scale'):
+        PlannerConfig(ego_scale=(1.0, 0.0, 1.0))
+
+
+def test_pretrained_backbone_from_file(tmp_path):
+    torch.manual_seed(3)
+    enc = ImageEncoder((8, 16, 32), (0, 1, 0), 32)
+    torch.save(enc.state_dict(), tmp_path / 'backbone.pt')
+    model = PlannerModel(PlannerConfig(backbone_weights=str(tmp_path / 'backbone.pt'), **SMALL))
+    torch.testing.assert_close(model.image_encoder.state_dict(), enc.state_dict())
+    torch.save(ImageEncoder((8, 16, 64), (0, 1, 0), 32).state_dict(), tmp_path / 'bad.pt')
+    with pytest.raises(ValueError, match='backbone_weights.*shape mismatch'):
+        PlannerModel(PlannerConfig(backbone_weights=str(tmp_path / 'bad.pt'), **SMALL))

@@ -1,0 +1,191 @@
+"""ApproximateTimeSynchronizer: message_filters' semantics without its combinatorial search."""
+import itertools
+import threading
+import time
+
+from hypothesis import given, settings, strategies as st
+import pytest
+
+from vlmad_ros.sync import ApproximateTimeSynchronizer
+
+MS = 1_000_000
+
+
+class ReferenceSync:
+    """message_filters' Python ApproximateTimeSynchronizer.add(), transcribed (product search)."""
+
+    def __init__(self, n, queue_size, slop_ns):
+        self.queues = [{} for _ in range(n)]
+        self.queue_size = queue_size
+        self.slop = slop_ns
+        self.out = []
+
+    def add(self, index, stamp, item):
+        my_queue = self.queues[index]
+        my_queue[stamp] = item
+        while len(my_queue) > self.queue_size:
+            del my_queue[min(my_queue)]
+        search = self.queues[:index] + self.queues[index + 1:]
+        stamps = []
+        for queue in search:
+            topic = [(s, abs(s - stamp)) for s in queue if abs(s - stamp) <= self.slop]
+            if not topic:
+                return
+            stamps.append([s for s, _ in sorted(topic, key=lambda x: x[1])])
+        for vv in itertools.product(*stamps):
+            vv = list(vv)
+            vv.insert(index, stamp)
+            qt = list(zip(self.queues, vv))
+            if max(vv) - min(vv) < self.slop and all(t in q for q, t in qt):
+                self.out.append([q[t] for q, t in qt])
+                for q, t in qt:
+                    del q[t]
+                break
+
+
+def run_ours(events, n, queue_size, slop_ns):
+    sync = ApproximateTimeSynchronizer(n, queue_size, slop_ns / 1e9, reset_after=1e6)
+    out = []
+    sync.register_callback(lambda stamp, items: out.append(items))
+    for index, stamp, item in events:
+        sync.add(index, stamp, item)
+    return out, sync
+
+
+def test_regular_streams_make_every_set():
+    n, period = 7, 50 * MS
+    events = []
+    for k in range(40):
+        for i in range(n):
+            events.append((i, k * period + i * MS, (i, k)))   # 0..6 ms skew within a set
+    out, sync = run_ours(events, n, queue_size=5, slop_ns=20 * MS)
+    assert len(out) == 40
+    assert all([item[1] for item in s] == [k] * n for k, s in enumerate(out))
+    assert sync.stats.success_ratio == 1.0
+
+
+def test_each_message_used_once_and_queue_bounded():
+    sync = ApproximateTimeSynchronizer(2, queue_size=3, slop=0.01)
+    for k in range(10):
+        sync.add(0, k * 100 * MS, ('a', k))           # input 1 silent: queue 0 overflows
+    assert sync.stats.dropped == 7
+    assert sync.add(1, 9 * 100 * MS + MS, ('b', 9)) == (9 * 100 * MS + MS, [('a', 9), ('b', 9)])
+    assert sync.add(1, 9 * 100 * MS + 2 * MS, ('b', 9.5)) is None   # ('a', 9) already used
+
+
+def test_slop_is_strict_like_message_filters():
+    sync = ApproximateTimeSynchronizer(2, 5, slop=0.010)
+    sync.add(0, 0, 'a')
+    assert sync.add(1, 10 * MS, 'b') is None          # spread == slop: not a set
+    assert sync.add(1, 10 * MS - 1, 'c') is not None
+
+
+def test_time_jump_back_resets_queues():
+    sync = ApproximateTimeSynchronizer(2, 5, slop=0.01, reset_after=1.0)
+    sync.add(0, 100 * 10**9, 'old')
+    sync.add(0, 3 * 10**9, 'new0')                    # a bag looped
+    assert sync.stats.resets == 1
+    assert sync.add(1, 3 * 10**9 + MS, 'new1') == (3 * 10**9 + MS, ['new0', 'new1'])
+    assert sync.add(1, 100 * 10**9, 'late') is None   # 'old' went with the reset
+
+
+def test_callback_runs_outside_the_lock():
+    sync = ApproximateTimeSynchronizer(2, 5, slop=0.01)
+    seen = []
+
+    def callback(stamp, items):
+        # Another thread can add while we are in the callback (no deadlock, no lock held).
+        t = threading.Thread(target=sync.add, args=(0, stamp + 10 * 10**9, 'x'))
+        t.start()
+        t.join(2.0)
+        seen.append(not t.is_alive())
+
+    sync.register_callback(callback)
+    sync.add(0, 0, 'a')
+    sync.add(1, 0, 'b')
+    assert seen == [True]
+
+
+def test_cost_is_not_combinatorial():
+    # 7 inputs x 50 queue with every message within slop of each other but no fitting set:
+    # message_filters would walk 50^6 combinations; we answer in milliseconds.
+    n, q = 7, 50
+    sync = ApproximateTimeSynchronizer(n, q, slop=0.05)
+    for i in range(n - 1):
+        for k in range(q):
+            sync.add(i, 10**9 + (k if i % 2 else -k) * 10**6 // 2 + (i - 3) * 45 * MS, (i, k))
+    t0 = time.perf_counter()
+    sync.add(n - 1, 10**9, 'last')
+    assert time.perf_counter() - t0 < 0.5
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match='queue_size'):
+        ApproximateTimeSynchronizer(3, 0, 0.1)
+    with pytest.raises(ValueError, match='slop'):
+        ApproximateTimeSynchronizer(3, 5, 0.0)
+    with pytest.raises(IndexError):
+        ApproximateTimeSynchronizer(3, 5, 0.1).add(3, 0, None)
+
+
+@st.composite
+def arrival_orders(draw):
+    n = draw(st.integers(2, 4))
+    frames = draw(st.integers(1, 8))
+    period = draw(st.sampled_from([50, 100]))
+    events = []
+    for k in range(frames):
+        for i in range(n):
+            if draw(st.floats(0, 1)) < 0.1:
+                continue                                   # lost message
+            jitter = draw(st.integers(-30, 30))
+            events.append((i, (k * period + jitter) * MS, (i, k, jitter)))
+    # Random arrival order within a bounded delay (messages from different inputs interleave).
+    delays = [draw(st.integers(0, 120)) for _ in events]
+    order = sorted(range(len(events)), key=lambda j: events[j][1] + delays[j] * MS)
+    return n, [events[j] for j in order]
+
+
+@settings(max_examples=300, deadline=None)
+@given(arrival_orders(), st.integers(1, 6), st.sampled_from([10, 25, 40, 70]))
+def test_same_sets_as_message_filters_reference(case, queue_size, slop_ms):
+    n, events = case
+    # One stamp per input at most once (message_filters keys by stamp).
+    seen, unique = set(), []
+    for e in events:
+        if (e[0], e[1]) not in seen:
+            seen.add((e[0], e[1]))
+            unique.append(e)
+    ref = ReferenceSync(n, queue_size, slop_ms * MS)
+    for e in unique:
+        ref.add(*e)
+    ours, sync = run_ours(unique, n, queue_size, slop_ms * MS)
+    assert ours == ref.out
+    stamp_of = {e[2]: e[1] for e in unique}
+    for s in ours:                               # every set really is within slop
+        stamps = [stamp_of[item] for item in s]
+        assert max(stamps) - min(stamps) < slop_ms * MS
+    assert sync.stats.used == n * len(ours)
+
+
+def test_parity_with_message_filters_when_installed():
+    mf = pytest.importorskip('message_filters')
+    from builtin_interfaces.msg import Time
+    from std_msgs.msg import Header
+
+    class Msg:
+        def __init__(self, ns):
+            self.header = Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9))
+
+    n, slop = 3, 0.03
+    sources = [mf.SimpleFilter() for _ in range(n)]
+    theirs = []
+    mf.ApproximateTimeSynchronizer(sources, 5, slop).registerCallback(
+        lambda *msgs: theirs.append([m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+                                     for m in msgs]))
+    events = [(i, k * 50 * MS + ((i * 7 + k * 13) % 41 - 20) * MS) for k in range(30)
+              for i in range(n)]
+    for i, stamp in events:
+        sources[i].signalMessage(Msg(stamp))
+    ours, _ = run_ours([(i, s, s) for i, s in events], n, 5, int(slop * 1e9))
+    assert ours == theirs

@@ -1,0 +1,1 @@
+"""Benchmarks: `vlmad bench <name>` (bench/cli.py lists them)."""

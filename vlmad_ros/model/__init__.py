@@ -1,0 +1,6 @@
+"""The planner model: config, encoders, plan decoder, baseline, loss and checkpoints."""
+from vlmad_ros.model.checkpoint import (  # noqa: F401
+    CheckpointError, default_checkpoint, load_checkpoint, save_checkpoint)
+from vlmad_ros.model.config import PlannerConfig  # noqa: F401
+from vlmad_ros.model.planner_model import (  # noqa: F401
+    build_model, EgoMLPPlanner, PlannerModel, planning_loss)

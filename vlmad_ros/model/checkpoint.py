@@ -1,0 +1,135 @@
+"""
+Checkpoints: config + weights + rig + input normalisation + a format version, in one file.
+
+Only plain types and tensors are stored, so loading uses torch.load(weights_only=True) (no
+pickle code runs). Every mismatch is reported by name instead of a bare load_state_dict error.
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Dict, Optional
+
+import torch
+from torch import nn
+
+from vlmad_ros.model.config import MODEL_KINDS, PlannerConfig
+from vlmad_ros.model.planner_model import build_model
+from vlmad_ros.paths import PACKAGE_DIR
+from vlmad_ros.rig import CameraRig
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ('format_version', 'kind', 'config', 'state_dict', 'normalization')
+# Shipped by a later issue; used when no checkpoint is configured and the file exists.
+DEFAULT_CHECKPOINT = PACKAGE_DIR / 'checkpoints' / 'default.pt'
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the mismatch."""
+
+
+def default_checkpoint() -> Optional[pathlib.Path]:
+    """Return the packaged default checkpoint, or None when it is not installed."""
+    return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None
+
+
+def save_checkpoint(path, model: nn.Module, rig: Optional[CameraRig] = None,
+                    extra: Optional[Dict[str, Any]] = None) -> pathlib.Path:
+    """Write model (PlannerModel or EgoMLPPlanner) with its config; extra: plain-typed metadata."""
+    cfg: PlannerConfig = model.config
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    ckpt = {
+        'format_version': FORMAT_VERSION,
+        'kind': cfg.kind,
+        'config': cfg.to_dict(),
+        'state_dict': state,
+        'normalization': {'mean': list(cfg.image_mean), 'std': list(cfg.image_std)},
+        'rig': rig.to_dict() if rig is not None else None,
+        'extra': dict(extra or {}),
+    }
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    torch.save(ckpt, tmp)
+    tmp.replace(path)            # never leave a half-written checkpoint under the real name
+    return path
+
+
+def read_checkpoint(path) -> Dict[str, Any]:
+    """Load the raw checkpoint dict and validate its structure."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'checkpoint not found: {path}')
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise CheckpointError(f'checkpoint {path} cannot be read with weights_only=True: '
+                              f'{type(err).__name__}: {err}') from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f'checkpoint {path}: expected a dict, got {type(ckpt).__name__}')
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f'checkpoint {path}: missing key(s) {missing}')
+    version = ckpt['format_version']
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise CheckpointError(f'checkpoint {path}: format_version {version!r} is not supported '
+                              f'(this vlmad_ros reads 1..{FORMAT_VERSION})')
+    if ckpt['kind'] not in MODEL_KINDS:
+        raise CheckpointError(f'checkpoint {path}: kind {ckpt["kind"]!r} not in {MODEL_KINDS}')
+    return ckpt
+
+
+def load_checkpoint(path, map_location='cpu') -> nn.Module:
+    """
+    Rebuild the model a checkpoint describes (either kind), weights loaded, in eval mode.
+
+    The rig and extra metadata are attached as `model.rig` (CameraRig or None) and
+    `model.checkpoint_extra`.
+    """
+    path = pathlib.Path(path)
+    ckpt = read_checkpoint(path)
+    cfg_dict = dict(ckpt['config'])
+    if cfg_dict.get('kind', ckpt['kind']) != ckpt['kind']:
+        raise CheckpointError(f'checkpoint {path}: kind {ckpt["kind"]!r} disagrees with '
+                              f'config.kind {cfg_dict.get("kind")!r}')
+    cfg_dict['kind'] = ckpt['kind']
+    cfg_dict['backbone_weights'] = ''          # the weights come from the checkpoint itself
+    norm = ckpt['normalization']
+    try:
+        cfg_dict['image_mean'] = list(norm['mean'])
+        cfg_dict['image_std'] = list(norm['std'])
+        cfg = PlannerConfig.from_dict(cfg_dict)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f'checkpoint {path}: invalid config/normalization: {err}') from None
+    model = build_model(cfg)
+    own = model.state_dict()
+    state = ckpt['state_dict']
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+              for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f'missing weights {missing[:8]}' + (' ...' if len(missing) > 8 else ''))
+        if unexpected:
+            parts.append(f'unexpected weights {unexpected[:8]}'
+                         + (' ...' if len(unexpected) > 8 else ''))
+        if shapes:
+            parts.append('shape mismatch ' + '; '.join(shapes[:8]))
+        raise CheckpointError(f'checkpoint {path} does not match its {cfg.kind} config: '
+                              + ', '.join(parts))
+    model.load_state_dict(state)
+    # Normalisation is authoritative in 'normalization'; the buffers must agree with it.
+    if cfg.kind == 'camera':
+        mean = model.normalise.mean.view(-1).tolist()
+        std = model.normalise.std.view(-1).tolist()
+        if not (torch.allclose(torch.tensor(mean), torch.tensor(cfg.image_mean))
+                and torch.allclose(torch.tensor(std), torch.tensor(cfg.image_std))):
+            raise CheckpointError(f'checkpoint {path}: normalization {norm} disagrees with the '
+                                  f'stored buffers mean={mean} std={std}')
+    try:
+        model.rig = CameraRig.from_dict(ckpt['rig']) if ckpt.get('rig') else None
+    except ValueError as err:
+        raise CheckpointError(f'checkpoint {path}: invalid rig: {err}') from None
+    model.checkpoint_extra = dict(ckpt.get('extra') or {})
+    return model.to(map_location).eval()

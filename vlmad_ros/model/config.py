@@ -1,0 +1,114 @@
+"""
+PlannerConfig: everything needed to rebuild a planner model (saved inside its checkpoint).
+
+New fields get defaults so older checkpoints keep loading (lerobot / carla_garage style).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Tuple
+
+from vlmad_ros.rig import CAMERA_NAMES
+from vlmad_ros.topics import PLAN_STEPS
+
+MODEL_KINDS = ('camera', 'ego_mlp')
+
+
+@dataclasses.dataclass
+class PlannerConfig:
+    """Hyper-parameters of the camera planner and of the ego-state MLP baseline."""
+
+    kind: str = 'camera'                 # 'camera' (PlannerModel) or 'ego_mlp' (EgoMLPPlanner)
+    num_cameras: int = len(CAMERA_NAMES)
+    # Model input per camera [px]. 192x112 is what a 1600x900 JPEG decodes to at 1/8 DCT scale
+    # (200x113) minus a light resize: the cheapest decode, see BENCHMARKS.md.
+    image_width: int = 192
+    image_height: int = 112
+    # Image encoder: one stride-2 conv per stage (stem included), channels per stage.
+    backbone_channels: Tuple[int, ...] = (16, 32, 64, 128)
+    # Residual blocks after the downsampling conv of each stage.
+    backbone_blocks: Tuple[int, ...] = (0, 1, 1, 1)
+    backbone_weights: str = ''           # optional file with pretrained ImageEncoder weights
+    d_model: int = 128                   # token / ego_feature width
+    num_heads: int = 4
+    decoder_layers: int = 2
+    ffn_dim: int = 256
+    dropout: float = 0.0
+    ray_frequencies: int = 4             # sinusoidal frequencies of the ray direction encoding
+    ego_dim: int = 3                     # speed [m/s], yaw_rate [rad/s], accel [m/s^2]
+    ego_scale: Tuple[float, ...] = (10.0, 0.5, 3.0)  # divides the ego state before the MLP
+    num_commands: int = 3                # LEFT, RIGHT, STRAIGHT
+    plan_steps: int = PLAN_STEPS
+    waypoint_scale: float = 5.0          # [m] per 0.5 s step of the raw head output
+    mlp_hidden: int = 256                # hidden width of the ego-state MLP baseline
+    heading_loss_weight: float = 0.5
+    # Image normalisation (applied inside the model to uint8 input; ImageNet statistics).
+    image_mean: Tuple[float, ...] = (0.485, 0.456, 0.406)
+    image_std: Tuple[float, ...] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self):
+        # YAML/JSON and torch.load give lists: keep tuples so configs compare equal.
+        for name in ('backbone_channels', 'backbone_blocks', 'ego_scale', 'image_mean',
+                     'image_std'):
+            setattr(self, name, tuple(getattr(self, name)))
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f'PlannerConfig.kind must be one of {MODEL_KINDS}, got {self.kind!r}')
+        positive = ('num_cameras', 'image_width', 'image_height', 'd_model', 'num_heads',
+                    'decoder_layers', 'ffn_dim', 'ego_dim', 'num_commands', 'plan_steps',
+                    'mlp_hidden')
+        for name in positive:
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f'PlannerConfig.{name} must be > 0, got {getattr(self, name)}')
+        if self.d_model % self.num_heads:
+            raise ValueError(f'PlannerConfig.d_model ({self.d_model}) must be divisible by '
+                             f'num_heads ({self.num_heads})')
+        if not self.backbone_channels or any(c <= 0 for c in self.backbone_channels):
+            raise ValueError('PlannerConfig.backbone_channels must be non-empty positive ints, '
+                             f'got {self.backbone_channels}')
+        if len(self.backbone_blocks) != len(self.backbone_channels) or any(
+                b < 0 for b in self.backbone_blocks):
+            raise ValueError('PlannerConfig.backbone_blocks needs one count >= 0 per stage of '
+                             f'backbone_channels, got {self.backbone_blocks}')
+        stride = 2 ** len(self.backbone_channels)
+        if self.image_width < stride or self.image_height < stride:
+            raise ValueError(f'PlannerConfig.image_width/image_height must be >= the backbone '
+                             f'stride {stride}, got {self.image_width}x{self.image_height}')
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f'PlannerConfig.dropout must be in [0, 1), got {self.dropout}')
+        if self.ray_frequencies < 0:
+            raise ValueError(f'PlannerConfig.ray_frequencies must be >= 0, got '
+                             f'{self.ray_frequencies}')
+        if len(self.ego_scale) != self.ego_dim or any(s <= 0 for s in self.ego_scale):
+            raise ValueError(f'PlannerConfig.ego_scale needs {self.ego_dim} positive values, '
+                             f'got {self.ego_scale}')
+        if self.waypoint_scale <= 0:
+            raise ValueError('PlannerConfig.waypoint_scale must be > 0, got '
+                             f'{self.waypoint_scale}')
+        if self.heading_loss_weight < 0:
+            raise ValueError('PlannerConfig.heading_loss_weight must be >= 0, got '
+                             f'{self.heading_loss_weight}')
+        for name in ('image_mean', 'image_std'):
+            values = getattr(self, name)
+            if len(values) != 3:
+                raise ValueError(f'PlannerConfig.{name} needs 3 values (RGB), got {values}')
+        if any(s <= 0 for s in self.image_std):
+            raise ValueError(f'PlannerConfig.image_std must be > 0, got {self.image_std}')
+
+    @property
+    def image_size(self) -> Tuple[int, int]:
+        """(width, height) of the model input."""
+        return self.image_width, self.image_height
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain types only, so torch.load(weights_only=True) can read it back."""
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> 'PlannerConfig':
+        """Rebuild from to_dict(); unknown keys are an error naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f'PlannerConfig: unknown field(s) {unknown} (known: {sorted(known)})')
+        return cls(**d)

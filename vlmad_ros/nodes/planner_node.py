@@ -1,0 +1,527 @@
+"""
+planner_node: six cameras + odometry -> nav_msgs/Path, in real time.
+
+Thin over plain objects: images.py decodes, planner.prepare_camera resizes/scales intrinsics,
+sync.ApproximateTimeSynchronizer groups the set, planner.Planner runs the model.
+
+What runs concurrently: the executor thread runs every subscription callback and the
+diagnostics timer (decode + synchronisation happen there, one message at a time); one worker
+thread runs inference and publishes. They meet in a LatestWins slot: a complete set that
+arrives while the model is busy replaces the waiting one (counted), so latency stays bounded
+when the model is slower than the cameras.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import sys
+import threading
+import time
+from typing import Dict, List, Optional
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry, Path
+import numpy as np
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from visualization_msgs.msg import Marker, MarkerArray
+
+from vlmad_ros import topics
+from vlmad_ros.images import compressed_to_rgb, image_to_rgb, ImageConversionError
+from vlmad_ros.msg import DrivingCommand
+from vlmad_ros.planner import (collate, EgoStateEstimator, features_from_parts,
+                               ImageSizeError, LatestWins, plan_poses, Planner, prepare_camera,
+                               RateMeter, RollingStats)
+from vlmad_ros.rig import CAMERA_NAMES, load_rig
+from vlmad_ros.types import Command, Trajectory
+
+NODE_NAME = 'planner_node'
+TRANSPORTS = ('compressed', 'raw')
+RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
+               'reliable': ReliabilityPolicy.RELIABLE}
+
+
+class ParameterError(ValueError):
+    """A bad parameter value; the message starts with the parameter's name."""
+
+
+def _d(text: str, **kw) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text, read_only=True, **kw)
+
+
+def _irange(lo: int, hi: int) -> Dict:
+    return {'integer_range': [IntegerRange(from_value=lo, to_value=hi, step=1)]}
+
+
+def _frange(lo: float, hi: float) -> Dict:
+    return {'floating_point_range': [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]}
+
+
+# name -> (default, descriptor). Defaults equal config/planner.yaml.
+PARAMETERS = {
+    'checkpoint': ('', _d('planner checkpoint (.pt from `vlmad train`); empty: the packaged '
+                          'default vlmad_ros/checkpoints/default.pt if installed')),
+    'allow_random_weights': (False, _d('run an untrained model when no checkpoint exists '
+                                       '(tests and benchmarks only)')),
+    'rig': ('nuscenes', _d('camera rig: nuscenes, carla, or a rig yaml path')),
+    'cameras': (list(CAMERA_NAMES), _d("rig camera names, in the model's order")),
+    'camera_topics': ([topics.camera_image_topic(c) for c in CAMERA_NAMES],
+                      _d('image topic per camera')),
+    'camera_transports': (['compressed'], _d('per camera: compressed (CompressedImage) or raw '
+                                             '(Image); one entry applies to all')),
+    'use_camera_info': (False, _d('override the rig intrinsics from CameraInfo')),
+    'camera_info_topics': ([topics.camera_info_topic(c) for c in CAMERA_NAMES],
+                           _d('CameraInfo topic per camera (when use_camera_info)')),
+    'odom_topic': (topics.ODOM, _d('nav_msgs/Odometry, part of the synchronised set')),
+    'command_topic': (topics.COMMAND, _d('vlmad_ros/DrivingCommand, latest value used')),
+    'plan_topic': (topics.PLAN, _d('output nav_msgs/Path')),
+    'plan_frame': ('base_link', _d('base_link, or odom: the plan in the frame of the odometry '
+                                   'message, transformed with the synchronised pose')),
+    'publish_markers': (False, _d('also publish a MarkerArray of the plan')),
+    'marker_topic': ('/vlmad/plan_markers', _d('MarkerArray topic')),
+    'reliability': ('best_effort', _d('subscription QoS reliability: best_effort (sensor data) '
+                                      'or reliable (e.g. the CARLA bridge)')),
+    'qos_depth': (5, _d('subscription queue depth', **_irange(1, 1000))),
+    'queue_size': (10, _d('synchroniser queue per input (message_filters meaning)',
+                          **_irange(1, 1000))),
+    'slop': (0.05, _d('max stamp spread of a synchronised set [s]', **_frange(0.0, 10.0))),
+    'reset_after': (1.0, _d('stamps jumping back by more than this [s] reset the synchroniser',
+                            **_frange(0.0, 3600.0))),
+    'device': ('cpu', _d('cpu, cuda, cuda:N or auto')),
+    'num_threads': (2, _d('torch intra-op threads (0: torch default)', **_irange(0, 256))),
+    'fp16': (False, _d('half precision (CUDA only)')),
+    'stale_timeout': (0.5, _d('a camera silent this long [s] is reported stale',
+                              **_frange(0.0, 60.0))),
+    'diagnostics_period': (1.0, _d('diagnostics publishing period [s]', **_frange(0.0, 60.0))),
+}
+
+
+@dataclasses.dataclass
+class Settings:
+    """Validated parameters."""
+
+    values: Dict[str, object]
+
+    def __getattr__(self, name):
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def validate(values: Dict[str, object]) -> Settings:
+    """Check ranges and cross-parameter consistency; errors name the parameter."""
+    v = dict(values)
+    n = len(v['cameras'])
+    if n == 0 or len(set(v['cameras'])) != n:
+        raise ParameterError(f'cameras: need distinct camera names, got {v["cameras"]}')
+    if len(v['camera_topics']) != n:
+        raise ParameterError(f'camera_topics: need {n} topics (one per camera), got '
+                             f'{len(v["camera_topics"])}')
+    transports = list(v['camera_transports'])
+    if len(transports) == 1:
+        transports = transports * n
+    if len(transports) != n or any(t not in TRANSPORTS for t in transports):
+        raise ParameterError(f'camera_transports: need 1 or {n} values from {TRANSPORTS}, got '
+                             f'{v["camera_transports"]}')
+    v['camera_transports'] = transports
+    if v['use_camera_info'] and len(v['camera_info_topics']) != n:
+        raise ParameterError(f'camera_info_topics: need {n} topics, got '
+                             f'{len(v["camera_info_topics"])}')
+    if v['plan_frame'] not in ('base_link', 'odom'):
+        raise ParameterError(f'plan_frame: must be base_link or odom, got {v["plan_frame"]!r}')
+    if v['reliability'] not in RELIABILITY:
+        raise ParameterError(f'reliability: must be one of {sorted(RELIABILITY)}, got '
+                             f'{v["reliability"]!r}')
+    for name in ('slop', 'reset_after', 'stale_timeout', 'diagnostics_period'):
+        if not float(v[name]) > 0:
+            raise ParameterError(f'{name}: must be > 0, got {v[name]}')
+    for name in ('odom_topic', 'command_topic', 'plan_topic'):
+        if not v[name]:
+            raise ParameterError(f'{name}: must not be empty')
+    return Settings(v)
+
+
+def _stamp_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def _to_stamp(ns: int, msg_stamp) -> None:
+    msg_stamp.sec, msg_stamp.nanosec = int(ns // 1_000_000_000), int(ns % 1_000_000_000)
+
+
+@dataclasses.dataclass
+class CameraPart:
+    """A decoded camera message ready for the model."""
+
+    stamp_ns: int
+    image: np.ndarray         # (3, H, W) uint8 at model resolution
+    intrinsics: np.ndarray    # (3, 3) scaled to it
+    cam_to_base: np.ndarray   # (4, 4)
+
+
+@dataclasses.dataclass
+class OdomPart:
+    stamp_ns: int
+    ego: object               # EgoState
+    frame_id: str
+    position: tuple
+    orientation: tuple        # x, y, z, w
+
+
+class PlannerNode(Node):
+    """Subscribes to cameras + odometry + command, publishes the plan and diagnostics."""
+
+    def __init__(self):
+        super().__init__(NODE_NAME)
+        values = {}
+        for name, (default, descriptor) in PARAMETERS.items():
+            values[name] = self.declare_parameter(name, default, descriptor).value
+        self.settings = s = validate(values)
+        self.rig = self._load_rig(s)
+        try:
+            self.planner = Planner.from_options(
+                checkpoint=s.checkpoint, allow_random_weights=s.allow_random_weights,
+                device=s.device, num_threads=s.num_threads, fp16=s.fp16)
+        except FileNotFoundError as err:
+            msg = str(err)
+            raise ParameterError(msg if msg.startswith('checkpoint') else
+                                 f'checkpoint: {msg}') from None
+        except ValueError as err:  # device / fp16 / num_threads / checkpoint contents
+            text = str(err)
+            raise ParameterError(text if text.split(':')[0] in PARAMETERS
+                                 else f'checkpoint: {text}') from None
+        if self.planner.config.num_cameras != len(s.cameras):
+            raise ParameterError(f'cameras: the model expects {self.planner.config.num_cameras} '
+                                 f'cameras, {len(s.cameras)} configured')
+        if self.planner.rig is not None and self.planner.rig.names != self.rig.names:
+            self.get_logger().warn(f'checkpoint trained on rig {self.planner.rig.name} '
+                                   f'{self.planner.rig.names}, running on {self.rig.name}')
+        from vlmad_ros.sync import ApproximateTimeSynchronizer
+        n = len(s.cameras)
+        self.sync = ApproximateTimeSynchronizer(n + 1, s.queue_size, s.slop, s.reset_after)
+        self.sync.register_callback(self._on_set)
+        self.slot = LatestWins()
+        self.ego_estimator = EgoStateEstimator()
+        self.command: Optional[int] = None
+        self._camera_lock = threading.Lock()
+        self.bad_inputs: Dict[str, collections.Counter] = collections.defaultdict(
+            collections.Counter)
+        self.rates = [RateMeter() for _ in range(n)]
+        self.odom_rate = RateMeter()
+        self.stage = {k: RollingStats() for k in ('decode', 'sync', 'model', 'publish')}
+        self.latency = RollingStats()
+        self.published = 0
+        self.start_time = time.monotonic()
+
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=s.qos_depth,
+                         reliability=RELIABILITY[s.reliability],
+                         durability=DurabilityPolicy.VOLATILE)
+        self._subs = []
+        for i, (name, topic, transport) in enumerate(zip(s.cameras, s.camera_topics,
+                                                         s.camera_transports)):
+            msg_type = CompressedImage if transport == 'compressed' else Image
+            self._subs.append(self.create_subscription(
+                msg_type, topic, lambda m, i=i: self._on_image(i, m), qos))
+            if s.use_camera_info:
+                self._subs.append(self.create_subscription(
+                    CameraInfo, s.camera_info_topics[i],
+                    lambda m, name=name: self._on_camera_info(name, m), qos))
+        self._subs.append(self.create_subscription(Odometry, s.odom_topic, self._on_odom, qos))
+        self._subs.append(self.create_subscription(DrivingCommand, s.command_topic,
+                                                   self._on_command, 10))
+        self.plan_pub = self.create_publisher(Path, s.plan_topic, 10)
+        self.marker_pub = (self.create_publisher(MarkerArray, s.marker_topic, 10)
+                           if s.publish_markers else None)
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
+        self.create_timer(s.diagnostics_period, self._publish_diagnostics)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name='planner_inference', daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f'{self.planner.describe()}; rig {self.rig.name}; {n} cameras '
+            f'({",".join(sorted(set(s.camera_transports)))}), odometry {s.odom_topic} -> '
+            f'{s.plan_topic} in {s.plan_frame}')
+
+    # ---- set-up helpers ---------------------------------------------------------------------
+
+    @staticmethod
+    def _load_rig(s: Settings):
+        try:
+            rig = load_rig(s.rig)
+        except (FileNotFoundError, ValueError, OSError) as err:
+            raise ParameterError(f'rig: {err}') from None
+        missing = [c for c in s.cameras if c not in rig.names]
+        if missing:
+            raise ParameterError(f'cameras: {missing} not in rig {rig.name} ({rig.names})')
+        from vlmad_ros.rig import CameraRig
+        return CameraRig(name=rig.name, frame_id=rig.frame_id,
+                         cameras=tuple(rig[c] for c in s.cameras))
+
+    def _bad(self, source: str, reason: str, detail: str) -> None:
+        self.bad_inputs[source][reason] += 1
+        self.get_logger().warn(f'skipping {source}: {reason}: {detail}',
+                               throttle_duration_sec=5.0)
+
+    # ---- callbacks (executor thread) ------------------------------------------------------
+
+    def _on_image(self, index: int, msg) -> None:
+        t_arrival = time.perf_counter()
+        name = self.settings.cameras[index]
+        camera = self.rig.cameras[index]
+        try:
+            if isinstance(msg, CompressedImage):
+                rgb = compressed_to_rgb(msg, min_size=self.planner.image_size)
+            else:
+                rgb = image_to_rgb(msg)
+            image, k, cam_to_base = prepare_camera(camera, rgb, self.planner.image_size)
+        except (ImageConversionError, ImageSizeError) as err:
+            self._bad(name, err.reason, str(err))
+            return
+        t_decoded = time.perf_counter()
+        self.stage['decode'].add(t_decoded - t_arrival)
+        self.rates[index].tick(time.monotonic())
+        part = CameraPart(_stamp_ns(msg.header.stamp), image, k, cam_to_base)
+        self._add_to_sync(index, part, t_arrival, t_decoded)
+
+    def _on_odom(self, msg: Odometry) -> None:
+        t_arrival = time.perf_counter()
+        tw, pose = msg.twist.twist, msg.pose.pose
+        values = [tw.linear.x, tw.angular.z, pose.position.x, pose.position.y, pose.position.z,
+                  pose.orientation.x, pose.orientation.y, pose.orientation.z,
+                  pose.orientation.w]
+        if not all(math.isfinite(x) for x in values):
+            self._bad('odometry', 'not_finite', 'NaN/inf in pose or twist')
+            return
+        q = (pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w)
+        if abs(math.sqrt(sum(c * c for c in q)) - 1.0) > 1e-2:
+            self._bad('odometry', 'bad_quaternion', f'|q| != 1: {q}')
+            return
+        stamp = _stamp_ns(msg.header.stamp)
+        self.odom_rate.tick(time.monotonic())
+        ego = self.ego_estimator.update(stamp * 1e-9, tw.linear.x, tw.angular.z)
+        part = OdomPart(stamp, ego, msg.header.frame_id,
+                        (pose.position.x, pose.position.y, pose.position.z), q)
+        self._add_to_sync(len(self.settings.cameras), part, t_arrival, time.perf_counter())
+
+    def _add_to_sync(self, index: int, part, t_arrival: float, t_ready: float) -> None:
+        resets = self.sync.stats.resets
+        self._arrival = t_arrival     # read by _on_set, which add() calls on this thread
+        self.sync.add(index, part.stamp_ns, part)
+        self.stage['sync'].add(time.perf_counter() - t_ready)
+        if self.sync.stats.resets != resets:
+            self._bad('sync', 'time_jump_back', 'stamps jumped back; synchroniser reset')
+            self.ego_estimator.reset()
+
+    def _on_set(self, stamp_ns: int, parts: List) -> None:
+        self.slot.put((parts, self._arrival))
+
+    def _on_camera_info(self, name: str, msg: CameraInfo) -> None:
+        k = list(msg.k)
+        if msg.width <= 0 or msg.height <= 0 or not all(math.isfinite(x) for x in k) or \
+                k[0] <= 0 or k[4] <= 0:
+            self._bad(name, 'bad_camera_info', f'{msg.width}x{msg.height} k={k}')
+            return
+        cam = self.rig[name]
+        if (cam.width, cam.height, cam.fx, cam.fy, cam.cx, cam.cy) != (
+                msg.width, msg.height, k[0], k[4], k[2], k[5]):
+            with self._camera_lock:
+                self.rig = self.rig.replace_camera(cam.with_intrinsics(msg.width, msg.height, k))
+
+    def _on_command(self, msg: DrivingCommand) -> None:
+        if msg.command not in (c.value for c in Command):
+            self._bad('command', 'unknown_command', str(msg.command))
+            return
+        self.command = int(msg.command)
+
+    # ---- inference (worker thread) -----------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            item = self.slot.take(timeout=0.2)
+            if item is None:
+                continue
+            try:
+                self._plan(*item)
+            except Exception as err:  # keep planning; a failure here is a bug worth logging
+                self.get_logger().error(f'inference failed: {type(err).__name__}: {err}',
+                                        throttle_duration_sec=5.0)
+
+    def _plan(self, parts: List, t_arrival: float) -> None:
+        t0 = time.perf_counter()
+        cams, odom = parts[:-1], parts[-1]
+        command = self.command
+        if command is None:
+            self.get_logger().warn('no route command received on '
+                                   f'{self.settings.command_topic} yet: using STRAIGHT',
+                                   throttle_duration_sec=10.0)
+            command = int(Command.STRAIGHT)
+        batch = collate([features_from_parts(
+            [(c.image, c.intrinsics, c.cam_to_base) for c in cams], odom.ego, command)])
+        out = self.planner.run_batch(batch)
+        traj = Trajectory(xy=out['traj'][0], heading=out['heading'][0])
+        t1 = time.perf_counter()
+        self._publish(traj, cams[0].stamp_ns, odom)
+        t2 = time.perf_counter()
+        self.stage['model'].add(t1 - t0)
+        self.stage['publish'].add(t2 - t1)
+        self.latency.add(t2 - t_arrival)
+        self.published += 1
+
+    def _publish(self, traj: Trajectory, stamp_ns: int, odom: OdomPart) -> None:
+        if self.settings.plan_frame == 'odom':
+            poses = plan_poses(traj, odom.position, odom.orientation)
+            frame = odom.frame_id or topics.ODOM_FRAME
+        else:
+            poses = plan_poses(traj)
+            frame = self.rig.frame_id
+        path = Path()
+        path.header.frame_id = frame
+        _to_stamp(stamp_ns, path.header.stamp)
+        for k, p in enumerate(poses):
+            ps = PoseStamped()
+            ps.header.frame_id = frame
+            _to_stamp(stamp_ns + int(round(traj.times[k] * 1e9)), ps.header.stamp)
+            ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = (float(v) for v in p[:3])
+            o = ps.pose.orientation
+            o.x, o.y, o.z, o.w = (float(v) for v in p[3:])
+            path.poses.append(ps)
+        self.plan_pub.publish(path)
+        if self.marker_pub is not None:
+            self.marker_pub.publish(self._markers(path))
+
+    @staticmethod
+    def _markers(path: Path) -> MarkerArray:
+        line = Marker()
+        line.header = path.header
+        line.ns, line.id, line.type, line.action = 'vlmad_plan', 0, Marker.LINE_STRIP, Marker.ADD
+        line.scale.x = 0.3
+        line.color.r, line.color.g, line.color.b, line.color.a = 0.1, 0.8, 0.2, 1.0
+        line.pose.orientation.w = 1.0
+        line.points = [ps.pose.position for ps in path.poses]
+        dots = Marker()
+        dots.header = path.header
+        dots.ns, dots.id, dots.type, dots.action = 'vlmad_plan', 1, Marker.SPHERE_LIST, Marker.ADD
+        dots.scale.x = dots.scale.y = dots.scale.z = 0.6
+        dots.color.r, dots.color.g, dots.color.b, dots.color.a = 1.0, 0.5, 0.0, 1.0
+        dots.pose.orientation.w = 1.0
+        dots.points = line.points
+        return MarkerArray(markers=[line, dots])
+
+    # ---- diagnostics (executor thread) -------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        s = self.settings
+        hw = f'{NODE_NAME}'
+        statuses = []
+
+        cam = DiagnosticStatus(name=f'{NODE_NAME}: cameras', hardware_id=hw)
+        stale, missing = [], []
+        for name, meter in zip(s.cameras, self.rates):
+            rate = meter.rate(now)
+            cam.values.append(KeyValue(key=f'{name} rate_hz', value=f'{rate:.2f}'))
+            if meter.last is None:
+                missing.append(name)
+            elif now - meter.last > s.stale_timeout:
+                stale.append(name)
+        odom_rate = self.odom_rate.rate(now)
+        cam.values.append(KeyValue(key='odometry rate_hz', value=f'{odom_rate:.2f}'))
+        if self.odom_rate.last is None:
+            missing.append('odometry')
+        elif now - self.odom_rate.last > s.stale_timeout:
+            stale.append('odometry')
+        cam.values.append(KeyValue(key='missing', value=','.join(missing)))
+        cam.values.append(KeyValue(key='stale', value=','.join(stale)))
+        if missing or stale:
+            cam.level = DiagnosticStatus.WARN
+            cam.message = '; '.join(p for p in (
+                f'missing: {", ".join(missing)}' if missing else '',
+                f'stale: {", ".join(stale)}' if stale else '') if p)
+            if now - self.start_time > 2 * s.stale_timeout:
+                self.get_logger().warn(f'inputs {cam.message}', throttle_duration_sec=10.0)
+        else:
+            cam.level, cam.message = DiagnosticStatus.OK, 'all inputs arriving'
+        statuses.append(cam)
+
+        st = self.sync.stats
+        sync = DiagnosticStatus(name=f'{NODE_NAME}: sync', hardware_id=hw,
+                                level=DiagnosticStatus.OK, message=f'{st.sets} sets')
+        for key, value in (('sets', st.sets), ('received', st.received), ('used', st.used),
+                           ('success_ratio', f'{st.success_ratio:.3f}'),
+                           ('dropped_from_queue', st.dropped), ('resets', st.resets),
+                           ('replaced_sets', self.slot.replaced),
+                           ('plans_published', self.published)):
+            sync.values.append(KeyValue(key=key, value=str(value)))
+        statuses.append(sync)
+
+        inf = DiagnosticStatus(name=f'{NODE_NAME}: inference', hardware_id=hw,
+                               level=DiagnosticStatus.OK, message=self.planner.describe())
+        inf.values.append(KeyValue(key='model', value=self.planner.describe()))
+        inf.values.append(KeyValue(key='device', value=str(self.planner.device)))
+        p50, p95, p99 = (1e3 * v for v in self.latency.percentiles())
+        for key, value in (('latency_ms_p50', p50), ('latency_ms_p95', p95),
+                           ('latency_ms_p99', p99)):
+            inf.values.append(KeyValue(key=key, value=f'{value:.2f}'))
+        for stage, stats in self.stage.items():
+            q50, q95 = (1e3 * v for v in stats.percentiles((50, 95)))
+            inf.values.append(KeyValue(key=f'{stage}_ms_p50', value=f'{q50:.3f}'))
+            inf.values.append(KeyValue(key=f'{stage}_ms_p95', value=f'{q95:.3f}'))
+        statuses.append(inf)
+
+        bad = DiagnosticStatus(name=f'{NODE_NAME}: bad inputs', hardware_id=hw)
+        total = 0
+        for source, counter in sorted(self.bad_inputs.items()):
+            for reason, count in sorted(counter.items()):
+                bad.values.append(KeyValue(key=f'{source} {reason}', value=str(count)))
+                total += count
+        bad.level = DiagnosticStatus.WARN if total else DiagnosticStatus.OK
+        bad.message = f'{total} skipped'
+        statuses.append(bad)
+
+        msg = DiagnosticArray(status=statuses)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
+
+    def destroy_node(self):
+        self._stop.set()
+        if self._worker.is_alive():
+            self._worker.join(timeout=2.0)
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = PlannerNode()
+        rclpy.spin(node)
+    except ParameterError as err:
+        print(f'[{NODE_NAME}] invalid parameter: {err}', file=sys.stderr, flush=True)
+        code = 2
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    except Exception as err:
+        # rclpy's own parameter exceptions (wrong type, out of declared range) name the parameter.
+        name = type(err).__name__
+        if 'Parameter' in name:
+            print(f'[{NODE_NAME}] invalid parameter: {err}', file=sys.stderr, flush=True)
+            code = 2
+        else:
+            raise
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())

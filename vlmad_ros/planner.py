@@ -1,0 +1,347 @@
+"""
+The planner without ROS (Observation -> Trajectory) and the feature builder for training too.
+
+`prepare_features` is the one place where images are resized to the model resolution and
+intrinsics scaled with them; training (dataset) and the node both call it, so they cannot drift.
+"""
+from __future__ import annotations
+
+import collections
+import pathlib
+import threading
+from typing import Deque, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from vlmad_ros import types as T
+from vlmad_ros.images import resize_rgb
+from vlmad_ros.model.checkpoint import default_checkpoint, load_checkpoint
+from vlmad_ros.model.config import PlannerConfig
+from vlmad_ros.model.planner_model import build_model
+from vlmad_ros.rig import Camera, CameraRig
+from vlmad_ros.types import EgoState, Observation, Trajectory
+
+# An image may differ from its camera's aspect ratio by this much (DCT-scaled decodes round up:
+# 1600x900 at 1/8 is 200x113, 0.4 % off) before it counts as the wrong size.
+ASPECT_TOLERANCE = 0.02
+
+NO_CHECKPOINT_HELP = (
+    'no planner checkpoint: set the parameter/option "checkpoint" to a file written by '
+    '`vlmad train` (or install the package default vlmad_ros/checkpoints/default.pt); '
+    'for tests and benchmarks only, allow_random_weights:=true runs an untrained model')
+
+
+class ImageSizeError(ValueError):
+    """An image whose shape does not fit its camera (wrong aspect ratio or not RGB)."""
+
+    reason = 'wrong_image_size'
+
+
+def check_image(camera: Camera, image: np.ndarray) -> None:
+    """Reject images that are not (H, W, 3) uint8 at the camera's aspect ratio."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ImageSizeError(f'camera {camera.name}: expected (H, W, 3) uint8, got '
+                             f'{image.shape} {image.dtype}')
+    h, w = image.shape[:2]
+    want = camera.width / camera.height
+    if h == 0 or abs(w / h - want) / want > ASPECT_TOLERANCE:
+        raise ImageSizeError(f'camera {camera.name}: image {w}x{h} does not match the rig '
+                             f'size {camera.width}x{camera.height} (aspect ratio)')
+
+
+def prepare_camera(camera: Camera, image: np.ndarray,
+                   image_size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """
+    One camera at model resolution: image (3, H, W) uint8, K (3, 3), cam_to_base (4, 4).
+
+    The rig's intrinsics belong to camera.width x camera.height; the image may be that frame at
+    any scale (e.g. a reduced-DCT decode), so K is scaled from the camera to the model size.
+    """
+    check_image(camera, image)
+    width, height = image_size
+    rgb = resize_rgb(image, (width, height))
+    k = camera.scaled(width, height).K.astype(np.float32)
+    return (np.ascontiguousarray(rgb.transpose(2, 0, 1)), k,
+            camera.T_base_cam.astype(np.float32))
+
+
+def prepare_features(obs: Observation, image_size: Tuple[int, int]) -> Dict[str, np.ndarray]:
+    """Observation -> unbatched numpy features (keys of vlmad_ros.types, no batch axis)."""
+    per_cam = [prepare_camera(cam, img, image_size)
+               for cam, img in zip(obs.rig.cameras, obs.images)]
+    return features_from_parts(per_cam, obs.ego, obs.command)
+
+
+def features_from_parts(cameras: Sequence[Tuple[np.ndarray, np.ndarray, np.ndarray]],
+                        ego: EgoState, command: int) -> Dict[str, np.ndarray]:
+    """Unbatched features from per-camera prepare_camera() outputs (the node calls this too)."""
+    return {
+        T.IMAGES: np.stack([c[0] for c in cameras]),          # (C, 3, H, W) uint8
+        T.INTRINSICS: np.stack([c[1] for c in cameras]),      # (C, 3, 3)
+        T.CAM_TO_BASE: np.stack([c[2] for c in cameras]),     # (C, 4, 4)
+        T.EGO: ego.as_array(),                                # (3,)
+        T.COMMAND: np.int64(int(command)),
+    }
+
+
+def collate(features: Sequence[Dict[str, np.ndarray]]) -> Dict[str, torch.Tensor]:
+    """Stack unbatched features into a torch batch."""
+    return {k: torch.from_numpy(np.stack([f[k] for f in features])) for k in features[0]}
+
+
+def prepare_batch(observations: Sequence[Observation],
+                  config: PlannerConfig) -> Dict[str, torch.Tensor]:
+    """Observations -> model batch at config's input resolution."""
+    return collate([prepare_features(o, config.image_size) for o in observations])
+
+
+def resolve_device(device: str) -> torch.device:
+    """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available); error names the parameter."""
+    name = str(device).strip().lower()
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name == 'cpu':
+        return torch.device('cpu')
+    if name.startswith('cuda'):
+        if not torch.cuda.is_available():
+            raise ValueError(f'device: {device!r} requested but CUDA is not available '
+                             '(use cpu or auto)')
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f'device: {device!r} but only {torch.cuda.device_count()} '
+                             'CUDA device(s)')
+        return dev
+    raise ValueError(f'device: must be cpu, cuda, cuda:N or auto, got {device!r}')
+
+
+class Planner:
+    """A loaded model ready for inference: Observation(s) -> Trajectory(ies)."""
+
+    def __init__(self, model: torch.nn.Module, device: str = 'cpu', fp16: bool = False,
+                 num_threads: int = 0, channels_last: bool = True,
+                 source: str = 'memory'):
+        if num_threads < 0:
+            raise ValueError(f'num_threads: must be >= 0 (0 = torch default), got {num_threads}')
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        self.device = resolve_device(device)
+        if fp16 and self.device.type != 'cuda':
+            raise ValueError('fp16: only supported on CUDA devices, device is '
+                             f'{self.device.type}')
+        self.fp16 = bool(fp16)
+        self.model = model.to(self.device).eval()
+        self.channels_last = bool(channels_last) and self.config.kind == 'camera'
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.source = source
+        self.rig: Optional[CameraRig] = getattr(model, 'rig', None)
+
+    @classmethod
+    def from_checkpoint(cls, path, **kwargs) -> 'Planner':
+        """Load a checkpoint of either kind (camera planner or ego MLP)."""
+        return cls(load_checkpoint(path), source=str(path), **kwargs)
+
+    @classmethod
+    def random(cls, config: Optional[PlannerConfig] = None, seed: int = 0,
+               **kwargs) -> 'Planner':
+        """Build an untrained model (tests and benchmarks only)."""
+        torch.manual_seed(seed)
+        return cls(build_model(config or PlannerConfig()), source='random weights', **kwargs)
+
+    @classmethod
+    def from_options(cls, checkpoint: str = '', allow_random_weights: bool = False,
+                     **kwargs) -> 'Planner':
+        """
+        Load what the node and CLIs ask for.
+
+        The given checkpoint, else the packaged default, else random weights when allowed,
+        else an error that says how to get a checkpoint.
+        """
+        if checkpoint:
+            if not pathlib.Path(checkpoint).is_file():
+                raise FileNotFoundError(f'checkpoint: file not found: {checkpoint}')
+            return cls.from_checkpoint(checkpoint, **kwargs)
+        default = default_checkpoint()
+        if default is not None:
+            return cls.from_checkpoint(default, **kwargs)
+        if allow_random_weights:
+            return cls.random(**kwargs)
+        raise FileNotFoundError(NO_CHECKPOINT_HELP)
+
+    @property
+    def config(self) -> PlannerConfig:
+        return self.model.config
+
+    @property
+    def image_size(self) -> Tuple[int, int]:
+        """(width, height) the model wants; decoders may aim at it (reduced-DCT JPEG)."""
+        return self.config.image_size
+
+    def describe(self) -> str:
+        cfg = self.config
+        return (f'{cfg.kind} planner {cfg.image_width}x{cfg.image_height} from {self.source} '
+                f'on {self.device}{" fp16" if self.fp16 else ""}')
+
+    def run_batch(self, batch: Dict[str, torch.Tensor]) -> Dict[str, np.ndarray]:
+        """Model outputs for a prepared batch, as numpy on the CPU."""
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        if self.channels_last:
+            imgs = batch[T.IMAGES]
+            b, c = imgs.shape[:2]
+            batch[T.IMAGES] = imgs.flatten(0, 1).contiguous(
+                memory_format=torch.channels_last).unflatten(0, (b, c))
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16,
+                                                    enabled=self.fp16):
+            out = self.model(batch)
+        return {k: v.float().cpu().numpy() for k, v in out.items()}
+
+    def plan_batch(self, observations: Sequence[Observation]) -> List[Trajectory]:
+        out = self.run_batch(prepare_batch(observations, self.config))
+        return [Trajectory(xy=out[T.TRAJ][i], heading=out[T.HEADING][i])
+                for i in range(len(observations))]
+
+    def plan(self, obs: Observation) -> Trajectory:
+        """One observation -> its trajectory in base_link."""
+        return self.plan_batch([obs])[0]
+
+
+# ---- Run-time helpers shared by the node and the benchmark (no ROS) -------------------------
+
+class LatestWins:
+    """A one-slot mailbox: a new item replaces a waiting one, so latency stays bounded."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._item = None
+        self.replaced = 0
+
+    def put(self, item) -> bool:
+        """Offer an item; True when it replaced one the consumer had not taken yet."""
+        with self._cond:
+            replaced = self._item is not None
+            self.replaced += replaced
+            self._item = item
+            self._cond.notify()
+        return replaced
+
+    def take(self, timeout: float):
+        """Remove and return the waiting item, or None after `timeout` seconds."""
+        with self._cond:
+            if self._item is None:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+        return item
+
+
+class RollingStats:
+    """The last `size` samples of a quantity, with percentiles (thread-safe)."""
+
+    def __init__(self, size: int = 500):
+        self._values: Deque[float] = collections.deque(maxlen=size)
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        with self._lock:
+            self._values.append(float(value))
+            self.count += 1
+
+    def percentiles(self, qs: Sequence[float] = (50, 95, 99)) -> List[float]:
+        with self._lock:
+            values = np.array(self._values)
+        if values.size == 0:
+            return [float('nan')] * len(qs)
+        return [float(v) for v in np.percentile(values, qs)]
+
+
+class RateMeter:
+    """Messages per second over a sliding window, and the time since the last one."""
+
+    def __init__(self, window: float = 2.0):
+        self.window = window
+        self._times: Deque[float] = collections.deque()
+        self._lock = threading.Lock()
+        self.last: Optional[float] = None
+
+    def tick(self, now: float) -> None:
+        with self._lock:
+            self._times.append(now)
+            self.last = now
+            self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        while self._times and self._times[0] < now - self.window:
+            self._times.popleft()
+
+    def rate(self, now: float) -> float:
+        with self._lock:
+            self._trim(now)
+            return len(self._times) / self.window
+
+
+class EgoStateEstimator:
+    """
+    Odometry twist -> EgoState; acceleration by differencing speed over >= `min_dt` seconds.
+
+    nav_msgs/Odometry carries no acceleration, and differencing consecutive 50-100 Hz messages
+    amplifies noise, so the speed is compared with the newest sample at least min_dt old.
+    """
+
+    def __init__(self, min_dt: float = 0.1, max_dt: float = 1.0):
+        self.min_dt, self.max_dt = min_dt, max_dt
+        self._hist: Deque[Tuple[float, float]] = collections.deque()
+
+    def reset(self) -> None:
+        self._hist.clear()
+
+    def update(self, t: float, speed: float, yaw_rate: float) -> EgoState:
+        """Estimate from the stamp t [s]; time going backwards restarts the history."""
+        if self._hist and t < self._hist[-1][0]:
+            self._hist.clear()
+        while self._hist and t - self._hist[0][0] > self.max_dt:
+            self._hist.popleft()
+        accel = 0.0
+        ref = None
+        for t_old, v_old in self._hist:
+            if t - t_old >= self.min_dt:
+                ref = (t_old, v_old)
+            else:
+                break
+        if ref is not None:
+            accel = (speed - ref[1]) / (t - ref[0])
+        self._hist.append((t, speed))
+        return EgoState(speed=float(speed), yaw_rate=float(yaw_rate), accel=float(accel))
+
+
+def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of (x, y, z, w) quaternions."""
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return np.array([aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw,
+                     aw * bw - ax * bx - ay * by - az * bz])
+
+
+def plan_poses(traj: Trajectory, position=(0.0, 0.0, 0.0),
+               orientation_xyzw=(0.0, 0.0, 0.0, 1.0)) -> np.ndarray:
+    """
+    Waypoints as (6, 7) poses x, y, z, qx, qy, qz, qw in the frame of the given base pose.
+
+    The default pose is the identity (poses stay in base_link); pass the synchronised odometry
+    pose to express the plan in the odometry frame.
+    """
+    q = np.asarray(orientation_xyzw, dtype=np.float64)
+    q = q / np.linalg.norm(q)
+    x, y, z, w = q
+    rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                    [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                    [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    pts = np.concatenate([traj.xy.astype(np.float64), np.zeros((len(traj.xy), 1))], axis=1)
+    pts = pts @ rot.T + np.asarray(position, dtype=np.float64)
+    out = np.zeros((len(pts), 7))
+    out[:, :3] = pts
+    for k, yaw in enumerate(traj.heading.astype(np.float64)):
+        out[k, 3:] = _quat_mul(q, np.array([0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)]))
+    return out
