@@ -202,6 +202,7 @@ class Teacher(Protocol):
 
     name: str             # teacher id written into records, e.g. 'gpt-4o' or 'rule-v1'
     prompt_version: str   # version of the prompt (or rules) the answers were given for
+    image_width: int      # decode hint: the image width the teacher needs (0 = full size)
 
     def annotate(self, inp: TeacherInput) -> TeacherResult:
         """Answer one keyframe. Per-frame problems -> a FAILED result; fatal ones raise."""

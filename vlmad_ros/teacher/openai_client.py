@@ -171,11 +171,13 @@ class ChatClient:
                 last_reason, last_detail = 'timeout', f'no answer within {cfg.timeout} s'
             except (ConnectionError, http.client.HTTPException) as err:
                 last_reason, last_detail = 'connection', f'{type(err).__name__}: {err}'
+            if last_reason == 'unreachable' and attempt >= min(cfg.max_retries, 2):
+                break  # nothing listens there: say so quickly instead of backing off for long
             if attempt < cfg.max_retries:
                 self._sleep(self._delay(attempt, retry_after))
         if last_reason == 'unreachable':
             raise FatalTeacherError(f'cannot reach {cfg.url}: {last_detail} '
-                                    f'(check --base-url; {cfg.max_retries + 1} attempts)')
+                                    f'(check --base-url; {attempt + 1} attempts)')
         raise RequestFailed(last_reason, f'{last_detail} after {cfg.max_retries + 1} attempts')
 
     @staticmethod

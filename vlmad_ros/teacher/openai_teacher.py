@@ -76,6 +76,7 @@ class OpenAITeacher:
         self.cache = cache
         self.name = client.config.model
         self.prompt_version = prompt.version
+        self.image_width = image.width  # decode hint for the caller
 
     def _usage(self, reply) -> Usage:
         return Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,

@@ -51,6 +51,7 @@ class Motion:
     """What the trajectory says, in numbers."""
 
     v0: float            # current speed [m/s]
+    v_near: float        # speed over 0.5..1.0 s (what "now" looks like) [m/s]
     v_end: float         # speed over the last 0.5 s [m/s]
     v_mean: float        # distance / 3 s [m/s]
     distance: float      # path length [m]
@@ -72,8 +73,9 @@ def motion_of(inp: TeacherInput) -> Motion:
     x_end, y_end = float(xy[-1, 0]), float(xy[-1, 1])
     # A constant-curvature arc ends at about y = x * tan(dh) / 2: the rest is a lane change.
     curve_y = 0.5 * x_end * np.tan(np.clip(heading, -1.2, 1.2))
-    return Motion(v0=v0, v_end=float(seg_speed[-1]), v_mean=distance / (dt * len(xy)),
-                  distance=distance, x_end=x_end, y_end=y_end, heading_change=heading,
+    return Motion(v0=v0, v_near=float(seg_speed[1]), v_end=float(seg_speed[-1]),
+                  v_mean=distance / (dt * len(xy)), distance=distance, x_end=x_end, y_end=y_end,
+                  heading_change=heading,
                   lateral_residual=float(y_end - curve_y))
 
 
@@ -179,6 +181,7 @@ class RuleTeacher:
         self.config = config
         self.name = RULE_VERSION
         self.prompt_version = RULE_VERSION
+        self.image_width = 160  # decode hint: the rules do not look at pixels
 
     def annotate(self, inp: TeacherInput) -> TeacherResult:
         m = motion_of(inp)
@@ -207,11 +210,11 @@ class RuleTeacher:
                 where = f' behind a {_CLASS_NAME.get(scene.lead[0].object_class, "vehicle")}'
             return f'{subject} is {_pick(rng, ("stopped", "standing still", "at a standstill"))}' \
                    f'{where}.'
-        change = m.v_end - m.v0
-        if change < -1.5:
+        change = m.v_near - m.v0
+        if change < -1.0:
             doing = _pick(rng, ('is slowing down', 'is braking', 'is decelerating'))
             return f'{subject} {doing} from about {_kmh(m.v0)}.'
-        if change > 1.5:
+        if change > 1.0:
             doing = _pick(rng, ('is accelerating', 'is speeding up', 'is picking up speed'))
             return f'{subject} {doing} from about {_kmh(m.v0)}.'
         doing = _pick(rng, ('is driving', 'is moving', 'is travelling'))
