@@ -1,6 +1,9 @@
-"""Small bags in the driving layout (docs/BAG_LAYOUT.md), written with BagWriter from a known
-motion: speed v0 + a t, constant yaw rate w (closed-form positions), 50 Hz odometry, six
-cameras at 12 Hz firing 8 ms apart, 2 Hz keyframes (CAM_FRONT stamps), agents at 10 Hz."""
+"""
+Small bags in the driving layout (docs/BAG_LAYOUT.md), written with BagWriter.
+
+A known motion: speed v0 + a t, constant yaw rate w (closed-form positions), 50 Hz odometry, six
+cameras at 12 Hz firing 8 ms apart, 2 Hz keyframes (CAM_FRONT stamps), agents at 10 Hz.
+"""
 import numpy as np
 from vlmad_ros import topics
 from vlmad_ros.bagschema import BagWriter, msg_class
@@ -23,7 +26,7 @@ AGENTS = {
 
 
 def pose(t):
-    """Closed-form (x, y, yaw) of the known motion at t seconds (array ok)."""
+    """Return the closed-form (x, y, yaw) of the known motion at t seconds (array ok)."""
     t = np.asarray(t, dtype=np.float64)
     yaw = YAW0 + YAW_RATE * t
     v = V0 + ACCEL * t
@@ -39,7 +42,7 @@ def pose(t):
 
 
 def future_in_base(t0):
-    """Expected waypoints (6, 2) and headings (6,) at t0 + 0.5..3 s in base_link at t0."""
+    """Return waypoints (6, 2) and headings (6,) at t0 + 0.5..3 s in base_link at t0."""
     x0, y0, yaw0 = pose(t0)
     xs, ys, yaws = pose(t0 + 0.5 * np.arange(1, 7))
     c, s = np.cos(yaw0), np.sin(yaw0)
@@ -48,7 +51,7 @@ def future_in_base(t0):
 
 
 def agent_in_base(agent_id, t, t0):
-    """An agent's (x, y, yaw) at time t in base_link at t0."""
+    """Return an agent's (x, y, yaw) at time t in base_link at t0."""
     _, p, vel, yaw, *_ = AGENTS[agent_id]
     x0, y0, yaw0 = pose(t0)
     q = p + vel * t - [x0, y0]
@@ -62,7 +65,8 @@ def keyframe_times(duration):
 
 def write_bag(path, duration=5.0, image_size=(64, 36), noisy_images=False, commands=None,
               reasoning=None, storage='mcap', scenario='lead_vehicle_brakes', seed=0, drop=()):
-    """Write the bag; commands: list of (t, Command); reasoning: {keyframe t: labels} or None.
+    """
+    Write the bag; commands: list of (t, Command); reasoning: {keyframe t: labels} or None.
 
     drop: (camera, frame index) images left out (a camera that missed a frame).
     Returns {'keyframes': [t...], 'jpeg': {(camera, stamp_ns): bytes}}.

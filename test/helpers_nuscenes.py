@@ -1,4 +1,5 @@
-"""A tiny dataset in nuScenes' own format (JSON tables + JPEG files), from a known trajectory.
+"""
+A tiny dataset in nuScenes' own format (JSON tables + JPEG files), from a known trajectory.
 
 The ego drives a circle (constant speed and yaw rate); cameras fire at 12 Hz in sequence within
 40 ms, every 6th frame is a keyframe (2 Hz samples, with a LIDAR_TOP keyframe at the sample

@@ -1,16 +1,20 @@
-"""Bags other tools can read: MCAP via the `mcap` reader and `mcap-ros2-support` (not rosbags),
-metadata.yaml as rosbag2 (`ros2 bag info/play`) parses it."""
+"""
+Bags other tools can read.
+
+MCAP via the `mcap` reader and `mcap-ros2-support` (not rosbags); metadata.yaml as rosbag2
+(`ros2 bag info/play`) parses it.
+"""
 import collections
 
 import helpers_data
 import helpers_nuscenes
 import numpy as np
 import pytest
-import yaml
 from vlmad_ros import topics
 from vlmad_ros.bagschema import read_messages
 from vlmad_ros.data import nuscenes_converter
 from vlmad_ros.types import Command
+import yaml
 
 
 @pytest.fixture(scope='module')
@@ -73,7 +77,7 @@ def test_mcap_ros2_support_decodes_every_message(bags, which):
 
 
 def _check_rosbag2_metadata(info: dict) -> int:
-    """The fields and types rosbag2_storage's YAML decoder reads (yaml.hpp), by version."""
+    """Check the fields and types rosbag2_storage's YAML decoder reads (yaml.hpp), by version."""
     version = info['version']
     assert isinstance(version, int) and version >= 1
     assert isinstance(info['storage_identifier'], str)

@@ -1,10 +1,14 @@
-"""Bags -> keyframe samples: targets from a known motion, calibration, commands, teacher records,
-dropped frames and crashed recordings."""
+"""
+Bags -> keyframe samples.
+
+Targets from a known motion, calibration, commands, teacher records, dropped frames and
+crashed recordings.
+"""
 import helpers_data
 import numpy as np
 import pytest
 from vlmad_ros.bagschema import read_messages, stamp_to_ns
-from vlmad_ros.data.reader import ReaderConfig, ReadStats, read_samples
+from vlmad_ros.data.reader import read_samples, ReaderConfig, ReadStats
 from vlmad_ros.rig import CAMERA_NAMES, load_rig
 from vlmad_ros.types import Command
 
@@ -154,8 +158,8 @@ def test_crashed_recording_yields_every_complete_sample(tmp_path):
     assert [s.stamp_ns for s in got] == complete
     for s in got:
         np.testing.assert_array_equal(s.trajectory.xy, full[s.stamp_ns].trajectory.xy)
-        assert [bytes(m.data) for m in s.images] == [bytes(m.data)
-                                                    for m in full[s.stamp_ns].images]
+        want = [bytes(m.data) for m in full[s.stamp_ns].images]
+        assert [bytes(m.data) for m in s.images] == want
     assert stats.skipped_no_future > 0
 
 

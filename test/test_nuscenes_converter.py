@@ -8,7 +8,7 @@ import pytest
 from vlmad_ros import topics
 from vlmad_ros.bagschema import read_messages, stamp_to_ns
 from vlmad_ros.data import nuscenes_converter
-from vlmad_ros.data.reader import ReadStats, read_samples
+from vlmad_ros.data.reader import read_samples, ReadStats
 from vlmad_ros.rig import CAMERA_NAMES, quat_wxyz_to_matrix
 
 US = 1000

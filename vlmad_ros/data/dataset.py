@@ -1,4 +1,5 @@
-"""A torch Dataset over driving bags: keyframe samples as the model's batch keys (types.py).
+"""
+A torch Dataset over driving bags: keyframe samples as the model's batch keys (types.py).
 
 Decoding six JPEGs per sample every epoch would cost more CPU than the model on 2 cores, so the
 first use of a bag builds an on-disk cache: the samples the reader yields, images decoded
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import dataclasses
 import hashlib
 import json
 import os
@@ -27,7 +27,7 @@ import torch
 
 from vlmad_ros import types
 from vlmad_ros.bagschema import bag_paths
-from vlmad_ros.data.reader import action_labels, RawSample, ReaderConfig, ReadStats, read_samples
+from vlmad_ros.data.reader import action_labels, RawSample, read_samples, ReaderConfig, ReadStats
 from vlmad_ros.images import compressed_to_rgb, ImageConversionError, resize_rgb
 from vlmad_ros.types import PLAN_STEPS
 
@@ -57,7 +57,7 @@ def _check_size(image_size) -> Tuple[int, int]:
 
 
 def decode_images(msgs: Sequence[object], size: Tuple[int, int]) -> np.ndarray:
-    """CompressedImage messages -> (C, 3, H, W) uint8 at size=(width, height)."""
+    """Decode CompressedImage messages into (C, 3, H, W) uint8 at size=(width, height)."""
     out = np.empty((len(msgs), 3, size[1], size[0]), dtype=np.uint8)
     for c, msg in enumerate(msgs):
         rgb = resize_rgb(compressed_to_rgb(msg, min_size=size), size)
@@ -66,7 +66,7 @@ def decode_images(msgs: Sequence[object], size: Tuple[int, int]) -> np.ndarray:
 
 
 def cache_key(bag: pathlib.Path, size: Tuple[int, int], config: ReaderConfig) -> str:
-    """Changes when the bag's files, the resolution, the reader settings or the format change."""
+    """Name a bag's cache: it changes with the bag's files, resolution, reader and format."""
     bag = bag.resolve()
     files = sorted(bag.iterdir()) if bag.is_dir() else [bag]
     parts = [str(CACHE_VERSION), str(bag), f'{size[0]}x{size[1]}', repr(config)]
@@ -184,7 +184,8 @@ class _BagCache:
 
 
 class BagDataset(torch.utils.data.Dataset):
-    """Keyframe samples of one or more bags, at image_size=(width, height).
+    """
+    Keyframe samples of one or more bags, at image_size=(width, height).
 
     Items: dict with types.IMAGES (C, 3, H, W) uint8, INTRINSICS (C, 3, 3) scaled to the images,
     CAM_TO_BASE (C, 4, 4), EGO (3,), COMMAND (), TRAJ (6, 2), HEADING (6,), FUTURE_BOXES

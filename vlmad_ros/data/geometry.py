@@ -1,4 +1,5 @@
-"""Planar ego motion from odometry: poses at any instant, frames, finite differences.
+"""
+Planar ego motion from odometry: poses at any instant, frames, finite differences.
 
 Frames (REP 103): the odometry frame (map) and base_link (x forward, y left). The planner's
 targets are planar (x, y, yaw), so everything here is 2D except the quaternion helpers.
@@ -52,7 +53,8 @@ def to_local(xy: np.ndarray, origin_xy: Sequence[float], origin_yaw: float) -> n
 
 def finite_difference_twist(t_ns: np.ndarray, xy: np.ndarray, yaw: np.ndarray,
                             half_window_s: float = 0.05) -> Tuple[np.ndarray, np.ndarray]:
-    """Body-frame velocity (N, 2) and yaw rate (N,) from poses by central differences.
+    """
+    Body-frame velocity (N, 2) and yaw rate (N,) from poses by central differences.
 
     The neighbours used are the farthest ones within +-half_window_s (at least the adjacent
     ones), so poses a few ms apart (nuScenes cameras firing in sequence) do not amplify noise.

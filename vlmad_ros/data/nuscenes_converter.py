@@ -1,4 +1,5 @@
-"""`vlmad convert-nuscenes`: nuScenes logs -> rosbag2, in the layout of the synthetic bags.
+"""
+`vlmad convert-nuscenes`: nuScenes logs -> rosbag2, in the layout of the synthetic bags.
 
 One bag per scene (docs/BAG_LAYOUT.md): the six cameras' JPEG files copied byte for byte into
 CompressedImage (keyframes and sweeps, ~12 Hz), CameraInfo and /tf_static from
@@ -24,7 +25,7 @@ from vlmad_ros import topics
 from vlmad_ros.bagschema import BagWriter, STORAGES
 from vlmad_ros.data import rosmsgs
 from vlmad_ros.data.geometry import finite_difference_twist, yaw_from_quat_wxyz
-from vlmad_ros.rig import CAMERA_NAMES, Camera, quat_wxyz_to_matrix
+from vlmad_ros.rig import Camera, CAMERA_NAMES, quat_wxyz_to_matrix
 
 US = 1000  # nuScenes timestamps are microseconds; bags use nanoseconds
 
@@ -108,7 +109,7 @@ class SceneConverter:
         return out
 
     def ego_track(self, scene: dict):
-        """The scene's ego poses (every sample_data's), deduplicated, sorted by time."""
+        """Return the scene's ego poses (every sample_data's), deduplicated, sorted by time."""
         poses = {}
         for sd in self._sd_by_scene[scene['token']]:
             ep = self.nusc.get('ego_pose', sd['ego_pose_token'])
@@ -197,7 +198,7 @@ class SceneConverter:
             return events.write(bag)
 
     def _object(self, ann_token: str, ego_pos: np.ndarray, ego_quat: np.ndarray):
-        """A sample_annotation as a GroundTruthObject in base_link at the sample's time."""
+        """Express a sample_annotation as a GroundTruthObject in base_link at the sample's time."""
         from pyquaternion import Quaternion
         ann = self.nusc.get('sample_annotation', ann_token)
         rot = quat_wxyz_to_matrix(ego_quat)
@@ -263,7 +264,8 @@ def convert(dataroot, version: str, out, scenes: Optional[Sequence[str]] = None,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--dataroot', required=True, help='nuScenes root (holds the version folder)')
+    parser.add_argument('--dataroot', required=True,
+                        help='nuScenes root (holds the version folder)')
     parser.add_argument('--version', default='v1.0-mini', help='table version, e.g. v1.0-trainval')
     parser.add_argument('--scenes', nargs='*', default=None,
                         help='scene names (default: every scene of the version)')

@@ -1,4 +1,5 @@
-"""rosbag2 driving logs -> samples at keyframes (what the dataset caches and evaluation reads).
+"""
+rosbag2 driving logs -> samples at keyframes (what the dataset caches and evaluation reads).
 
 Two passes over a bag, so memory stays bounded whatever its length:
 1. everything but the images: keyframe marks, odometry, calibration, ground-truth objects,
@@ -86,8 +87,8 @@ class RawSample:
     box_ids: List[str]
     reasoning: Optional[ReasoningRecord]
 
-    def decode(self, size: Optional[Tuple[int, int]] = None) -> Tuple[List[np.ndarray],
-                                                                       CameraRig]:
+    def decode(self, size: Optional[Tuple[int, int]] = None
+               ) -> Tuple[List[np.ndarray], CameraRig]:
         """RGB images resized to size=(width, height) and the rig scaled to match."""
         out = []
         for msg in self.images:
@@ -243,7 +244,7 @@ class _Context:
         return CameraRig(name='bag', cameras=tuple(cams), frame_id=self.config.base_frame)
 
     def command(self, t0: int, trajectory: Trajectory) -> Tuple[Command, bool]:
-        """The bag's latest route command at t0, else the nuScenes endpoint rule."""
+        """Return the bag's latest route command at t0, else the nuScenes endpoint rule."""
         i = _last_at_or_before([c[0] for c in self.commands], t0 + STAMP_MATCH_TOLERANCE_NS)
         if i >= 0:
             return Command(self.commands[i][1]), True
@@ -280,8 +281,8 @@ class _Context:
                     out[k, j] = boxes[obj_id]
         return out, ids
 
-    def _boxes_in(self, objs: _Objects, target_ns: int, to_t0: np.ndarray) -> Dict[str,
-                                                                                 np.ndarray]:
+    def _boxes_in(self, objs: _Objects, target_ns: int,
+                  to_t0: np.ndarray) -> Dict[str, np.ndarray]:
         """Boxes of one message advanced by their velocity to target_ns, in base_link at t0."""
         if not objs.ids:
             return {}

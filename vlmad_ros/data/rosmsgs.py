@@ -1,4 +1,5 @@
-"""rosbags message objects of the driving bag layout (docs/BAG_LAYOUT.md), built from plain data.
+"""
+rosbags message objects of the driving bag layout (docs/BAG_LAYOUT.md), built from plain data.
 
 The converter writes them; the reader turns them back (`*_from_msg`). One place for the
 field conventions: optical frames from topics.camera_optical_frame, quaternions (w, x, y, z)
@@ -39,7 +40,7 @@ def quaternion(q_wxyz: Sequence[float]):
 
 
 def quat_wxyz(q) -> Tuple[float, float, float, float]:
-    """A geometry_msgs/Quaternion as (w, x, y, z)."""
+    """Return a geometry_msgs/Quaternion as (w, x, y, z)."""
     return (float(q.w), float(q.x), float(q.y), float(q.z))
 
 
@@ -50,13 +51,13 @@ def pose(position: Sequence[float], q_wxyz: Sequence[float]):
 
 
 def compressed_image(stamp_ns: int, frame_id: str, jpeg: bytes):
-    """A jpeg CompressedImage carrying `jpeg` byte for byte (no re-encoding)."""
+    """Build a jpeg CompressedImage carrying `jpeg` byte for byte (no re-encoding)."""
     return msg_class(COMPRESSED_IMAGE)(header=header(stamp_ns, frame_id), format='jpeg',
                                        data=np.frombuffer(jpeg, dtype=np.uint8))
 
 
 def camera_info(stamp_ns: int, camera: Camera):
-    """CameraInfo of a rectified pinhole camera (nuScenes images are undistorted)."""
+    """Build the CameraInfo of a rectified pinhole camera (nuScenes images are undistorted)."""
     k = camera.K
     p = np.zeros((3, 4))
     p[:, :3] = k
@@ -110,7 +111,7 @@ def ground_truth_objects(stamp_ns: int, frame_id: str, objects: list):
 
 
 def camera_from_msgs(name: str, info, transform) -> Camera:
-    """A rig Camera from its CameraInfo and the base_link -> optical frame transform."""
+    """Build a rig Camera from its CameraInfo and the base_link -> optical frame transform."""
     k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
     t = transform.transform
     return Camera(name=name, width=int(info.width), height=int(info.height),
