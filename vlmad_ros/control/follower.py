@@ -138,6 +138,11 @@ class PathFollower:
     def __init__(self, config: Optional[FollowerConfig] = None):
         self.config = config or FollowerConfig()
         self.pid = PID(self.config.pid)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the plan and the controller state (time jumped: a new episode or bag loop)."""
+        self.pid.reset()
         self.path: Optional[TimedPath] = None
         self._last_time: Optional[float] = None
         self._last_cmd_speed = 0.0

@@ -39,6 +39,7 @@ class NodeConfig:
     """Node-level parameters (the controller's own are FollowerConfig)."""
 
     control_trigger: str = 'odom'   # 'odom': one command per odometry; 'timer': control_rate
+    stamped_cmd_vel: bool = False   # TwistStamped (stamp = the odometry it answers) not Twist
     control_rate: float = 20.0      # [Hz] timer trigger only
     base_frame: str = topics.BASE_FRAME
     odom_reliability: str = 'reliable'
@@ -67,6 +68,8 @@ PARAM_HELP = {
     'control_trigger': "'odom': one command per odometry message; 'timer': control_rate Hz",
     'plan_timeout': 'seconds without a fresh plan (by its stamp) before stopping',
     'odom_timeout': 'seconds without odometry (node clock) before stopping',
+    'stamped_cmd_vel': 'publish geometry_msgs/TwistStamped stamped with the odometry it '
+                       'answers (lockstep simulators) instead of Twist',
     'lookahead_min': 'pure pursuit lookahead at standstill [m]',
     'lookahead_time': 'lookahead grows by this times speed [s]',
     'max_curvature': 'curvature limit [1/m]',
@@ -165,7 +168,7 @@ def path_to_timed(msg, base_frame: str, odom_frame: Optional[str],
 def main(args=None) -> int:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-    from geometry_msgs.msg import Twist
+    from geometry_msgs.msg import Twist, TwistStamped
     from nav_msgs.msg import Odometry, Path
     from rcl_interfaces.msg import ParameterDescriptor
     from rclpy.node import Node
@@ -190,7 +193,8 @@ def main(args=None) -> int:
                     ReliabilityPolicy.RELIABLE if reliability == 'reliable'
                     else ReliabilityPolicy.BEST_EFFORT))
 
-            self.pub_cmd = self.create_publisher(Twist, 'cmd_vel', 10)
+            self.pub_cmd = self.create_publisher(
+                TwistStamped if self.node_config.stamped_cmd_vel else Twist, 'cmd_vel', 10)
             self.pub_diag = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
             self.create_subscription(Path, topics.PLAN, self.on_plan,
                                      qos(self.node_config.plan_reliability))
@@ -257,6 +261,12 @@ def main(args=None) -> int:
                 return
             self.odom_frame = msg.header.frame_id.lstrip('/') or None
             pose = (p.x, p.y, yaw_of(q))
+            if self.last_odom is not None and not (
+                    0 <= t - self.last_odom[0] <= self.follower.config.plan_timeout):
+                # Time jumped (a new episode, a bag loop): nothing before it applies now.
+                self.follower.reset()
+                self.history = OdomHistory()
+                self.counts['time_jumps'] += 1
             self.history.add(t, *pose)
             self.last_odom = (t, pose, msg.twist.twist.linear.x)
             self.last_odom_clock = self._clock_s()
@@ -277,7 +287,7 @@ def main(args=None) -> int:
         def control(self, now: float) -> None:
             _, pose, speed = self.last_odom
             cmd = self.follower.update(now, pose, speed)
-            self._publish(cmd)
+            self._publish(cmd, self.last_odom[0])
 
         def watchdog(self) -> None:
             """Stop the car when odometry stops (node clock: sim time pauses with the sim)."""
@@ -285,13 +295,20 @@ def main(args=None) -> int:
                 return
             if self._clock_s() - self.last_odom_clock > self.follower.config.odom_timeout:
                 t, _, speed = self.last_odom
-                self._publish(self.follower.stop_command(Status.NO_ODOM, t, 0.0))
+                self._publish(self.follower.stop_command(Status.NO_ODOM, t, 0.0), t)
 
-        def _publish(self, cmd: Command) -> None:
-            msg = Twist()
-            msg.linear.x = float(cmd.linear_x)
-            msg.angular.z = float(cmd.angular_z)
-            self.pub_cmd.publish(msg)
+        def _publish(self, cmd: Command, odom_stamp: float) -> None:
+            twist = Twist()
+            twist.linear.x = float(cmd.linear_x)
+            twist.angular.z = float(cmd.angular_z)
+            if self.node_config.stamped_cmd_vel:
+                msg = TwistStamped(twist=twist)
+                ns = int(round(odom_stamp * 1e9))
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 1_000_000_000)
+                msg.header.frame_id = self.node_config.base_frame
+                self.pub_cmd.publish(msg)
+            else:
+                self.pub_cmd.publish(twist)
             if self.last_cmd is None or cmd.status != self.last_cmd.status:
                 log = (self.get_logger().info if cmd.status in (Status.FOLLOWING, Status.STOPPED)
                        else self.get_logger().warn)
