@@ -1,4 +1,5 @@
-"""`vlmad eval` on recorded Paths and on checkpoints, through the installed CLI.
+"""
+`vlmad eval` on recorded Paths and on checkpoints, through the installed CLI.
 
 The Path bags are written by tools that are not part of the project: mcap-ros2-support (a single
 .mcap) and rosbags' own Writer with its stock typestore (a rosbag2 folder, as `ros2 bag record`
