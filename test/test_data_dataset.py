@@ -105,3 +105,13 @@ def test_image_size_is_validated(bags):
         D.BagDataset(bags / 'bags', (4, 4), cache_dir=bags / 'cache')
     with pytest.raises(ValueError, match='image_size'):
         D.BagDataset(bags / 'bags', 'big', cache_dir=bags / 'cache')
+
+
+def test_loader_benchmark_reports_every_stage(bags):
+    from vlmad_ros.data.bench import loader_benchmark
+    result = loader_benchmark([bags / 'bags' / 'a'], image_size=(32, 24), workers=1)
+    assert result['samples'] == 5
+    for key in ('read_samples_per_s', 'decode_resize_samples_per_s',
+                'decode_resize_cpu_ms_per_sample', 'cache_build_samples_per_s',
+                'loader_samples_per_s'):
+        assert result[key] > 0, key

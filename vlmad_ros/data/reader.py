@@ -17,12 +17,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import pathlib
+import struct
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from vlmad_ros import topics
-from vlmad_ros.bagschema import read_messages, stamp_to_ns
+from vlmad_ros.bagschema import read_messages, stamp_to_ns, typestore
 from vlmad_ros.data.geometry import (NS, OdometryTrack, se2, wrap_angle, yaw_from_quat_wxyz)
 from vlmad_ros.data.rosmsgs import camera_from_msgs, quat_wxyz
 from vlmad_ros.images import compressed_to_rgb, ImageConversionError, resize_rgb
@@ -50,8 +51,8 @@ class ReaderConfig:
     reasoning_topic: str = topics.REASONING
     tf_static_topic: str = topics.TF_STATIC
     base_frame: str = topics.BASE_FRAME
-    slop: float = 0.1                 # [s] max spread of one camera set
-    queue_size: int = 10              # per camera
+    slop: float = 0.05                # [s] max spread of one camera set (planner_node default)
+    queue_size: int = 10              # per camera (planner_node default)
     objects_tolerance_s: float = 0.15  # future boxes: nearest GroundTruthObjectArray within this
 
     def __post_init__(self):
@@ -332,20 +333,27 @@ def read_samples(path, config: Optional[ReaderConfig] = None,
     sync = ApproximateTimeSynchronizer(len(config.image_topics), config.queue_size, config.slop)
     index = {topic: i for i, topic in enumerate(config.image_topics)}
     found, uncalibrated = set(), set()
-    for topic, _, msg in read_messages(path, topics=list(config.image_topics)):
+    store = typestore()
+    # Images stay CDR bytes until their set is a keyframe's (5 of 6 sets are not).
+    for topic, _, data in read_messages(path, topics=list(config.image_topics), raw=True):
         try:
-            stamp = stamp_to_ns(msg.header.stamp)
-        except AttributeError:
+            stamp = cdr_header_stamp(data)
+        except ValueError:
             stats.bad_messages[topic] += 1
             continue
-        matched = sync.add(index[topic], stamp, msg)
+        matched = sync.add(index[topic], stamp, data)
         if matched is None:
             continue
-        images = matched[1]
-        ref = stamp_to_ns(images[0].header.stamp)
+        ref = cdr_header_stamp(matched[1][0])
         k = int(np.argmin(np.abs(wanted_stamps - ref)))
         t0 = int(wanted_stamps[k])
         if abs(t0 - ref) > STAMP_MATCH_TOLERANCE_NS or t0 in found or t0 in uncalibrated:
+            continue
+        try:
+            images = [store.deserialize_cdr(d, 'sensor_msgs/msg/CompressedImage')
+                      for d in matched[1]]
+        except Exception:  # rosbags raises several types on corrupt CDR
+            stats.bad_messages['image_corrupt_cdr'] += 1
             continue
         sample = _make_sample(ctx, t0, wanted[t0], images)
         if sample is None:
@@ -356,6 +364,14 @@ def read_samples(path, config: Optional[ReaderConfig] = None,
         yield sample
     stats.skipped_no_calibration += len(uncalibrated)
     stats.skipped_no_images += len(wanted) - len(found) - len(uncalibrated)
+
+
+def cdr_header_stamp(data) -> int:
+    """Stamp (ns) of a CDR-serialized message that starts with std_msgs/Header, unparsed."""
+    if len(data) < 12 or data[1] not in (0, 1):
+        raise ValueError('not a CDR message with a header')
+    sec, nanosec = struct.unpack_from('<iI' if data[1] == 1 else '>iI', data, 4)
+    return sec * NS + nanosec
 
 
 def _make_sample(ctx: _Context, t0: int, wanted: tuple, images: list) -> Optional[RawSample]:
