@@ -142,7 +142,8 @@ def good(_request=None):
 
 
 class ChatServer:
-    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1; `script(request) -> reply`.
+    """
+    An OpenAI-compatible /v1/chat/completions on 127.0.0.1; `script(request) -> reply`.
 
     A reply is (status, headers, body) with body a dict (sent as JSON) or bytes, or
     ('sleep', seconds, reply) to answer late. Requests are recorded as dicts with 'headers',
@@ -206,7 +207,7 @@ class ChatServer:
 
 
 def request_image(request):
-    """The RGB image of a recorded chat request (decoded from its base64 data URL)."""
+    """Decode the RGB image of a recorded chat request (decoded from its base64 data URL)."""
     for message in request['body']['messages']:
         content = message['content']
         if isinstance(content, list):
@@ -220,7 +221,7 @@ def request_image(request):
 
 
 def dead_port():
-    """A localhost port nothing listens on (bound, closed)."""
+    """Return a localhost port nothing listens on (bound, closed)."""
     import socket
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))

@@ -19,8 +19,8 @@ T = 0.5 * np.arange(1, 7)
 
 
 def teacher(url, cache=None, **cfg):
-    args = dict(base_url=url, model='gpt-4o', timeout=2.0, max_retries=3, backoff_base=0.01,
-                backoff_max=0.5)
+    args = {'base_url': url, 'model': 'gpt-4o', 'timeout': 2.0, 'max_retries': 3,
+            'backoff_base': 0.01, 'backoff_max': 0.5}
     args.update(cfg)
     return OpenAITeacher(ChatClient(ClientConfig(**args), api_key=KEY), load_prompt(),
                          image=ImageConfig(width=320), price=Price(2.5, 10.0), cache=cache)

@@ -334,8 +334,8 @@ def annotate_bag(src: pathlib.Path, out_dir: pathlib.Path, teacher, args, summar
         decode_width = int(getattr(teacher, 'image_width', 0) or 0)
         counted = 0
         for sample in read_samples(src, reader_config(args.camera), stats):
-            if bar is not None and not counted:  # the reader knows the keyframes now
-                counted = stats.keyframes
+            if bar is not None and not counted:  # the reader knows the usable keyframes now
+                counted = stats.keyframes - stats.skipped_no_future - stats.skipped_no_odometry
                 bar.total = (bar.total or 0) + counted
             if last is not None and sample.stamp_ns - last < min_gap:
                 summary.skipped['rate'] += 1
