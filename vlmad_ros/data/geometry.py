@@ -15,8 +15,6 @@ from vlmad_ros.rig import quat_wxyz_to_matrix
 from vlmad_ros.types import EgoState, PLAN_DT, PLAN_STEPS, Trajectory
 
 NS = 1_000_000_000
-# Acceleration is a backward difference of speed over this window: the live node only has the past.
-ACCEL_WINDOW_S = 0.25
 # How far before the first / after the last odometry message a pose may still be asked for.
 ODOM_EDGE_TOLERANCE_S = 0.03
 
@@ -117,15 +115,24 @@ class OdometryTrack:
         return np.stack([x, y], axis=1), yaw
 
     def ego_state(self, t_ns: int) -> Optional[EgoState]:
-        """Speed and yaw rate of the last message at or before t_ns; accel from the past only."""
+        """
+        Ego state as the planner node sees it at t_ns: its estimator fed the odometry so far.
+
+        The last message at or before t_ns gives speed and yaw rate; acceleration comes from
+        the node's EgoStateEstimator over the preceding messages (the past only), so training
+        inputs and live inputs are computed by the same code.
+        """
+        from vlmad_ros.planner import EgoStateEstimator  # imports torch: only when asked
         i = int(np.searchsorted(self.t_ns, t_ns, side='right')) - 1
         if i < 0:
             return None
-        j = int(np.searchsorted(self.t_ns, self.t_ns[i] - int(ACCEL_WINDOW_S * NS), side='left'))
-        dt = (self.t_ns[i] - self.t_ns[j]) / NS
-        accel = (self.speed[i] - self.speed[j]) / dt if dt > 1e-3 else 0.0
-        return EgoState(speed=float(self.speed[i]), yaw_rate=float(self.yaw_rate[i]),
-                        accel=float(accel))
+        estimator = EgoStateEstimator()
+        start = int(np.searchsorted(self.t_ns, self.t_ns[i] - int(estimator.max_dt * NS) - 1))
+        state = None
+        for k in range(start, i + 1):
+            state = estimator.update((self.t_ns[k] - self.t_ns[0]) / NS, float(self.speed[k]),
+                                     float(self.yaw_rate[k]))
+        return state
 
     def future_trajectory(self, t0_ns: int, steps: int = PLAN_STEPS,
                           dt: float = PLAN_DT) -> Optional[Trajectory]:
