@@ -35,7 +35,7 @@ NS = 1_000_000_000
 
 
 def _street_image(rng: np.random.Generator, size: Tuple[int, int]) -> np.ndarray:
-    """A street-like frame (sky, road, blocks, texture) whose JPEG is as large as a real one."""
+    """Draw a street-like frame (sky, road, blocks, texture) as large as a real JPEG."""
     w, h = size
     y = np.linspace(0, 1, h)[:, None, None]
     sky = np.array([120, 160, 220]) * (1 - 0.4 * y)
