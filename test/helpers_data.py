@@ -64,11 +64,13 @@ def keyframe_times(duration):
 
 
 def write_bag(path, duration=5.0, image_size=(64, 36), noisy_images=False, commands=None,
-              reasoning=None, storage='mcap', scenario='lead_vehicle_brakes', seed=0, drop=()):
+              reasoning=None, storage='mcap', scenario='lead_vehicle_brakes', seed=0, drop=(),
+              corrupt=()):
     """
     Write the bag; commands: list of (t, Command); reasoning: {keyframe t: labels} or None.
 
-    drop: (camera, frame index) images left out (a camera that missed a frame).
+    drop: (camera, frame index) images left out (a camera that missed a frame);
+    corrupt: (camera, frame index) images whose JPEG data is cut short.
     Returns {'keyframes': [t...], 'jpeg': {(camera, stamp_ns): bytes}}.
     """
     rng = np.random.default_rng(seed)
@@ -105,6 +107,8 @@ def write_bag(path, duration=5.0, image_size=(64, 36), noisy_images=False, comma
             else:
                 img = np.full((h, w, 3), (k * 5 + c * 40) % 255, np.uint8)
             data = encode_jpeg(img, 90)
+            if (cam, k) in corrupt:
+                data = data[:len(data) // 3]
             jpegs[(cam, stamp)] = data
             add(stamp, topics.CAMERA_IMAGE_TOPICS[c], rosmsgs.compressed_image(
                 stamp, topics.camera_optical_frame(cam), data))

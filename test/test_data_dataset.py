@@ -115,3 +115,11 @@ def test_loader_benchmark_reports_every_stage(bags):
                 'decode_resize_cpu_ms_per_sample', 'cache_build_samples_per_s',
                 'loader_samples_per_s'):
         assert result[key] > 0, key
+
+
+def test_corrupt_image_skips_the_sample_and_is_counted(tmp_path):
+    helpers_data.write_bag(tmp_path / 'bag', duration=5.0, corrupt={('CAM_BACK_LEFT', 12)})
+    ds = D.BagDataset(tmp_path / 'bag', SIZE, cache_dir=tmp_path / 'cache')
+    assert [ds[i][D.TOKEN] for i in range(len(ds))] == ['kf_0.0', 'kf_0.5', 'kf_1.5', 'kf_2.0']
+    assert ds.stats.bad_messages == {'image_corrupt_jpeg': 1}
+    assert ds.stats.samples == 4
