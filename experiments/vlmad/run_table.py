@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""
+The VLM-AD table on our data, mean +- std over seeds.
+
+Trains every variant x seed with `vlmad train`, scores the best checkpoint of each on the
+held-out test bags with `vlmad eval`, then prints the table.
+
+    experiments/vlmad/run_table.py --train DIR --val DIR --test DIR --out RUNS \
+        [--seeds 0 1 2] [--variants baseline vlmad q1 q2 ego_mlp] [--jobs 2] [--config FILE]
+
+Runs already finished (RUNS/<variant>/s<seed>/test.json exists) are not repeated, so the
+table can be extended or resumed. Each run logs to RUNS/<variant>/s<seed>/{train,eval}.log.
+"""
+import argparse
+import concurrent.futures
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+
+HERE = pathlib.Path(__file__).resolve().parent
+VARIANTS = {
+    'baseline': ['--no-vlm-ad'],
+    'vlmad': [],
+    'q1': ['--q1-only'],
+    'q2': ['--q2-only'],
+    'ego_mlp': ['--model', 'ego_mlp', '--no-vlm-ad'],
+}
+LABELS = {'baseline': 'planner (no VLM-AD)', 'vlmad': 'planner + VLM-AD (Q1 + Q2)',
+          'q1': 'planner + VLM-AD Q1 only (text alignment)',
+          'q2': 'planner + VLM-AD Q2 only (action labels)',
+          'ego_mlp': 'ego-state MLP (no cameras)'}
+
+
+def run_one(variant: str, seed: int, args) -> pathlib.Path:
+    run = pathlib.Path(args.out) / variant / f's{seed}'
+    result = run / 'test.json'
+    if result.is_file():
+        return result
+    run.mkdir(parents=True, exist_ok=True)
+    train = ['nice', 'vlmad', 'train', '--data', args.train, '--out', str(run / 'train'),
+             '--config', args.config, '--seed', str(seed), *VARIANTS[variant]]
+    if args.val:
+        train += ['--val-data', args.val]
+    if (run / 'train' / 'train_state.pt').is_file():
+        train.append('--resume')
+    with open(run / 'train.log', 'a') as log:
+        log.write(' '.join(train) + '\n')
+        log.flush()
+        subprocess.run(train, stdout=log, stderr=subprocess.STDOUT, check=True)
+    ev = ['nice', 'vlmad', 'eval', '--data', args.test, '--checkpoint',
+          str(run / 'train' / 'best.pt'), '--json', str(result), '--name', f'{variant} s{seed}']
+    with open(run / 'eval.log', 'w') as log:
+        log.write(' '.join(ev) + '\n')
+        log.flush()
+        subprocess.run(ev, stdout=log, stderr=subprocess.STDOUT, check=True)
+    return result
+
+
+def table(out: pathlib.Path, variants, seeds) -> str:
+    keys = ('1s', '2s', '3s')
+    lines = ['| model | seeds | L2 1s | L2 2s | L2 3s | L2 avg | Coll. 1s | Coll. 2s | Coll. 3s '
+             '| Coll. avg |', '|---|---:|' + '---:|' * 8]
+    for proto in ('avg_over_horizon', 'at_horizon'):
+        lines_p = []
+        for variant in variants:
+            res = [json.loads(p.read_text()) for s in seeds
+                   if (p := out / variant / f's{s}' / 'test.json').is_file()]
+            if not res:
+                continue
+            row = [LABELS.get(variant, variant), str(len(res))]
+            for metric in ('l2', 'collision'):
+                vals = np.array([[r[metric][proto][k] for k in keys] for r in res], float)
+                vals = np.concatenate([vals, vals.mean(1, keepdims=True)], 1)
+                mean, std = vals.mean(0), vals.std(0, ddof=1) if len(res) > 1 else vals[0] * 0
+                row += [f'{m:.3f} ± {s:.3f}' if metric == 'l2' else f'{m:.2f} ± {s:.2f}'
+                        for m, s in zip(mean, std)]
+            lines_p.append('| ' + ' | '.join(row) + ' |')
+        if lines_p:
+            lines.append(f'| *{proto}* | | | | | | | | | |')
+            lines.extend(lines_p)
+    n = {json.loads(p.read_text())['samples'] for p in out.glob('*/s*/test.json')}
+    return '\n'.join(lines) + f'\n\ntest samples per run: {sorted(n)}'
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
+    parser.add_argument('--train', required=True)
+    parser.add_argument('--val', default='')
+    parser.add_argument('--test', required=True)
+    parser.add_argument('--out', required=True)
+    parser.add_argument('--config', default=str(HERE / 'small.yaml'))
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument('--jobs', type=int, default=1)
+    parser.add_argument('--table-only', action='store_true')
+    args = parser.parse_args()
+    out = pathlib.Path(args.out)
+    if not args.table_only:
+        todo = [(v, s) for s in args.seeds for v in args.variants]
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            futures = {pool.submit(run_one, v, s, args): (v, s) for v, s in todo}
+            for fut in concurrent.futures.as_completed(futures):
+                v, s = futures[fut]
+                try:
+                    print(f'done {v} s{s}: {fut.result()}', flush=True)
+                except subprocess.CalledProcessError as err:
+                    print(f'FAILED {v} s{s}: {err} (see {out / v / f"s{s}"}/*.log)', flush=True)
+    text = table(out, args.variants, args.seeds)
+    (out / 'table.md').write_text(text + '\n')
+    print(text)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
