@@ -25,7 +25,7 @@ def ros_env():
 
 @pytest.fixture
 def free_port():
-    """A TCP port free on 127.0.0.1 right now."""
+    """Return a TCP port that is free on 127.0.0.1 right now."""
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
