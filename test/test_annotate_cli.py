@@ -9,7 +9,6 @@ import time
 import helpers_annotate as h
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
-import pytest
 from vlmad_ros import labels
 from vlmad_ros.teacher.overlay import red_mask
 
@@ -158,7 +157,6 @@ def test_cache_makes_reruns_free(tmp_path):
         [h.GOOD_ANSWER['current_action']] * n
 
 
-@pytest.mark.slow
 def test_resume_after_sigkill_has_no_lost_or_duplicate_records(tmp_path):
     keyframes = h.write_drive_bag(tmp_path / 'in', duration_s=9.0, camera_hz=2.0)
     want = future_keyframes(keyframes)

@@ -76,6 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--retry-failed', action='store_true',
                         help='on resume, ask again for keyframes journaled as FAILED')
     parser.add_argument('--summary-json', default=None, help='also write the summary here')
+    parser.add_argument('--save-images', default=None, metavar='DIR',
+                        help='also save each prompt image (front camera + red path) as JPEG')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     g = parser.add_argument_group('openai teacher')
     g.add_argument('--base-url', default='https://api.openai.com/v1',
@@ -180,12 +182,15 @@ def reader_config(camera: str) -> ReaderConfig:
 
 
 def annotate_sample(teacher, sample: RawSample, camera: str, scene: Optional[SceneIndex],
-                    decode_width: int) -> TeacherResult:
+                    decode_width: int, save_to: Optional[pathlib.Path] = None) -> TeacherResult:
     """Worker-thread job; image problems become a FAILED record, fatal errors propagate."""
     try:
         inp = teacher_input(sample, camera, scene, decode_width)
     except ImageConversionError as err:
         return TeacherResult.failed(f'image_{err.reason}', teacher.name, teacher.prompt_version)
+    if save_to is not None:
+        from vlmad_ros.teacher.openai_teacher import ImageConfig, prompt_image
+        save_to.write_bytes(prompt_image(inp, ImageConfig(width=decode_width)))
     return teacher.annotate(inp)
 
 
@@ -332,6 +337,10 @@ def annotate_bag(src: pathlib.Path, out_dir: pathlib.Path, teacher, args, summar
         min_gap = int(1e9 / args.rate) - 50_000_000
         last = None
         decode_width = int(getattr(teacher, 'image_width', 0) or 0)
+        save_dir = pathlib.Path(args.save_images) if args.save_images else None
+        if save_dir is not None:  # saved images are shown at --image-width, whatever the teacher
+            save_dir.mkdir(parents=True, exist_ok=True)
+            decode_width = args.image_width
         counted = 0
         for sample in read_samples(src, reader_config(args.camera), stats):
             if bar is not None and not counted:  # the reader knows the usable keyframes now
@@ -348,8 +357,9 @@ def annotate_bag(src: pathlib.Path, out_dir: pathlib.Path, teacher, args, summar
                 continue
             while len(pending) >= 2 * args.concurrency:
                 _drain(pending, journal, summary, bar)
+            save_to = (save_dir / f'{dst.name}_{sample.stamp_ns}.jpg') if save_dir else None
             pending[pool.submit(annotate_sample, teacher, sample, args.camera, scene,
-                                decode_width)] = sample.stamp_ns
+                                decode_width, save_to)] = sample.stamp_ns
         while pending:
             _drain(pending, journal, summary, bar)
         summary.add_read_stats(stats)

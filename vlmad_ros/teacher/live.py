@@ -18,6 +18,8 @@ import threading
 import time
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from vlmad_ros.data.geometry import NS, OdometryTrack
 from vlmad_ros.images import ImageConversionError
 from vlmad_ros.rig import Camera
@@ -177,7 +179,8 @@ class LiveAnnotator:
             if job.trajectory is None:  # odometry does not cover the keyframe itself
                 self.stats.no_odometry += 1
                 continue
-            job.speed = track.ego_state(job.stamp_ns).speed
+            i = int(np.searchsorted(track.t_ns, job.stamp_ns, side='right')) - 1
+            job.speed = float(track.speed[max(i, 0)])  # last odometry at the keyframe
             if self.scene.has_truth:  # now, while the odometry around the keyframe is kept
                 self.scene.track = track
                 job.objects, job.lights = self.scene.at(job.stamp_ns)

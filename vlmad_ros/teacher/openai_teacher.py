@@ -41,7 +41,7 @@ class Price:
 class ImageConfig:
     """How the prompt image is made."""
 
-    width: int = 1600            # resize the front image to this width (aspect kept); 0 = as is
+    width: int = 1600            # shrink wider images to this width (aspect kept); 0 = as is
     jpeg_quality: int = 90
     detail: str = 'auto'         # OpenAI image detail: low | high | auto
 
@@ -57,7 +57,7 @@ class ImageConfig:
 def prompt_image(inp: TeacherInput, config: ImageConfig) -> bytes:
     """Make the JPEG the teacher is shown: resized front image with the red future path."""
     image, camera = inp.image, inp.camera
-    if config.width and image.shape[1] != config.width:
+    if config.width and image.shape[1] > config.width:  # shrink only: upscaling adds no detail
         height = max(1, int(round(image.shape[0] * config.width / image.shape[1])))
         image = resize_rgb(image, (config.width, height))
         camera = camera.scaled(config.width, height)
