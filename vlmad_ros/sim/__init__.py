@@ -1,0 +1,1 @@
+"""Closed-loop simulation: episodes in the synthetic world, driving-score metrics, traces."""
