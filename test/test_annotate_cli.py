@@ -189,3 +189,23 @@ def test_resume_after_sigkill_has_no_lost_or_duplicate_records(tmp_path):
     stamps = [s for s, _ in decode(out / 'in')[1]]
     assert stamps == want, 'exactly one record per keyframe'
     assert not journal.exists()
+
+
+def test_bad_inputs_are_named(tmp_path):
+    missing = vlmad(tmp_path / 'nope', '--out', tmp_path / 'out')
+    assert missing.returncode == 2 and 'nope' in missing.stderr
+    h.write_drive_bag(tmp_path / 'a' / 'scene', duration_s=1.0)
+    h.write_drive_bag(tmp_path / 'b' / 'scene', duration_s=1.0)
+    clash = vlmad(tmp_path / 'a', tmp_path / 'b', '--out', tmp_path / 'out')
+    assert clash.returncode == 2 and "named ['scene']" in clash.stderr
+    rate = vlmad(tmp_path / 'a', '--out', tmp_path / 'out', '--rate', '0')
+    assert rate.returncode == 2 and '--rate' in rate.stderr
+    # A bag without keyframe marks: said so, nothing annotated, still a complete output bag.
+    from vlmad_ros.bagschema import BagWriter
+    from vlmad_ros.data import rosmsgs
+    with BagWriter(tmp_path / 'plain' / 'drive') as bag:
+        bag.write('/odom', rosmsgs.odometry(h.START_NS, 'map', 'base_link', (0, 0, 0),
+                                            (1, 0, 0, 0), (0, 0, 0), (0, 0, 0)), h.START_NS)
+    plain = vlmad(tmp_path / 'plain', '--out', tmp_path / 'out2')
+    assert plain.returncode == 0 and 'no /vlmad/keyframe marks' in plain.stderr
+    assert decode(tmp_path / 'out2' / 'drive')[0] == {'/odom': 1}

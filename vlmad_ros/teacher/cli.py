@@ -304,6 +304,8 @@ def write_output_bag(src: pathlib.Path, dst: pathlib.Path, records: Dict[int, Te
             bag.write_raw(topic, bytes(data), log_ns)
         for stamp in stamps[nxt:]:
             bag.write(topics.REASONING, records[stamp].to_rosbags_msg(stamp, frame_id), stamp)
+    if dst.exists():  # --overwrite: the old bag goes only once the new one is complete
+        shutil.rmtree(dst)
     os.replace(work / dst.name, dst)
     shutil.rmtree(work)
 
@@ -322,9 +324,14 @@ def _drain(pending: dict, journal: Journal, summary: Summary, bar) -> None:
                             cost=f'${summary.usage.cost_usd:.3f}', refresh=False)
 
 
+def _out_name(src: pathlib.Path) -> str:
+    """Output bag folder name: the input folder's name, or the .mcap file's stem."""
+    return src.stem if src.is_file() else src.name
+
+
 def annotate_bag(src: pathlib.Path, out_dir: pathlib.Path, teacher, args, summary: Summary,
                  pool: cf.ThreadPoolExecutor, bar) -> pathlib.Path:
-    dst = out_dir / (src.stem if src.is_file() else src.name)
+    dst = out_dir / _out_name(src)
     journal = Journal(out_dir / f'{dst.name}.journal.jsonl',
                       {'input': str(src.resolve()), 'teacher': teacher.name,
                        'prompt_version': teacher.prompt_version}).start()
@@ -363,6 +370,9 @@ def annotate_bag(src: pathlib.Path, out_dir: pathlib.Path, teacher, args, summar
         while pending:
             _drain(pending, journal, summary, bar)
         summary.add_read_stats(stats)
+        if stats.keyframes == 0:
+            print(f'vlmad annotate: warning: {src} has no {topics.KEYFRAME} marks: nothing to '
+                  'annotate (keyframes come from the bag layout, docs/DATA.md)', file=sys.stderr)
         if bar is not None:  # keyframes that were skipped never reach the bar
             bar.total = (bar.total or 0) - counted + len(journal.records)
             bar.refresh()
@@ -387,6 +397,13 @@ def main(args) -> int:
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f'vlmad annotate: error: {err}', file=sys.stderr)
         return EXIT_USAGE
+    names = [_out_name(b) for b in bags]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        print(f'vlmad annotate: error: several input bags are named {clash}: their outputs '
+              'would collide in --out; annotate them into different --out folders',
+              file=sys.stderr)
+        return EXIT_USAGE
     shard_i, shard_n = args.shard
     bags = [b for k, b in enumerate(bags) if k % shard_n == shard_i]
     out_dir = pathlib.Path(args.out)
@@ -400,17 +417,17 @@ def main(args) -> int:
     code = EXIT_OK
     try:
         for src in bags:
-            dst = out_dir / (src.stem if src.is_file() else src.name)
-            if dst.exists() and not args.overwrite:
+            if (out_dir / _out_name(src)).exists() and not args.overwrite:
                 summary.bags_already_done += 1
                 continue
-            if dst.exists():
-                shutil.rmtree(dst)
             summary.outputs.append(str(annotate_bag(src, out_dir, teacher, args, summary,
                                                     pool, bar)))
             summary.bags += 1
     except FatalTeacherError as err:
         print(f'\nvlmad annotate: teacher error: {err}', file=sys.stderr)
+        if any(out_dir.glob('*.journal.jsonl')):
+            print(f'vlmad annotate: finished keyframes are journaled in {out_dir}: run the same '
+                  'command again to resume', file=sys.stderr)
         code = EXIT_TEACHER
     except JournalMismatch as err:
         print(f'vlmad annotate: error: {err}', file=sys.stderr)
