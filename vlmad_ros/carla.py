@@ -73,6 +73,28 @@ def follower_remappings(role: str = ROLE_NAME) -> List[Tuple[str, str]]:
     return [(topics.ODOM, odometry_topic(role)), ('cmd_vel', twist_topic(role))]
 
 
+# A stand-in for CARLA's vehicle physics behind carla_twist_to_control (sim_node bridge mode).
+FULL_THROTTLE_ACCEL = 4.0   # [m/s^2] a mid-size car at full throttle
+BRAKE_DECEL = 8.0           # [m/s^2] full brake
+COAST_DECEL = 0.3           # [m/s^2] rolling resistance and drag with no throttle
+
+
+def twist_to_control_response(linear_x: float, angular_z: float, speed: float, dt: float,
+                              wheelbase: float = 2.7) -> Tuple[float, float]:
+    """
+    Return (speed, yaw rate) a carla_twist_to_control Twist gives a car after `dt` seconds.
+
+    The Twist means: linear.x in (0, 10] = throttle x 10, all zero = full brake, angular.z =
+    steering angle [rad]. Reverse is not modelled (a negative linear.x brakes).
+    """
+    if linear_x == 0.0 and angular_z == 0.0 or linear_x < 0.0:
+        accel = -BRAKE_DECEL
+    else:
+        accel = min(linear_x, 10.0) / 10.0 * FULL_THROTTLE_ACCEL - COAST_DECEL
+    target = max(0.0, speed + accel * dt)
+    return target, target * math.tan(angular_z) / wheelbase
+
+
 def _rpy_deg(rot: np.ndarray) -> Tuple[float, float, float]:
     """Roll, pitch, yaw [deg] with R = Rz(yaw) Ry(pitch) Rx(roll) (ROS / tf convention)."""
     pitch = math.asin(-max(-1.0, min(1.0, rot[2, 0])))
