@@ -35,8 +35,8 @@ from vlmad_ros import carla, topics
 from vlmad_ros.images import encode_jpeg, rgb_to_image_msg
 from vlmad_ros.rig import CameraRig, load_rig
 from vlmad_ros.sim.episode import agent_boxes, Episode, EpisodeSpec
-from vlmad_ros.sim.score import markdown_table, ScenarioResult, summarize
 from vlmad_ros.sim.episode_trace import Tick, Trace
+from vlmad_ros.sim.score import markdown_table, ScenarioResult, summarize
 from vlmad_ros.synth.world import EgoControl
 
 RESULT_TOPIC = '/vlmad/sim/result'
