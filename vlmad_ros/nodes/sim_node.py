@@ -373,8 +373,8 @@ def main(args=None) -> int:
             self.plans = {k: v for k, v in self.plans.items() if k > t_ns}
             if trace is not None:
                 x, y, yaw = ep.ego_pose()
-                lights = [[float(st), float(p0[0]), float(p0[1]), float(p1[0]), float(p1[1])]
-                          for _, st, p0, p1, _, _ in ep.world.lights()
+                lights = [[int(st), int(node[0]), int(node[1]), int(d)]
+                          for _, st, p0, _, node, d in ep.world.lights()
                           if math.hypot(p0[0] - x, p0[1] - y) < 60.0]
                 trace.add(Tick(t=ep.t, ego=[x, y, yaw, float(ep.world.ego.v)],
                                command=int(ep.command()), plan=plan_xy,

@@ -24,7 +24,7 @@ class Tick:
     command: int
     plan: Optional[List[List[float]]]          # (6, 2) in base_link at t, None if missed
     agents: List[List[float]]                  # x, y, yaw, length, width, class
-    lights: List[List[float]]                  # state, x0, y0, x1, y1 (stop line)
+    lights: List[List[int]]                    # state, node i, node j, heading (town ids)
     route: List[List[float]]                   # the route ahead, (N, 2)
 
 
