@@ -1,0 +1,1 @@
+"""Synthetic multi-camera driving world: town, agents, expert, renderer and bag recorder."""
