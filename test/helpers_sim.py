@@ -31,3 +31,40 @@ class BlindDriver:
 def run(episode, driver) -> None:
     while not episode.done:
         episode.step(driver(episode))
+
+
+def start(name, env, overrides, log_path):
+    """Start an installed node with its config/*.yaml and overrides (as `vlmad demo` does)."""
+    import subprocess
+
+    from vlmad_ros.demo import command
+    from vlmad_ros.paths import config_dir
+    files = {'planner_node': 'planner.yaml', 'path_follower': 'path_follower.yaml',
+             'sim_node': 'sim.yaml'}
+    log = open(log_path, 'w')
+    proc = subprocess.Popen(command(name, str(config_dir() / files[name]), overrides), env=env,
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.log_path = log_path
+    proc.log_file = log
+    return proc
+
+
+def stop(*procs):
+    """Interrupt, then terminate, each process by its pid; close its log."""
+    import signal
+    import subprocess
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
+        p.log_file.close()
+
+
+def log_text(proc) -> str:
+    with open(proc.log_path) as f:
+        return f.read()

@@ -187,6 +187,7 @@ def main(args=None) -> int:
             self.last_odom_clock: Optional[float] = None
             self.last_cmd: Optional[Command] = None
             self.pending_plan = None
+            self.last_plan_stamp: Optional[float] = None
 
             def qos(reliability: str) -> QoSProfile:
                 return QoSProfile(depth=10, reliability=(
@@ -234,8 +235,12 @@ def main(args=None) -> int:
                 raise SystemExit(f'path_follower: invalid parameter: {err}') from None
 
         def on_plan(self, msg) -> None:
+            t = stamp_to_s(msg.header.stamp)
+            if self.last_plan_stamp is not None and t < self.last_plan_stamp:
+                self._time_jump()   # a plan older than the last one: time went back
+            self.last_plan_stamp = t
             latest = self.history.latest
-            if latest is None or stamp_to_s(msg.header.stamp) > latest + 1e-6:
+            if latest is None or t > latest + 1e-6:
                 # Made from odometry we have not seen yet (a lockstep simulator may deliver
                 # the plan first): anchor it when that odometry arrives.
                 self.pending_plan = msg
@@ -263,10 +268,7 @@ def main(args=None) -> int:
             pose = (p.x, p.y, yaw_of(q))
             if self.last_odom is not None and not (
                     0 <= t - self.last_odom[0] <= self.follower.config.plan_timeout):
-                # Time jumped (a new episode, a bag loop): nothing before it applies now.
-                self.follower.reset()
-                self.history = OdomHistory()
-                self.counts['time_jumps'] += 1
+                self._time_jump()
             self.history.add(t, *pose)
             self.last_odom = (t, pose, msg.twist.twist.linear.x)
             self.last_odom_clock = self._clock_s()
@@ -277,6 +279,13 @@ def main(args=None) -> int:
                 self.pending_plan = None
             if self.node_config.control_trigger == 'odom':
                 self.control(t)
+
+        def _time_jump(self) -> None:
+            """Time jumped (a new episode, a bag loop): nothing before it applies now."""
+            self.follower.reset()
+            self.history = OdomHistory()
+            self.last_odom = None
+            self.counts['time_jumps'] += 1
 
         def on_timer(self) -> None:
             if self.last_odom is None or self.last_odom_clock is None:
@@ -291,7 +300,7 @@ def main(args=None) -> int:
 
         def watchdog(self) -> None:
             """Stop the car when odometry stops (node clock: sim time pauses with the sim)."""
-            if self.last_odom_clock is None:
+            if self.last_odom_clock is None or self.last_odom is None:
                 return
             if self._clock_s() - self.last_odom_clock > self.follower.config.odom_timeout:
                 t, _, speed = self.last_odom
