@@ -8,7 +8,7 @@ of nuScenes-like size when none are given):
   pool of `threads` threads (the throughput goal: >= 100 samples/s on 2 cores);
 - cache: building the dataset cache end to end (read + decode + write);
 - loader: DataLoader batches from the cache with `workers` processes.
-Hook: `vlmad bench loader` -> add_arguments / main here.
+Hook: `vlmad bench loader` -> add_arguments / run here (vlmad_ros/bench/cli.py BENCHES).
 """
 from __future__ import annotations
 
@@ -152,7 +152,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--json', default=None, help='also write the result here')
 
 
-def main(args) -> int:
+def run(args) -> int:
+    """Run the benchmark (`vlmad bench loader`); prints one `key: value` line per result."""
     result = loader_benchmark(args.bags, (args.width, args.height), args.threads, args.workers,
                               seconds=args.seconds)
     print(f'load average before: {os.getloadavg()[0]:.2f} (2 cores shared: wall rates drop '
@@ -162,3 +163,10 @@ def main(args) -> int:
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
+
+
+if __name__ == '__main__':
+    import sys
+    _parser = argparse.ArgumentParser(prog='python -m vlmad_ros.data.bench')
+    add_arguments(_parser)
+    sys.exit(run(_parser.parse_args()))
