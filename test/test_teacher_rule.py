@@ -71,6 +71,16 @@ def test_cruise_slow_reverse_and_u_turn():
     assert ask(arc(10.0, 200.0), speed=10.0)[1] == ('go straight', 'none', 'none')
 
 
+def test_a_turn_starting_at_the_horizon_is_not_a_lane_change():
+    v, radius, t_turn = 9.0, 10.0, 2.5   # 0.45 rad by 3 s
+    th = np.maximum(0.0, v * (T - t_turn) / radius)
+    x = np.where(T <= t_turn, v * T, v * t_turn + radius * np.sin(th))
+    y = np.where(T <= t_turn, 0.0, radius * (1 - np.cos(th)))
+    res, lab = ask(np.stack([x, y], 1), speed=v)
+    assert lab == ('go straight', 'none', 'none')
+    assert 'bear left' in res.future_action
+
+
 def test_scene_explains_the_stop():
     red = TrafficLightAhead(state=LightState.RED, stop_line=((12.0, -3.0), (12.0, 3.0)))
     res, lab = ask(braking(), speed=8.0, lights=(red,), objects=())

@@ -22,6 +22,7 @@ from vlmad_ros.teacher.base import (LightState, ObjectClass, SceneObject, Teache
                                     TeacherResult, VEHICLE_CLASSES)
 
 RULE_VERSION = 'rule-v1'
+BEAR_HEADING = 0.2   # [rad] a heading change this large is worth saying, though not a turn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +34,9 @@ class RuleConfig:
     slow_speed: float = 3.0          # mean speed below this [m/s] -> move slowly
     turn_heading: float = 0.5        # heading change beyond this [rad] (~29 deg) -> turn
     turn_around_heading: float = 2.6  # beyond this [rad] (~150 deg) -> turn around
-    lane_offset: float = 1.5         # lateral offset not explained by the curve [m] -> lane change
-    lane_heading: float = 0.35       # ... while the heading change stays below this [rad]
+    lane_offset: float = 1.5         # sideways offset at 3 s [m] of a lane change ...
+    lane_heading: float = 0.35       # ... whose final heading change stays below this [rad]
+    lane_heading_return: float = 0.6  # ... and below this fraction of the largest on the way
     ahead_range: float = 40.0        # how far ahead lights and lead vehicles matter [m]
     corridor_half_width: float = 2.0  # a vehicle this close to the path is in the ego's lane [m]
     pedestrian_range: float = 25.0   # pedestrians this far ahead matter [m]
@@ -58,7 +60,7 @@ class Motion:
     x_end: float
     y_end: float
     heading_change: float  # [rad], + = left
-    lateral_residual: float  # lateral offset the heading change does not explain [m]
+    peak_heading: float    # largest |heading| on the way, signed [rad]
 
 
 def motion_of(inp: TeacherInput) -> Motion:
@@ -71,22 +73,37 @@ def motion_of(inp: TeacherInput) -> Motion:
     heading = float(inp.trajectory.heading[-1]) if distance > 2.0 else 0.0
     heading = float(np.arctan2(np.sin(heading), np.cos(heading)))
     x_end, y_end = float(xy[-1, 0]), float(xy[-1, 1])
-    # A constant-curvature arc ends at about y = x * tan(dh) / 2: the rest is a lane change.
-    curve_y = 0.5 * x_end * np.tan(np.clip(heading, -1.2, 1.2))
+    headings = np.asarray(inp.trajectory.heading, dtype=np.float64) if distance > 2.0 \
+        else np.zeros(len(xy))
+    peak = float(headings[np.argmax(np.abs(headings))])
     return Motion(v0=v0, v_near=float(seg_speed[1]), v_end=float(seg_speed[-1]),
                   v_mean=distance / (dt * len(xy)), distance=distance, x_end=x_end, y_end=y_end,
-                  heading_change=heading,
-                  lateral_residual=float(y_end - curve_y))
+                  heading_change=heading, peak_heading=peak)
 
 
-def _path_y_at(xy: np.ndarray, x: float) -> float:
-    """Interpolate the path's lateral position where it reaches `x` (its end beyond that)."""
-    xs = np.concatenate([[0.0], xy[:, 0]])
-    ys = np.concatenate([[0.0], xy[:, 1]])
-    if x >= xs.max():
-        return float(ys[np.argmax(xs)])
-    order = np.argsort(xs, kind='stable')
-    return float(np.interp(x, xs[order], ys[order]))
+def path_polyline(inp: TeacherInput, reach: float) -> np.ndarray:
+    """Build the ego's path (origin + waypoints), extended along its final heading to `reach` m."""
+    xy = np.vstack([np.zeros((1, 2)), np.asarray(inp.trajectory.xy, dtype=np.float64)])
+    length = float(np.linalg.norm(np.diff(xy, axis=0), axis=1).sum())
+    heading = float(inp.trajectory.heading[-1]) if length > 1.0 else 0.0
+    extra = max(0.0, reach - length)
+    end = xy[-1] + extra * np.array([np.cos(heading), np.sin(heading)])
+    return np.vstack([xy, end[None]])
+
+
+def along_path(poly: np.ndarray, point) -> Tuple[float, float]:
+    """(distance from the path, arc length to the nearest point on it) of a 2D point."""
+    p = np.asarray(point, dtype=np.float64)
+    best, best_s, s0 = np.inf, 0.0, 0.0
+    for a, b in zip(poly[:-1], poly[1:]):
+        d = b - a
+        seg = float(np.hypot(*d))
+        t = 0.0 if seg < 1e-9 else float(np.clip(np.dot(p - a, d) / (seg * seg), 0.0, 1.0))
+        dist = float(np.hypot(*(a + t * d - p)))
+        if dist < best:
+            best, best_s = dist, s0 + t * seg
+        s0 += seg
+    return best, best_s
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +117,6 @@ class Scene:
 
 
 def scene_of(inp: TeacherInput, cfg: RuleConfig) -> Scene:
-    xy = np.asarray(inp.trajectory.xy, dtype=np.float64)
     light = None
     for lt in inp.lights or ():
         (x1, y1), (x2, y2) = lt.stop_line
@@ -111,20 +127,24 @@ def scene_of(inp: TeacherInput, cfg: RuleConfig) -> Scene:
         if 0.0 < x <= cfg.ahead_range and (light is None or x < light[1]):
             light = (LightState(lt.state), x)
     lead = blocker = pedestrian = None
+    poly = path_polyline(inp, cfg.ahead_range)
     for obj in inp.objects or ():
         if obj.x <= 0:
             continue
-        if obj.object_class in VEHICLE_CLASSES and obj.x <= cfg.ahead_range:
-            gap = max(0.0, obj.x - obj.length / 2)
-            if abs(obj.y - _path_y_at(xy, obj.x)) <= cfg.corridor_half_width:
+        dist, s = along_path(poly, (obj.x, obj.y))
+        if obj.object_class in VEHICLE_CLASSES:
+            gap = max(0.0, s - obj.length / 2)
+            if dist <= cfg.corridor_half_width and s <= cfg.ahead_range and s > 0.5:
                 if lead is None or gap < lead[1]:
                     lead = (obj, gap)
-            if abs(obj.y) <= cfg.corridor_half_width and (blocker is None or gap < blocker[1]):
-                blocker = (obj, gap)
-        elif obj.object_class == ObjectClass.PEDESTRIAN and obj.x <= cfg.pedestrian_range:
-            if abs(obj.y - _path_y_at(xy, obj.x)) <= cfg.pedestrian_half_width:
-                if pedestrian is None or obj.x < pedestrian[1]:
-                    pedestrian = (obj, float(obj.x))
+            gap_lane = max(0.0, obj.x - obj.length / 2)
+            if abs(obj.y) <= cfg.corridor_half_width and obj.x <= cfg.ahead_range and \
+                    (blocker is None or gap_lane < blocker[1]):
+                blocker = (obj, gap_lane)
+        elif obj.object_class == ObjectClass.PEDESTRIAN:
+            if dist <= cfg.pedestrian_half_width and 0.5 < s <= cfg.pedestrian_range:
+                if pedestrian is None or s < pedestrian[1]:
+                    pedestrian = (obj, s)
     return Scene(light=light, lead=lead, pedestrian=pedestrian, blocker=blocker)
 
 
@@ -148,9 +168,12 @@ def classify(m: Motion, cfg: RuleConfig) -> Tuple[int, int, int]:
     else:
         turn = 'none'
     lane = 'none'
-    shifted = abs(m.lateral_residual) >= cfg.lane_offset
-    if turn == 'none' and abs(dh) < cfg.lane_heading and shifted:
-        lane = 'change lane to the left' if m.lateral_residual > 0 else 'change lane to the right'
+    # A lane change swings the heading out and back: offset sideways, heading mostly returned.
+    # (A turn that is only starting has its largest heading at the end, a road curve too.)
+    swung_back = abs(dh) <= cfg.lane_heading_return * abs(m.peak_heading)
+    if turn == 'none' and abs(m.y_end) >= cfg.lane_offset and abs(dh) < cfg.lane_heading \
+            and swung_back and np.sign(m.peak_heading) == np.sign(m.y_end):
+        lane = 'change lane to the left' if m.y_end > 0 else 'change lane to the right'
     return (labels.label_index('control_action', control),
             labels.label_index('turn_action', turn),
             labels.label_index('lane_action', lane))
@@ -217,9 +240,11 @@ class RuleTeacher:
         if change > 1.0:
             doing = _pick(rng, ('is accelerating', 'is speeding up', 'is picking up speed'))
             return f'{subject} {doing} from about {_kmh(m.v0)}.'
-        doing = _pick(rng, ('is driving', 'is moving', 'is travelling'))
-        manner = _pick(rng, ('steadily', 'at a constant speed', 'smoothly'))
-        return f'{subject} {doing} {manner} at about {_kmh(m.v0)}.'
+        speed = _kmh(m.v0)
+        return f'{subject} ' + _pick(rng, (f'is driving steadily at about {speed}.',
+                                           f'is cruising at about {speed}.',
+                                           f'is moving at a constant speed of about {speed}.',
+                                           f'is travelling smoothly at around {speed}.'))
 
     def _future(self, rng: random.Random, m: Motion, control: str, turn: str, lane: str) -> str:
         if control == 'reverse':
@@ -249,6 +274,10 @@ class RuleTeacher:
             return _pick(rng, (f'It will continue slowly at about {speed}.',
                                f'It will creep forward at around {speed}.',
                                f'It will keep moving slowly, around {speed}.'))
+        if abs(m.heading_change) >= BEAR_HEADING:  # a turn that starts near the horizon
+            side = 'left' if m.heading_change > 0 else 'right'
+            how = 'slow down and' if m.v_end - m.v0 < -1.5 else 'go on and'
+            return f'It will {how} begin to bear {side} at about {speed}.'
         if m.v_end - m.v0 > 1.5:
             return f'It will keep accelerating straight ahead to about {speed}.'
         if m.v_end - m.v0 < -1.5:
@@ -302,6 +331,10 @@ class RuleTeacher:
                                           'to the right' if turn == 'turn right' else
                                           'in the opposite direction') + ' at this junction.',
                 'The planned route requires this turn.')) + (' The light is green.' if go else ''))
+        if not reasons and abs(m.heading_change) >= BEAR_HEADING and turn == 'none' \
+                and lane == 'none':
+            reasons.append('The road ahead bends, so it follows its lane'
+                           + (' and slows down.' if slowing else '.'))
         if not reasons:
             if control == 'stop':
                 reasons.append('It stops because the way ahead is not clear.')
