@@ -39,7 +39,11 @@ def test_future_waypoints_equal_the_known_trajectory(plain_bag):
         xy, heading = helpers_data.future_in_base(t0)
         np.testing.assert_allclose(s.trajectory.xy, xy, atol=1e-4)
         np.testing.assert_allclose(s.trajectory.heading, heading, atol=1e-6)
-        assert s.ego.speed == pytest.approx(helpers_data.V0 + helpers_data.ACCEL * t0)
+        # Ego state: the odometry message the synchronizer put in the set (within slop).
+        assert 0 <= s.ego_stamp_ns - s.stamp_ns < 0.05 * NS
+        assert (s.ego_stamp_ns - helpers_data.T0_NS) % 20_000_000 == 0       # a 50 Hz message
+        t_odom = _t(s.ego_stamp_ns)
+        assert s.ego.speed == pytest.approx(helpers_data.V0 + helpers_data.ACCEL * t_odom)
         assert s.ego.yaw_rate == pytest.approx(helpers_data.YAW_RATE)
         if t0 > 0.3:
             assert s.ego.accel == pytest.approx(helpers_data.ACCEL, abs=1e-9)

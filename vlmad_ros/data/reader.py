@@ -4,9 +4,10 @@ rosbag2 driving logs -> samples at keyframes (what the dataset caches and evalua
 Two passes over a bag, so memory stays bounded whatever its length:
 1. everything but the images: keyframe marks, odometry, calibration, ground-truth objects,
    route commands, teacher records (small);
-2. the camera images through the planner node's ApproximateTimeSynchronizer (vlmad_ros.sync,
-   same parameters), keeping the set whose reference camera (CAM_FRONT) carries a keyframe's
-   stamp; each sample is yielded as soon as its images are complete.
+2. the camera images and the odometry through the planner node's ApproximateTimeSynchronizer
+   (vlmad_ros.sync, same inputs in the same order, same parameters), keeping the set whose
+   reference camera (CAM_FRONT) carries a keyframe's stamp; its odometry message gives the ego
+   state, as live; each sample is yielded as soon as its set is complete.
 Targets come from the future of the log: six waypoints at +0.5..3.0 s from the odometry in
 base_link at the keyframe (samples without the full 3 s are skipped and counted) and the
 agents' boxes at those instants, moved into the keyframe's base_link. A recording that ended
@@ -87,6 +88,7 @@ class RawSample:
     future_boxes: np.ndarray          # (6, N, 5) x, y, length, width, yaw; NaN where absent
     box_ids: List[str]
     reasoning: Optional[ReasoningRecord]
+    ego_stamp_ns: int = 0             # the odometry message of the synchronized set
 
     def decode(self, size: Optional[Tuple[int, int]] = None
                ) -> Tuple[List[np.ndarray], CameraRig]:
@@ -317,25 +319,26 @@ def read_samples(path, config: Optional[ReaderConfig] = None,
     # Keyframes that can become samples: odometry now and 3 s later (images checked in pass 2).
     wanted: Dict[int, tuple] = {}
     for t0 in sorted(ctx.keyframes):
-        ego = ctx.track.ego_state(t0) if len(ctx.track) else None
-        if ego is None:
+        if not len(ctx.track) or ctx.track.t_ns[0] > t0 + int(config.slop * NS):
             stats.skipped_no_odometry += 1
             continue
         traj = ctx.track.future_trajectory(t0)
         if traj is None:
             stats.skipped_no_future += 1
             continue
-        wanted[t0] = (ctx.keyframes[t0], ego, traj)
+        wanted[t0] = (ctx.keyframes[t0], traj)
     if not wanted:
         return
     wanted_stamps = np.array(sorted(wanted), dtype=np.int64)
 
-    sync = ApproximateTimeSynchronizer(len(config.image_topics), config.queue_size, config.slop)
-    index = {topic: i for i, topic in enumerate(config.image_topics)}
+    # The node's inputs: the cameras in rig order, then the odometry.
+    inputs = list(config.image_topics) + [config.odom_topic]
+    sync = ApproximateTimeSynchronizer(len(inputs), config.queue_size, config.slop)
+    index = {topic: i for i, topic in enumerate(inputs)}
     found, uncalibrated = set(), set()
     store = typestore()
     # Images stay CDR bytes until their set is a keyframe's (5 of 6 sets are not).
-    for topic, _, data in read_messages(path, topics=list(config.image_topics), raw=True):
+    for topic, _, data in read_messages(path, topics=inputs, raw=True):
         try:
             stamp = cdr_header_stamp(data)
         except ValueError:
@@ -351,11 +354,12 @@ def read_samples(path, config: Optional[ReaderConfig] = None,
             continue
         try:
             images = [store.deserialize_cdr(d, 'sensor_msgs/msg/CompressedImage')
-                      for d in matched[1]]
+                      for d in matched[1][:-1]]
         except Exception:  # rosbags raises several types on corrupt CDR
             stats.bad_messages['image_corrupt_cdr'] += 1
             continue
-        sample = _make_sample(ctx, t0, wanted[t0], images)
+        odom_stamp = cdr_header_stamp(matched[1][-1])
+        sample = _make_sample(ctx, t0, wanted[t0], images, odom_stamp)
         if sample is None:
             uncalibrated.add(t0)
             continue
@@ -374,17 +378,20 @@ def cdr_header_stamp(data) -> int:
     return sec * NS + nanosec
 
 
-def _make_sample(ctx: _Context, t0: int, wanted: tuple, images: list) -> Optional[RawSample]:
-    keyframe, ego, traj = wanted
+def _make_sample(ctx: _Context, t0: int, wanted: tuple, images: list,
+                 odom_stamp: int) -> Optional[RawSample]:
+    keyframe, traj = wanted
     rig = ctx.rig(images, t0)
     if rig is None:
         return None
+    ego = ctx.track.ego_state(odom_stamp)
     command, from_bag = ctx.command(t0, traj)
     boxes, ids = ctx.future_boxes(t0, traj)
     return RawSample(stamp_ns=t0, token=str(keyframe.token), scene=str(keyframe.scene),
                      scenario=str(keyframe.scenario), images=list(images), rig=rig, ego=ego,
                      command=command, command_from_bag=from_bag, trajectory=traj,
-                     future_boxes=boxes, box_ids=ids, reasoning=ctx.reasoning_at(t0))
+                     future_boxes=boxes, box_ids=ids, reasoning=ctx.reasoning_at(t0),
+                     ego_stamp_ns=odom_stamp)
 
 
 def read_bags(paths, config: Optional[ReaderConfig] = None,
