@@ -33,7 +33,7 @@ def run(episode, driver) -> None:
         episode.step(driver(episode))
 
 
-def start(name, env, overrides, log_path):
+def start(name, env, overrides, log_path, remappings=()):
     """Start an installed node with its config/*.yaml and overrides (as `vlmad demo` does)."""
     import subprocess
 
@@ -42,8 +42,8 @@ def start(name, env, overrides, log_path):
     files = {'planner_node': 'planner.yaml', 'path_follower': 'path_follower.yaml',
              'sim_node': 'sim.yaml'}
     log = open(log_path, 'w')
-    proc = subprocess.Popen(command(name, str(config_dir() / files[name]), overrides), env=env,
-                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(command(name, str(config_dir() / files[name]), overrides, remappings),
+                            env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     proc.log_path = log_path
     proc.log_file = log
     return proc

@@ -172,3 +172,16 @@ def test_pid_integral_is_clamped():
     assert out == pytest.approx(0.5)
     with pytest.raises(ValueError, match='pid.kp'):
         PIDConfig(kp=-1.0)
+
+
+def test_log_throttle_reports_once_per_period_and_counts_the_rest():
+    from vlmad_ros.nodes.log_throttle import LogThrottle
+    now = [0.0]
+    got = []
+    throttle = LogThrottle(5.0, clock=lambda: now[0])
+    for t in (0.0, 1.0, 2.0, 6.0):
+        now[0] = t
+        throttle(got.append, 'bad_plan', 'skipping plan')
+    throttle(got.append, 'other', 'skipping odom')
+    assert got == ['skipping plan', 'skipping plan (2 more since the last report)',
+                   'skipping odom']

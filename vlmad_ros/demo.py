@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from vlmad_ros.paths import config_dir, share_dir
 
@@ -96,10 +96,14 @@ def executable(name: str) -> str:
     raise FileNotFoundError(f'{name} not found: run `make setup` and `. ./env.sh` first')
 
 
-def command(name: str, params_file: str, overrides: Dict[str, object]) -> List[str]:
+def command(name: str, params_file: str, overrides: Dict[str, object],
+            remappings: Sequence[Tuple[str, str]] = ()) -> List[str]:
+    """Command line of a node: its yaml, then parameter overrides and remappings."""
     args = [sys.executable, executable(name), '--ros-args', '--params-file', params_file]
     for key, value in overrides.items():
         args += ['-p', f'{key}:={_ros_value(value)}']
+    for src, dst in remappings:
+        args += ['-r', f'{src}:={dst}']
     return args
 
 

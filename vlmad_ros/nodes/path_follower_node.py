@@ -27,6 +27,7 @@ from vlmad_ros import topics
 from vlmad_ros.control.follower import (
     Command, FollowerConfig, PathFollower, Status, TimedPath)
 from vlmad_ros.control.pid import PIDConfig
+from vlmad_ros.nodes.log_throttle import LogThrottle
 from vlmad_ros.topics import PLAN_DT
 
 CONTROL_TRIGGERS = ('odom', 'timer')
@@ -139,9 +140,14 @@ class OdomHistory:
         return last[1:]
 
 
-def path_to_timed(msg, base_frame: str, odom_frame: Optional[str],
+def path_to_timed(msg, base_frames, odom_frame: Optional[str],
                   history: OdomHistory) -> TimedPath:
-    """nav_msgs/Path -> TimedPath in the odometry frame; ValueError(reason) when unusable."""
+    """
+    Convert nav_msgs/Path -> TimedPath in the odometry frame; ValueError(reason) when unusable.
+
+    Plans in one of `base_frames` (base_link, the odometry's child frame) are anchored at the
+    odometry pose at their stamp; plans in the odometry frame are used as they are.
+    """
     if len(msg.poses) < 1:
         raise ValueError('empty_path')
     stamp = stamp_to_s(msg.header.stamp)
@@ -152,7 +158,7 @@ def path_to_timed(msg, base_frame: str, odom_frame: Optional[str],
     if not np.all(np.isfinite(xy)):
         raise ValueError('non_finite_path')
     frame = msg.header.frame_id.lstrip('/')
-    if frame in (base_frame, ''):
+    if frame in tuple(base_frames) + ('',):
         pose = history.pose_at(stamp)
         if pose is None:
             raise ValueError('no_odometry_at_plan_stamp')
@@ -187,6 +193,8 @@ def main(args=None) -> int:
             self.last_odom_clock: Optional[float] = None
             self.last_cmd: Optional[Command] = None
             self.pending_plan = None
+            self.throttle = LogThrottle(5.0)
+            self.child_frame: Optional[str] = None
             self.last_plan_stamp: Optional[float] = None
 
             def qos(reliability: str) -> QoSProfile:
@@ -249,7 +257,9 @@ def main(args=None) -> int:
 
         def _use_plan(self, msg) -> None:
             try:
-                path = path_to_timed(msg, self.node_config.base_frame, self.odom_frame,
+                base_frames = [self.node_config.base_frame] + (
+                    [self.child_frame] if self.child_frame else [])
+                path = path_to_timed(msg, base_frames, self.odom_frame,
                                      self.history)
             except ValueError as err:
                 self._bad('plan', str(err))
@@ -265,6 +275,7 @@ def main(args=None) -> int:
                 self._bad('odom', 'non_finite_odometry')
                 return
             self.odom_frame = msg.header.frame_id.lstrip('/') or None
+            self.child_frame = msg.child_frame_id.lstrip('/') or None
             pose = (p.x, p.y, yaw_of(q))
             if self.last_odom is not None and not (
                     0 <= t - self.last_odom[0] <= self.follower.config.plan_timeout):
@@ -327,7 +338,7 @@ def main(args=None) -> int:
 
         def _bad(self, kind: str, reason: str) -> None:
             self.counts[f'bad_{kind}.{reason}'] += 1
-            self.get_logger().warn(f'skipping {kind}: {reason}', throttle_duration_sec=5.0)
+            self.throttle(self.get_logger().warn, f'{kind}.{reason}', f'skipping {kind}: {reason}')
 
         def _clock_s(self) -> float:
             return self.get_clock().now().nanoseconds * 1e-9

@@ -33,6 +33,7 @@ import numpy as np
 
 from vlmad_ros import carla, topics
 from vlmad_ros.images import encode_jpeg, rgb_to_image_msg
+from vlmad_ros.nodes.log_throttle import LogThrottle
 from vlmad_ros.rig import CameraRig, load_rig
 from vlmad_ros.sim.episode import agent_boxes, Episode, EpisodeSpec
 from vlmad_ros.sim.episode_trace import Tick, Trace
@@ -183,6 +184,7 @@ def main(args=None) -> int:
             self.pub_lights = self.create_publisher(TrafficLightArray, topics.TRAFFIC_LIGHTS, 10)
             self.create_subscription(Path, topics.PLAN, self._on_plan, reliable)
             self.infos = [self._camera_info(cam) for cam in self.rig.cameras]
+            self.throttle = LogThrottle(5.0)
 
         # ----- parameters -----
         def _read_config(self) -> SimConfig:
@@ -403,9 +405,9 @@ def main(args=None) -> int:
                 self.cmds = {k: v for k, v in self.cmds.items() if k > t_ns}
             if not ok:
                 self.counts_missed_cmd += 1
-                self.get_logger().warn(f'no command for t={t_ns / NS:.2f} s within '
-                                       f'{c.control_timeout} s (wall); keeping the last one',
-                                       throttle_duration_sec=5.0)
+                self.throttle(self.get_logger().warn, 'no_command',
+                              f'no command for t={t_ns / NS:.2f} s within '
+                              f'{c.control_timeout} s (wall); keeping the last one')
             ep.step(ctl)
             return ctl
 
