@@ -38,6 +38,7 @@ class RuleConfig:
     lane_heading: float = 0.35       # ... whose final heading change stays below this [rad]
     lane_heading_return: float = 0.6  # ... and below this fraction of the largest on the way
     ahead_range: float = 40.0        # how far ahead lights and lead vehicles matter [m]
+    blocker_range: float = 60.0      # a vehicle this far ahead in the lane explains a lane change
     corridor_half_width: float = 2.0  # a vehicle this close to the path is in the ego's lane [m]
     pedestrian_range: float = 25.0   # pedestrians this far ahead matter [m]
     pedestrian_half_width: float = 4.0
@@ -138,7 +139,7 @@ def scene_of(inp: TeacherInput, cfg: RuleConfig) -> Scene:
                 if lead is None or gap < lead[1]:
                     lead = (obj, gap)
             gap_lane = max(0.0, obj.x - obj.length / 2)
-            if abs(obj.y) <= cfg.corridor_half_width and obj.x <= cfg.ahead_range and \
+            if abs(obj.y) <= cfg.corridor_half_width and obj.x <= cfg.blocker_range and \
                     (blocker is None or gap_lane < blocker[1]):
                 blocker = (obj, gap_lane)
         elif obj.object_class == ObjectClass.PEDESTRIAN:
@@ -154,7 +155,7 @@ def classify(m: Motion, cfg: RuleConfig) -> Tuple[int, int, int]:
         control = 'reverse'
     elif m.v_end < cfg.stop_speed or m.distance < cfg.stop_distance:
         control = 'stop'
-    elif m.v_mean < cfg.slow_speed:
+    elif m.v_mean < cfg.slow_speed or m.v_end < cfg.slow_speed:
         control = 'move slowly'
     else:
         control = 'go straight'
@@ -218,7 +219,7 @@ class RuleTeacher:
         ln = labels.LANE_LABELS[lane]
         return TeacherResult(
             current_action=self._current(rng, m, scene),
-            future_action=self._future(rng, m, c, t, ln),
+            future_action=self._future(rng, m, scene, c, t, ln),
             reasoning=self._reasoning(rng, m, scene, c, t, ln),
             control_action=control, turn_action=turn, lane_action=lane,
             teacher=self.name, prompt_version=self.prompt_version)
@@ -246,7 +247,8 @@ class RuleTeacher:
                                            f'is moving at a constant speed of about {speed}.',
                                            f'is travelling smoothly at around {speed}.'))
 
-    def _future(self, rng: random.Random, m: Motion, control: str, turn: str, lane: str) -> str:
+    def _future(self, rng: random.Random, m: Motion, scene: Scene, control: str, turn: str,
+                lane: str) -> str:
         if control == 'reverse':
             return 'It will back up slowly.'
         if control == 'stop':
@@ -270,6 +272,8 @@ class RuleTeacher:
             return _pick(rng, (f'It will change into the {side} lane and keep going.',
                                f'It will move over to the {side} lane.',
                                f'It will shift into the lane on its {side}.'))
+        if control == 'move slowly' and m.v_end - m.v0 < -1.5:
+            return self._slowing(rng, m, scene, speed)
         if control == 'move slowly':
             return _pick(rng, (f'It will continue slowly at about {speed}.',
                                f'It will creep forward at around {speed}.',
@@ -281,10 +285,26 @@ class RuleTeacher:
         if m.v_end - m.v0 > 1.5:
             return f'It will keep accelerating straight ahead to about {speed}.'
         if m.v_end - m.v0 < -1.5:
-            return f'It will slow down to about {speed} and continue straight.'
+            return self._slowing(rng, m, scene, speed)
         return _pick(rng, (f'It will continue straight ahead at about {speed}.',
                            f'It will keep its lane and go straight at around {speed}.',
                            f'It will carry on straight at about {speed}.'))
+
+    @staticmethod
+    def _slowing(rng: random.Random, m: Motion, scene: Scene, speed: str) -> str:
+        """Say what the ego slows down for, when the scene tells."""
+        light = scene.light
+        if light is not None and light[0] in (LightState.RED, LightState.YELLOW) \
+                and m.x_end <= light[1] + 1.0:
+            return _pick(rng, (f'It will keep braking, down to about {speed}, to stop at the '
+                               'light ahead.',
+                               f'It will slow to about {speed} as it approaches the stop line.'))
+        if scene.pedestrian is not None:
+            return f'It will slow down to about {speed} for the pedestrian ahead.'
+        if scene.lead is not None:
+            kind = _CLASS_NAME.get(scene.lead[0].object_class, 'vehicle')
+            return f'It will slow down to about {speed} behind the {kind} ahead.'
+        return f'It will slow down to about {speed} and continue straight.'
 
     def _reasoning(self, rng: random.Random, m: Motion, scene: Scene, control: str, turn: str,
                    lane: str) -> str:
@@ -297,7 +317,7 @@ class RuleTeacher:
             reasons.append(_pick(rng, (
                 f'The traffic light ahead is {colour}, so it must stop before the stop line '
                 f'about {_m(light[1])} ahead.',
-                f'It has to wait because the signal about {_m(light[1])} ahead is {colour}.')))
+                f'It has to stop because the signal about {_m(light[1])} ahead is {colour}.')))
         ped = scene.pedestrian
         if slowing and ped is not None:
             reasons.append(_pick(rng, (
