@@ -7,6 +7,7 @@ intrinsics scaled with them; training (dataset) and the node both call it, so th
 from __future__ import annotations
 
 import collections
+import copy
 import pathlib
 import threading
 from typing import Deque, Dict, List, Optional, Sequence, Tuple
@@ -18,7 +19,7 @@ from vlmad_ros import types as T
 from vlmad_ros.images import resize_rgb
 from vlmad_ros.model.checkpoint import default_checkpoint, load_checkpoint
 from vlmad_ros.model.config import PlannerConfig
-from vlmad_ros.model.planner_model import build_model
+from vlmad_ros.model.planner_model import build_model, fuse_batch_norms
 from vlmad_ros.rig import Camera, CameraRig
 from vlmad_ros.types import EgoState, Observation, Trajectory
 
@@ -130,7 +131,10 @@ class Planner:
             raise ValueError('fp16: only supported on CUDA devices, device is '
                              f'{self.device.type}')
         self.fp16 = bool(fp16)
-        self.model = model.to(self.device).eval()
+        # Inference copy: batch norms folded into the convs (the caller's model is untouched).
+        cache, model._pos_cache = getattr(model, '_pos_cache', None), None
+        self.model = fuse_batch_norms(copy.deepcopy(model).eval()).to(self.device)
+        model._pos_cache = cache
         self.channels_last = bool(channels_last) and self.config.kind == 'camera'
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

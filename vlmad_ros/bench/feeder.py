@@ -113,7 +113,8 @@ class SetPublisher:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--rate', type=float, default=20.0, help='sets per second')
+    parser.add_argument('--rate', type=float, default=20.0,
+                        help='sets per second (0: as fast as possible)')
     parser.add_argument('--duration', type=float, default=10.0, help='seconds of publishing')
     parser.add_argument('--warmup', type=float, default=3.0,
                         help='seconds to wait for the subscriber before publishing')
@@ -134,24 +135,27 @@ def run(args) -> int:
     print(f'feeder: mean JPEG {feeder.mean_jpeg_bytes / 1e3:.0f} kB', file=sys.stderr,
           flush=True)
     time.sleep(args.warmup)
-    period = 1.0 / args.rate
-    n = int(round(args.duration * args.rate))
+    period = 1.0 / args.rate if args.rate > 0 else 0.0      # rate <= 0: as fast as possible
     log = {}
     # perf_counter -> wall ns offset so the benchmark process can compare times.
     offset = time.time_ns() - int(time.perf_counter() * 1e9)
     start = time.perf_counter()
-    for k in range(n):
-        due = start + k * period
+    k = 0
+    while True:
+        due = start + k * period                 # absolute schedule: no drift
+        if due - start >= args.duration or time.perf_counter() - start >= args.duration:
+            break
         delay = due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
         stamp = time.time_ns()
         done = feeder.publish_set(stamp)
         log[str(stamp)] = int(done * 1e9) + offset
+        k += 1
     elapsed = time.perf_counter() - start
     if args.log:
         with open(args.log, 'w') as f:
-            json.dump({'offered_hz': n / elapsed, 'sets': log,
+            json.dump({'offered_hz': k / elapsed, 'elapsed': elapsed, 'sets': log,
                        'jpeg_bytes': feeder.mean_jpeg_bytes}, f)
     node.destroy_node()
     rclpy.shutdown()

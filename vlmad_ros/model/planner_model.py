@@ -80,6 +80,7 @@ class PlannerModel(nn.Module):
                                                  cfg.d_model)
         self.decoder = PlanDecoder(cfg)
         self.head = PlanHead(cfg.d_model, cfg.plan_steps, cfg.waypoint_scale)
+        self._pos_cache = None      # (intrinsics, cam_to_base, feat_hw, image_hw, encoding)
         if cfg.backbone_weights:
             self.image_encoder.load_pretrained(cfg.backbone_weights)
 
@@ -91,13 +92,41 @@ class PlannerModel(nn.Module):
         feat = self.image_encoder(x)                               # (B*C, D, h', w')
         d, fh, fw = feat.shape[1:]
         feat = feat.view(b, c, d, fh, fw).permute(0, 1, 3, 4, 2)   # (B, C, h', w', D)
-        pos = self.ray_encoding(batch[T.INTRINSICS].to(torch.float32),
-                                batch[T.CAM_TO_BASE].to(torch.float32), (fh, fw), (h, w))
+        pos = self._ray_encoding(batch[T.INTRINSICS].to(torch.float32),
+                                 batch[T.CAM_TO_BASE].to(torch.float32), (fh, fw), (h, w))
         tokens = (feat + pos.to(feat.dtype)).reshape(b, c * fh * fw, d)  # (B, N, D)
         ego = self.ego_embedding(batch[T.EGO].to(dtype), batch[T.COMMAND])
         ego_feature = self.decoder(ego, tokens)                    # (B, D)
         traj, heading = self.head(ego_feature)
         return {T.TRAJ: traj, T.HEADING: heading, 'ego_feature': ego_feature}
+
+    def _ray_encoding(self, intrinsics, cam_to_base, feat_hw, image_hw) -> torch.Tensor:
+        """Ray encoding; at inference reused while the calibration stays the same (it does)."""
+        if self.training or torch.is_grad_enabled():
+            self._pos_cache = None
+            return self.ray_encoding(intrinsics, cam_to_base, feat_hw, image_hw)
+        c = self._pos_cache
+        if (c is not None and c[2] == feat_hw and c[3] == image_hw
+                and c[0].shape == intrinsics.shape and torch.equal(c[0], intrinsics)
+                and torch.equal(c[1], cam_to_base)):
+            return c[4]
+        pos = self.ray_encoding(intrinsics, cam_to_base, feat_hw, image_hw)
+        self._pos_cache = (intrinsics.clone(), cam_to_base.clone(), feat_hw, image_hw, pos)
+        return pos
+
+
+def fuse_batch_norms(model: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm2d into the conv before it (inference only, ~10 % faster)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    from vlmad_ros.model.encoder import ConvBNReLU, ResidualBlock
+    for module in model.modules():
+        if isinstance(module, ConvBNReLU) and isinstance(module[1], nn.BatchNorm2d):
+            module[0] = fuse_conv_bn_eval(module[0], module[1])
+            module[1] = nn.Identity()
+        elif isinstance(module, ResidualBlock) and isinstance(module.bn2, nn.BatchNorm2d):
+            module.conv2 = fuse_conv_bn_eval(module.conv2, module.bn2)
+            module.bn2 = nn.Identity()
+    return model
 
 
 class EgoMLPPlanner(nn.Module):

@@ -5,14 +5,16 @@ Thin over plain objects: images.py decodes, planner.prepare_camera resizes/scale
 sync.ApproximateTimeSynchronizer groups the set, planner.Planner runs the model.
 
 What runs concurrently: the executor thread runs every subscription callback and the
-diagnostics timer (decode + synchronisation happen there, one message at a time); one worker
-thread runs inference and publishes. They meet in a LatestWins slot: a complete set that
-arrives while the model is busy replaces the waiting one (counted), so latency stays bounded
-when the model is slower than the cameras.
+diagnostics timer; camera callbacks hand the message to a small decode pool (`decode_threads`),
+whose threads decode, resize and add to the (thread-safe) synchroniser; one worker thread runs
+inference and publishes. They meet in a LatestWins slot: a complete set that arrives while the
+model is busy replaces the waiting one (counted), so latency stays bounded when the model is
+slower than the cameras.
 """
 from __future__ import annotations
 
 import collections
+from concurrent.futures import ThreadPoolExecutor
 import dataclasses
 import math
 import sys
@@ -93,7 +95,10 @@ PARAMETERS = {
     'reset_after': (1.0, _d('stamps jumping back by more than this [s] reset the synchroniser',
                             **_frange(0.0, 3600.0))),
     'device': ('cpu', _d('cpu, cuda, cuda:N or auto')),
-    'num_threads': (2, _d('torch intra-op threads (0: torch default)', **_irange(0, 256))),
+    'num_threads': (1, _d('torch intra-op threads (0: torch default); 1 leaves the other '
+                          'core to JPEG decoding', **_irange(0, 256))),
+    'decode_threads': (2, _d('threads decoding camera images in parallel (libjpeg-turbo '
+                             'releases the GIL)', **_irange(1, 64))),
     'fp16': (False, _d('half precision (CUDA only)')),
     'stale_timeout': (0.5, _d('a camera silent this long [s] is reported stale',
                               **_frange(0.0, 60.0))),
@@ -160,6 +165,7 @@ class CameraPart:
     """A decoded camera message ready for the model."""
 
     stamp_ns: int
+    t_arrival: float          # perf_counter() when the message reached the callback
     image: np.ndarray         # (3, H, W) uint8 at model resolution
     intrinsics: np.ndarray    # (3, 3) scaled to it
     cam_to_base: np.ndarray   # (4, 4)
@@ -168,6 +174,7 @@ class CameraPart:
 @dataclasses.dataclass
 class OdomPart:
     stamp_ns: int
+    t_arrival: float
     ego: object               # EgoState
     frame_id: str
     position: tuple
@@ -200,7 +207,7 @@ class PlannerNode(Node):
             raise ParameterError(f'cameras: the model expects {self.planner.config.num_cameras} '
                                  f'cameras, {len(s.cameras)} configured')
         if self.planner.rig is not None and self.planner.rig.names != self.rig.names:
-            self.get_logger().warn(f'checkpoint trained on rig {self.planner.rig.name} '
+            self.get_logger().warning(f'checkpoint trained on rig {self.planner.rig.name} '
                                    f'{self.planner.rig.names}, running on {self.rig.name}')
         from vlmad_ros.sync import ApproximateTimeSynchronizer
         n = len(s.cameras)
@@ -212,6 +219,8 @@ class PlannerNode(Node):
         self._camera_lock = threading.Lock()
         self.bad_inputs: Dict[str, collections.Counter] = collections.defaultdict(
             collections.Counter)
+        self._bad_lock = threading.Lock()
+        self._resets_logged = 0
         self.rates = [RateMeter() for _ in range(n)]
         self.odom_rate = RateMeter()
         self.stage = {k: RollingStats() for k in ('decode', 'sync', 'model', 'publish')}
@@ -240,6 +249,9 @@ class PlannerNode(Node):
                            if s.publish_markers else None)
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.create_timer(s.diagnostics_period, self._publish_diagnostics)
+        self._decode_pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix='decode')
+        self._pending = 0                 # images waiting in or running on the decode pool
+        self._pending_lock = threading.Lock()
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name='planner_inference', daemon=True)
         self._worker.start()
@@ -264,14 +276,34 @@ class PlannerNode(Node):
                          cameras=tuple(rig[c] for c in s.cameras))
 
     def _bad(self, source: str, reason: str, detail: str) -> None:
-        self.bad_inputs[source][reason] += 1
-        self.get_logger().warn(f'skipping {source}: {reason}: {detail}',
+        with self._bad_lock:
+            self.bad_inputs[source][reason] += 1
+        self.get_logger().warning(f'skipping {source}: {reason}: {detail}',
                                throttle_duration_sec=5.0)
 
     # ---- callbacks (executor thread) ------------------------------------------------------
 
     def _on_image(self, index: int, msg) -> None:
         t_arrival = time.perf_counter()
+        with self._pending_lock:
+            backlog = self._pending >= 2 * len(self.rates)
+            self._pending += not backlog
+        if backlog:   # decoding cannot keep up: drop rather than let latency grow
+            self._bad(self.settings.cameras[index], 'decode_backlog', 'decoder busy')
+            return
+        self._decode_pool.submit(self._decode, index, msg, t_arrival)
+
+    def _decode(self, index: int, msg, t_arrival: float) -> None:
+        try:
+            self._decode_and_sync(index, msg, t_arrival)
+        except Exception as err:  # a bug here must not kill the pool thread silently
+            self.get_logger().error(f'decode failed: {type(err).__name__}: {err}',
+                                    throttle_duration_sec=5.0)
+        finally:
+            with self._pending_lock:
+                self._pending -= 1
+
+    def _decode_and_sync(self, index: int, msg, t_arrival: float) -> None:
         name = self.settings.cameras[index]
         camera = self.rig.cameras[index]
         try:
@@ -286,8 +318,8 @@ class PlannerNode(Node):
         t_decoded = time.perf_counter()
         self.stage['decode'].add(t_decoded - t_arrival)
         self.rates[index].tick(time.monotonic())
-        part = CameraPart(_stamp_ns(msg.header.stamp), image, k, cam_to_base)
-        self._add_to_sync(index, part, t_arrival, t_decoded)
+        part = CameraPart(_stamp_ns(msg.header.stamp), t_arrival, image, k, cam_to_base)
+        self._add_to_sync(index, part, t_decoded)
 
     def _on_odom(self, msg: Odometry) -> None:
         t_arrival = time.perf_counter()
@@ -305,21 +337,21 @@ class PlannerNode(Node):
         stamp = _stamp_ns(msg.header.stamp)
         self.odom_rate.tick(time.monotonic())
         ego = self.ego_estimator.update(stamp * 1e-9, tw.linear.x, tw.angular.z)
-        part = OdomPart(stamp, ego, msg.header.frame_id,
+        part = OdomPart(stamp, t_arrival, ego, msg.header.frame_id,
                         (pose.position.x, pose.position.y, pose.position.z), q)
-        self._add_to_sync(len(self.settings.cameras), part, t_arrival, time.perf_counter())
+        self._add_to_sync(len(self.settings.cameras), part, time.perf_counter())
 
-    def _add_to_sync(self, index: int, part, t_arrival: float, t_ready: float) -> None:
-        resets = self.sync.stats.resets
-        self._arrival = t_arrival     # read by _on_set, which add() calls on this thread
+    def _add_to_sync(self, index: int, part, t_ready: float) -> None:
         self.sync.add(index, part.stamp_ns, part)
         self.stage['sync'].add(time.perf_counter() - t_ready)
-        if self.sync.stats.resets != resets:
-            self._bad('sync', 'time_jump_back', 'stamps jumped back; synchroniser reset')
-            self.ego_estimator.reset()
+        if self.sync.stats.resets > self._resets_logged:
+            self._resets_logged = self.sync.stats.resets
+            self.get_logger().warning('stamps jumped back (bag loop or restart?): synchroniser '
+                                   'reset', throttle_duration_sec=5.0)
 
     def _on_set(self, stamp_ns: int, parts: List) -> None:
-        self.slot.put((parts, self._arrival))
+        # Latency runs from the arrival of the set's last message.
+        self.slot.put((parts, max(p.t_arrival for p in parts)))
 
     def _on_camera_info(self, name: str, msg: CameraInfo) -> None:
         k = list(msg.k)
@@ -357,7 +389,7 @@ class PlannerNode(Node):
         cams, odom = parts[:-1], parts[-1]
         command = self.command
         if command is None:
-            self.get_logger().warn('no route command received on '
+            self.get_logger().warning('no route command received on '
                                    f'{self.settings.command_topic} yet: using STRAIGHT',
                                    throttle_duration_sec=10.0)
             command = int(Command.STRAIGHT)
@@ -444,7 +476,7 @@ class PlannerNode(Node):
                 f'missing: {", ".join(missing)}' if missing else '',
                 f'stale: {", ".join(stale)}' if stale else '') if p)
             if now - self.start_time > 2 * s.stale_timeout:
-                self.get_logger().warn(f'inputs {cam.message}', throttle_duration_sec=10.0)
+                self.get_logger().warning(f'inputs {cam.message}', throttle_duration_sec=10.0)
         else:
             cam.level, cam.message = DiagnosticStatus.OK, 'all inputs arriving'
         statuses.append(cam)
@@ -476,10 +508,14 @@ class PlannerNode(Node):
 
         bad = DiagnosticStatus(name=f'{NODE_NAME}: bad inputs', hardware_id=hw)
         total = 0
-        for source, counter in sorted(self.bad_inputs.items()):
-            for reason, count in sorted(counter.items()):
-                bad.values.append(KeyValue(key=f'{source} {reason}', value=str(count)))
-                total += count
+        with self._bad_lock:
+            counts = {f'{source} {reason}': count for source, counter in self.bad_inputs.items()
+                      for reason, count in counter.items()}
+        if self.sync.stats.resets:
+            counts['sync time_jump_back'] = self.sync.stats.resets
+        for key, count in sorted(counts.items()):
+            bad.values.append(KeyValue(key=key, value=str(count)))
+            total += count
         bad.level = DiagnosticStatus.WARN if total else DiagnosticStatus.OK
         bad.message = f'{total} skipped'
         statuses.append(bad)
@@ -490,6 +526,7 @@ class PlannerNode(Node):
 
     def destroy_node(self):
         self._stop.set()
+        self._decode_pool.shutdown(wait=True, cancel_futures=True)
         if self._worker.is_alive():
             self._worker.join(timeout=2.0)
         return super().destroy_node()

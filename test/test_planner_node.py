@@ -1,0 +1,160 @@
+"""planner_node as a user runs it: installed executable, params file, JPEG streams over DDS."""
+import math
+import time
+
+import helpers_planner as hp
+import numpy as np
+import pytest
+
+from vlmad_ros.images import encode_jpeg
+
+pytestmark = pytest.mark.ros
+SEC = 1_000_000_000
+
+
+def sync_counts(h):
+    """Counters of the node's latest 'sync' diagnostics status."""
+    status = h.latest_status('sync')
+    values = status[0] if status else {}
+    return {k: int(values.get(k, 0)) for k in ('sets', 'plans_published', 'replaced_sets')}
+
+
+def stamp_of(path):
+    """Header stamp in nanoseconds."""
+    return path.header.stamp.sec * SEC + path.header.stamp.nanosec
+
+
+def check_path(path, stamps, frame='base_link'):
+    """Check one Path against the published set stamps; returns its stamp."""
+    stamp = stamp_of(path)
+    assert stamp in stamps, 'Path stamp is not the stamp of a published set'
+    assert path.header.frame_id == frame
+    assert len(path.poses) == 6
+    for k, pose in enumerate(path.poses):
+        t = pose.header.stamp.sec * SEC + pose.header.stamp.nanosec
+        assert t == stamp + (k + 1) * SEC // 2
+        q = pose.pose.orientation
+        assert math.isclose(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2, 1.0, rel_tol=1e-4)
+    return stamp
+
+
+@pytest.mark.slow
+def test_paths_bad_inputs_and_silent_camera(ros_env):
+    proc = hp.start_node(ros_env, 'allow_random_weights:=true', 'diagnostics_period:=0.3',
+                         'stale_timeout:=0.4', 'reliability:=reliable', 'qos_depth:=20')
+    h = hp.Harness()
+    try:
+        base = 1_000 * SEC
+        h.feed_until_path(proc, base)
+        h.take_paths()
+
+        # 1. Regular sets: each one gives a Path with six poses and the set's stamp. One set at
+        # a time, so this checks function, not speed (the benchmark measures speed on a loaded
+        # machine; replacing sets under overload is counted there).
+        before = sync_counts(h)
+        for k in range(8):
+            stamp = base + 100 * SEC + k * SEC // 10
+            h.publish_set(stamp)
+            assert h.wait_for(lambda: stamp in {stamp_of(p) for p in h.paths}, 15.0), \
+                (k, h.latest_status('sync'), h.latest_status('bad inputs'))
+            for p in h.take_paths():
+                check_path(p, h.published)
+        assert h.wait_for(lambda: sync_counts(h)['sets'] - before['sets'] >= 8, 5.0)
+
+        # 2. Bad inputs, each counted and skipped; the node keeps running.
+        t = base + 200 * SEC
+        h.publish_set(t, replace={'CAM_FRONT': b'\xff\xd8\xff\xe0 not a jpeg'})
+        small = encode_jpeg(np.zeros((480, 640, 3), np.uint8))
+        h.publish_set(t + SEC // 10, replace={'CAM_FRONT_LEFT': small})
+        h.publish_set(t + 2 * SEC // 10, odom_values={'twist.twist.linear.x': math.nan})
+        h.publish_set(t - 100 * SEC)            # time jumps back (a bag loops)
+
+        def counted():
+            status = h.latest_status('bad inputs')
+            if status is None:
+                return False
+            values = status[0]
+            return all(int(values.get(k, 0)) >= 1 for k in (
+                'CAM_FRONT corrupt_jpeg', 'CAM_FRONT_LEFT wrong_image_size',
+                'odometry not_finite', 'sync time_jump_back'))
+        assert h.wait_for(counted, 5.0), f'bad inputs not counted: {h.latest_status("bad inputs")}'
+        assert proc.poll() is None
+
+        # 3. One silent camera: no sets, and diagnostics name it.
+        t = base + 300 * SEC
+        for k in range(10):
+            h.publish_set(t + k * SEC // 10, skip=('CAM_BACK',))
+            time.sleep(0.1)
+
+        def named():
+            status = h.latest_status('cameras')
+            return status is not None and 'CAM_BACK' in status[1] and \
+                status[0]['stale'] == 'CAM_BACK'
+        assert h.wait_for(named, 3.0), f'silent camera not named: {h.latest_status("cameras")}'
+        h.take_paths()
+
+        # 4. Back to normal: plans again, same process.
+        stamps = set()
+        for k in range(5):
+            stamp = base + 400 * SEC + k * SEC // 10
+            stamps.add(stamp)
+            h.publish_set(stamp)
+            time.sleep(0.2)
+        assert h.wait_for(lambda: len(h.paths) >= 1, 15.0)
+        for p in h.take_paths():
+            check_path(p, h.published)
+        values, _, _ = h.latest_status('inference')
+        assert float(values['latency_ms_p50']) > 0
+        assert {'decode_ms_p50', 'sync_ms_p50', 'model_ms_p50', 'publish_ms_p50'} <= set(values)
+    finally:
+        h.close()
+        rc, err = hp.stop_node(proc)
+    assert rc == 0, err[-2000:]
+
+
+def test_checkpoint_and_odom_frame(ros_env, tmp_path):
+    import torch
+    from vlmad_ros.model import PlannerConfig, PlannerModel, save_checkpoint
+    torch.manual_seed(0)
+    cfg = PlannerConfig(image_width=96, image_height=56, backbone_channels=(8, 16, 32),
+                        backbone_blocks=(0, 0, 1), d_model=32, ffn_dim=64, decoder_layers=1)
+    ckpt = save_checkpoint(tmp_path / 'small.pt', PlannerModel(cfg))
+    proc = hp.start_node(ros_env, f'checkpoint:={ckpt}', 'plan_frame:=odom',
+                         'reliability:=reliable')
+    h = hp.Harness(width=800, height=450)
+    try:
+        h.feed_until_path(proc, 50 * SEC)
+        paths = h.take_paths()
+        stamp = paths[-1].header.stamp.sec * SEC + paths[-1].header.stamp.nanosec
+        assert paths[-1].header.frame_id == 'odom'
+        # The feeder's odometry puts the car at x = 5 m/s * t: the plan starts from there.
+        first = paths[-1].poses[0].pose.position
+        assert abs(first.x - 5.0 * stamp / SEC) < 40.0
+        assert abs(first.x) > 100.0
+    finally:
+        h.close()
+        rc, err = hp.stop_node(proc)
+    assert rc == 0, err[-2000:]
+
+
+@pytest.mark.parametrize('override, name', [
+    ('allow_random_weights:=false', 'checkpoint'),
+    ('checkpoint:=/nonexistent/planner.pt', 'checkpoint'),
+    ('slop:=-1.0', 'slop'),
+    ('camera_transports:=[mjpeg]', 'camera_transports'),
+    ('rig:=/nonexistent/rig.yaml', 'rig'),
+    ('device:=tpu', 'device'),
+])
+def test_bad_parameter_stops_startup_naming_it(ros_env, override, name):
+    args = [override] if override.startswith(('allow', 'checkpoint')) else \
+        ['allow_random_weights:=true', override]
+    proc = hp.start_node(ros_env, *args)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert 'invalid parameter' in err and name in err, err[-2000:]
+    if override.startswith('allow'):
+        assert 'allow_random_weights' in err and 'vlmad train' in err   # says how to get one

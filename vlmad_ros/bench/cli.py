@@ -1,0 +1,41 @@
+"""
+`vlmad bench <name>`: benchmarks, one small module each.
+
+To add one (e.g. renderer, loader): write `add_arguments(parser)` and `run(args) -> int` in
+vlmad_ros/bench/<name>.py and list it in BENCHES. `vlmad bench all` runs every bench with its
+defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# bench name -> (module, one-line help)
+BENCHES = {
+    'planner': ('vlmad_ros.bench.planner',
+                'planner_node over DDS: six 1600x900 JPEG streams + odometry from a separate '
+                'process; output Hz, latency, replaced sets, per-stage time'),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest='bench', metavar='BENCH')
+    sub.add_parser('all', help='run every benchmark with its defaults')
+    for name, (module, help_text) in BENCHES.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(p)
+
+
+def main(args) -> int:
+    if args.bench is None:
+        print(f'vlmad bench: choose one of {", ".join(BENCHES)} or all')
+        return 2
+    if args.bench == 'all':
+        code = 0
+        for name, (module, _) in BENCHES.items():
+            mod = importlib.import_module(module)
+            parser = argparse.ArgumentParser(prog=f'vlmad bench {name}')
+            mod.add_arguments(parser)
+            code = max(code, int(mod.run(parser.parse_args([])) or 0))
+        return code
+    return int(importlib.import_module(BENCHES[args.bench][0]).run(args) or 0)
