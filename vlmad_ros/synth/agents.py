@@ -142,13 +142,12 @@ class Vehicle:
                 self.lc_t, self.d, self.v_lat = -1.0, 0.0, 0.0
 
     def update_pose(self, dt: float) -> None:
-        p, h = self.path.pose(self.s)
-        n = np.array([-math.sin(h), math.cos(h)])
-        xy = p + n * self.d
+        px, py, h = self.path.pose_at(self.s)
+        x, y = px - math.sin(h) * self.d, py + math.cos(h) * self.d
         yaw = float(wrap_angle(h + math.atan2(self.v_lat, max(self.v, 1.0))))
         if dt > 0:
             self.yaw_rate = float(wrap_angle(yaw - self.yaw)) / dt
-        self.x, self.y, self.yaw = float(xy[0]), float(xy[1]), yaw
+        self.x, self.y, self.yaw = x, y, yaw
 
     def box(self) -> Tuple[float, float, float, float, float]:
         """(cx, cy, yaw, length, width) of the footprint."""

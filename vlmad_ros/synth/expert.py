@@ -36,10 +36,11 @@ class Obstacles:
     width: np.ndarray
     speed: np.ndarray     # (N,) signed along yaw
     is_ped: np.ndarray    # (N,) bool
+    vel: np.ndarray = None  # (N, 2) map-frame velocity, from speed and yaw when not given
 
-    @property
-    def vel(self) -> np.ndarray:
-        return self.speed[:, None] * np.stack([np.cos(self.yaw), np.sin(self.yaw)], axis=1)
+    def __post_init__(self):
+        if self.vel is None:
+            self.vel = self.speed[:, None] * np.stack([np.cos(self.yaw), np.sin(self.yaw)], 1)
 
 
 def idm(v: float, v0: float, gap: float, dv: float, p, s0: float) -> float:

@@ -4,6 +4,7 @@ Everything is in the map frame (REP 103: x east, y north, z up), metres and radi
 """
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Tuple
 
@@ -17,6 +18,10 @@ DIR_NAMES = ('E', 'N', 'W', 'S')
 def wrap_angle(a):
     """Angle(s) wrapped into [-pi, pi)."""
     return (np.asarray(a) + np.pi) % (2.0 * np.pi) - np.pi
+
+
+def _wrap(a: float) -> float:
+    return (a + math.pi) % (2.0 * math.pi) - math.pi
 
 
 def right_of(d: int) -> np.ndarray:
@@ -66,6 +71,12 @@ class Path:
             curv[1:-1] = np.diff(sh) / (0.5 * (self.seg_len[:-1] + self.seg_len[1:]))
         self.curvature = curv
 
+        # Plain-float copies for the scalar fast path (one vehicle per call).
+        self._s_list = self.s.tolist()
+        self._pts_list = pts.tolist()
+        self._len_list = self.seg_len.tolist()
+        self._sh_list = self.seg_heading.tolist()
+
     @property
     def length(self) -> float:
         return float(self.s[-1])
@@ -77,11 +88,48 @@ class Path:
         return i, frac
 
     def pose(self, s) -> Tuple[np.ndarray, np.ndarray]:
-        """Position (..., 2) and heading (...) at arc length s (clamped to the path)."""
+        """Position (..., 2) and heading (...) at arc length s (clamped to the path).
+
+        The heading is the segment's, blended with the neighbour's within a metre of a
+        vertex (so yaw turns smoothly through connectors and stays exact along straights).
+        """
         i, frac = self._index(s)
         p = self.points[i] + (self.points[i + 1] - self.points[i]) * np.asarray(frac)[..., None]
-        h = self.vertex_heading[i] + (self.vertex_heading[i + 1] - self.vertex_heading[i]) * frac
+        sh, ln = self.seg_heading, self.seg_len
+        n = len(ln)
+        d0 = np.asarray(frac) * ln[i]
+        d1 = ln[i] - d0
+        h = sh[i].copy() if np.ndim(i) else np.array(sh[i])
+        prev = np.maximum(i - 1, 0)
+        nxt = np.minimum(i + 1, n - 1)
+        b0 = np.minimum(np.minimum(0.5 * ln[prev], 0.5 * ln[i]), 1.0)
+        b1 = np.minimum(np.minimum(0.5 * ln[nxt], 0.5 * ln[i]), 1.0)
+        w0 = np.where((i > 0) & (d0 < b0), 1.0 - d0 / np.maximum(b0, 1e-9), 0.0)
+        w1 = np.where((i < n - 1) & (d1 < b1), 1.0 - d1 / np.maximum(b1, 1e-9), 0.0)
+        h = h + 0.5 * w0 * wrap_angle(sh[prev] - sh[i]) + 0.5 * w1 * wrap_angle(sh[nxt] - sh[i])
         return p, wrap_angle(h)
+
+    def pose_at(self, s: float) -> Tuple[float, float, float]:
+        """Scalar pose(): x, y, heading at arc length s (clamped), without numpy overhead."""
+        sl = self._s_list
+        s = min(max(s, 0.0), sl[-1])
+        n = len(sl) - 1
+        i = min(max(bisect.bisect_right(sl, s) - 1, 0), n - 1)
+        ln = self._len_list
+        f = (s - sl[i]) / ln[i]
+        (x0, y0), (x1, y1) = self._pts_list[i], self._pts_list[i + 1]
+        sh = self._sh_list
+        h = sh[i]
+        d0, d1 = f * ln[i], (1.0 - f) * ln[i]
+        if i > 0:
+            b = min(0.5 * ln[i - 1], 0.5 * ln[i], 1.0)
+            if d0 < b:
+                h += 0.5 * (1.0 - d0 / b) * _wrap(sh[i - 1] - sh[i])
+        if i < n - 1:
+            b = min(0.5 * ln[i + 1], 0.5 * ln[i], 1.0)
+            if d1 < b:
+                h += 0.5 * (1.0 - d1 / b) * _wrap(sh[i + 1] - sh[i])
+        return x0 + (x1 - x0) * f, y0 + (y1 - y0) * f, _wrap(h)
 
     def max_curvature(self, s0: float, s1: float) -> Tuple[float, float]:
         """Largest |curvature| on [s0, s1] and the arc length where it occurs."""

@@ -10,6 +10,7 @@ class map that the renderer samples per pixel.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 from typing import Dict, List, Optional, Tuple
@@ -151,6 +152,7 @@ class Town:
         gaps_y = rng.uniform(cfg.block_min, cfg.block_max, cfg.ny - 1)
         self.xs = np.concatenate([[0.0], np.cumsum(gaps_x)])
         self.ys = np.concatenate([[0.0], np.cumsum(gaps_y)])
+        self._xs_list, self._ys_list = self.xs.tolist(), self.ys.tolist()
         self.signals: Dict[Node, Signal] = {}
         for i in range(cfg.nx):
             for j in range(cfg.ny):
@@ -225,7 +227,30 @@ class Town:
         dx = np.min(np.abs(xy[:, 0:1] - self.xs[None]), axis=1)
         horiz = (dy <= hr) & (xy[:, 0] >= x0 - hr) & (xy[:, 0] <= x1 + hr)
         vert = (dx <= hr) & (xy[:, 1] >= y0 - hr) & (xy[:, 1] <= y1 + hr)
-        return horiz | vert
+        # Kerb corners are rounded (radius = sidewalk width, centred on the box corner) where
+        # two arms meet, so turning cars stay on the carriageway.
+        box = self.cfg.box
+        ix = np.argmin(np.abs(xy[:, 0:1] - self.xs[None]), axis=1)
+        iy = np.argmin(np.abs(xy[:, 1:2] - self.ys[None]), axis=1)
+        ax, ay = xy[:, 0] - self.xs[ix], xy[:, 1] - self.ys[iy]
+        corner = (np.abs(ax) < box) & (np.abs(ay) < box) & (dx > hr) & (dy > hr)
+        if np.any(corner):
+            nx, ny = self.cfg.nx, self.cfg.ny
+            arm_x = np.where(ax > 0, ix + 1 < nx, ix > 0)
+            arm_y = np.where(ay > 0, iy + 1 < ny, iy > 0)
+            far = np.hypot(box - np.abs(ax), box - np.abs(ay)) > self.cfg.sidewalk
+            corner &= arm_x & arm_y & far
+        return horiz | vert | corner
+
+    def on_road_point(self, x: float, y: float) -> bool:
+        """on_road() of one point, cheap: straight strips only (kerb corners count as off)."""
+        hr = self.cfg.half_road
+        i = bisect.bisect_left(self._xs_list, x)
+        j = bisect.bisect_left(self._ys_list, y)
+        dx = min(abs(x - self._xs_list[k]) for k in (i - 1, i) if 0 <= k < len(self._xs_list))
+        dy = min(abs(y - self._ys_list[k]) for k in (j - 1, j) if 0 <= k < len(self._ys_list))
+        x0, x1, y0, y1 = self._xs_list[0], self._xs_list[-1], self._ys_list[0], self._ys_list[-1]
+        return (dy <= hr and x0 - hr <= x <= x1 + hr) or (dx <= hr and y0 - hr <= y <= y1 + hr)
 
     @property
     def extent(self) -> Tuple[float, float, float, float]:
@@ -324,6 +349,24 @@ class Town:
             fill(self.xs[0] - hr, self.xs[-1] + hr, y - hr, y + hr, ROAD)
         for x in self.xs:
             fill(x - hr, x + hr, self.ys[0] - hr, self.ys[-1] + hr, ROAD)
+        # Rounded kerb corners where two arms meet (as on_road()).
+        rad = c.sidewalk
+        n = int(round(rad / res))
+        jj, ii = np.mgrid[0:n, 0:n]
+        quarter = np.hypot(n - ii - 0.5, n - jj - 0.5) * res > rad   # far from (box, box)
+        for node in self.signals:
+            cx, cy = self.centre(node)
+            for sx in (-1, 1):
+                for sy in (-1, 1):
+                    if self.neighbor(node, 0 if sx > 0 else 2) is None or \
+                            self.neighbor(node, 1 if sy > 0 else 3) is None:
+                        continue
+                    i0 = int(round((cx + sx * hr - x0) / res)) - (n if sx < 0 else 0)
+                    j0 = int(round((cy + sy * hr - y0) / res)) - (n if sy < 0 else 0)
+                    mask = quarter[::sy, ::sx]
+                    view = g[j0:j0 + n, i0:i0 + n]
+                    if view.shape == mask.shape:
+                        view[mask] = ROAD
         # Asphalt patches for texture.
         for _ in range(int(c.nx * c.ny * 6)):
             px = rng.uniform(self.xs[0], self.xs[-1])
