@@ -197,7 +197,8 @@ def _print_result(r: Dict[str, object]) -> None:
     def stage(name: str) -> str:
         return f'{st.get(name + "_ms_p50", float("nan")):.1f}/{st.get(name + "_ms_p95", 0):.1f}'
     print(f'offered {r["offered"]:>4} ({r["offered_hz"]:5.1f} Hz): output '
-          f'{r["output_hz"]:5.1f} Hz, paths {r["paths_received"]}/{r["sets_offered"]}, msgs at node '
+          f'{r["output_hz"]:5.1f} Hz, paths {r["paths_received"]}/{r["sets_offered"]}, '
+          f'msgs at node '
           f'{r["messages_received_by_node"]}/{r["messages_offered"]}, replaced '
           f'{r["replaced_sets"]}, latency p50/p95/p99 {r["latency_ms_p50"]}/'
           f'{r["latency_ms_p95"]}/{r["latency_ms_p99"]} ms; node stages p50/p95 ms: decode '

@@ -39,7 +39,8 @@ from vlmad_ros.msg import DrivingCommand
 from vlmad_ros.planner import (collate, EgoStateEstimator, features_from_parts,
                                ImageSizeError, LatestWins, plan_poses, Planner, prepare_camera,
                                RateMeter, RollingStats)
-from vlmad_ros.rig import CAMERA_NAMES, load_rig
+from vlmad_ros.rig import CAMERA_NAMES, CameraRig, load_rig
+from vlmad_ros.sync import ApproximateTimeSynchronizer
 from vlmad_ros.types import Command, Trajectory
 
 NODE_NAME = 'planner_node'
@@ -208,8 +209,7 @@ class PlannerNode(Node):
                                  f'cameras, {len(s.cameras)} configured')
         if self.planner.rig is not None and self.planner.rig.names != self.rig.names:
             self.get_logger().warning(f'checkpoint trained on rig {self.planner.rig.name} '
-                                   f'{self.planner.rig.names}, running on {self.rig.name}')
-        from vlmad_ros.sync import ApproximateTimeSynchronizer
+                                      f'{self.planner.rig.names}, running on {self.rig.name}')
         n = len(s.cameras)
         self.sync = ApproximateTimeSynchronizer(n + 1, s.queue_size, s.slop, s.reset_after)
         self.sync.register_callback(self._on_set)
@@ -271,7 +271,6 @@ class PlannerNode(Node):
         missing = [c for c in s.cameras if c not in rig.names]
         if missing:
             raise ParameterError(f'cameras: {missing} not in rig {rig.name} ({rig.names})')
-        from vlmad_ros.rig import CameraRig
         return CameraRig(name=rig.name, frame_id=rig.frame_id,
                          cameras=tuple(rig[c] for c in s.cameras))
 
@@ -279,7 +278,7 @@ class PlannerNode(Node):
         with self._bad_lock:
             self.bad_inputs[source][reason] += 1
         self.get_logger().warning(f'skipping {source}: {reason}: {detail}',
-                               throttle_duration_sec=5.0)
+                                  throttle_duration_sec=5.0)
 
     # ---- callbacks (executor thread) ------------------------------------------------------
 
@@ -347,7 +346,7 @@ class PlannerNode(Node):
         if self.sync.stats.resets > self._resets_logged:
             self._resets_logged = self.sync.stats.resets
             self.get_logger().warning('stamps jumped back (bag loop or restart?): synchroniser '
-                                   'reset', throttle_duration_sec=5.0)
+                                      'reset', throttle_duration_sec=5.0)
 
     def _on_set(self, stamp_ns: int, parts: List) -> None:
         # Latency runs from the arrival of the set's last message.
@@ -390,8 +389,8 @@ class PlannerNode(Node):
         command = self.command
         if command is None:
             self.get_logger().warning('no route command received on '
-                                   f'{self.settings.command_topic} yet: using STRAIGHT',
-                                   throttle_duration_sec=10.0)
+                                      f'{self.settings.command_topic} yet: using STRAIGHT',
+                                      throttle_duration_sec=10.0)
             command = int(Command.STRAIGHT)
         batch = collate([features_from_parts(
             [(c.image, c.intrinsics, c.cam_to_base) for c in cams], odom.ego, command)])
