@@ -1,9 +1,9 @@
 """rosbag2 files with our messages, written and read without ROS (rosbags), MCAP and sqlite3."""
 import numpy as np
 import pytest
-import yaml
 from vlmad_ros import bagschema
 from vlmad_ros.paths import msg_dir
+import yaml
 
 
 def _reasoning(stamp_ns):
@@ -11,7 +11,8 @@ def _reasoning(stamp_ns):
     header = bagschema.msg_class('std_msgs/msg/Header')(
         stamp=bagschema.ns_to_stamp(stamp_ns), frame_id='base_link')
     return cls(header=header, current_action='Driving straight at 8 m/s.',
-               future_action='Slowing down for the red light.', reasoning='The light ahead is red.',
+               future_action='Slowing down for the red light.',
+               reasoning='The light ahead is red.',
                control_action=cls.CONTROL_MOVE_SLOWLY, turn_action=cls.TURN_NONE,
                lane_action=cls.LANE_NONE, teacher='rule-v1', prompt_version='v1',
                status=cls.STATUS_OK, failure_reason='')
@@ -53,7 +54,7 @@ def test_bag_stores_our_msg_definitions(tmp_path):
 
 
 def test_independent_reader_decodes(tmp_path):
-    """mcap + mcap-ros2-support (not rosbags) decode DrivingReasoning from our bag."""
+    """Decode our DrivingReasoning with mcap + mcap-ros2-support (not rosbags)."""
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
     bag = tmp_path / 'bag'

@@ -4,10 +4,9 @@ import subprocess
 import sys
 import time
 
+from conftest import TEST_DIR
 import numpy as np
 import pytest
-
-from conftest import TEST_DIR
 
 rclpy = pytest.importorskip('rclpy')
 pytestmark = pytest.mark.ros

@@ -8,9 +8,8 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
-import pytest
-
 from conftest import REPO_ROOT
+import pytest
 
 INSTALL = REPO_ROOT / 'install' / 'vlmad_ros'
 LAUNCH_FILES = sorted((REPO_ROOT / 'launch').glob('*.launch.py'))
