@@ -1,4 +1,5 @@
-"""Agents of the synthetic world: vehicles that follow lane paths and pedestrians.
+"""
+Agents of the synthetic world: vehicles that follow lane paths and pedestrians.
 
 A vehicle's state is its arc length `s` along a path built from its route (legs between
 intersections and connectors through them), a lateral offset `d` (left positive, non-zero
@@ -44,7 +45,8 @@ class DriverParams:
     def __post_init__(self):
         for f in dataclasses.fields(self):
             if getattr(self, f.name) < 0:
-                raise ValueError(f'DriverParams.{f.name} must be >= 0, got {getattr(self, f.name)}')
+                value = getattr(self, f.name)
+                raise ValueError(f'DriverParams.{f.name} must be >= 0, got {value}')
 
 
 @dataclasses.dataclass
@@ -70,7 +72,7 @@ class BrakeEvent:
 
 @dataclasses.dataclass
 class Vehicle:
-    id: str
+    id: str  # noqa: A003 (the message field name)
     cls: int
     length: float
     width: float
@@ -160,7 +162,7 @@ class Vehicle:
 class Pedestrian:
     """A walker on the sidewalk network, crossing at crosswalks in the pedestrian phase."""
 
-    id: str
+    id: str  # noqa: A003 (the message field name)
     x: float
     y: float
     speed: float

@@ -1,4 +1,5 @@
-"""`vlmad bench renderer`: six-camera render rate of the synthetic world on one core.
+"""
+`vlmad bench renderer`: six-camera render rate of the synthetic world on one core.
 
 A seeded scene is simulated for a few seconds, then each measured frame steps the world by one
 camera period (1/12 s) and renders all six cameras; JPEG encoding is timed separately. The
@@ -90,5 +91,5 @@ def run(args) -> int:
 
 
 def main(args) -> int:
-    """Same as run(): lets the module serve as a `vlmad` subcommand too."""
+    """Run the benchmark (so the module also serves as a `vlmad` subcommand)."""
     return run(args)

@@ -57,7 +57,8 @@ def main(args) -> int:
         return 2
     out = pathlib.Path(args.out)
     indices = list(range(args.first, args.first + args.scenes))
-    clash = [scene_name(args.seed, i) for i in indices if (out / scene_name(args.seed, i)).exists()]
+    clash = [scene_name(args.seed, i) for i in indices
+             if (out / scene_name(args.seed, i)).exists()]
     if clash:
         print(f'vlmad synth: {out} already has {clash[:3]}{"..." if len(clash) > 3 else ""}; '
               'choose another --out, --seed or --first', file=sys.stderr)

@@ -1,4 +1,5 @@
-"""The driver: IDM car following, traffic lights, turns, yielding and lane changes.
+"""
+The driver: IDM car following, traffic lights, turns, yielding and lane changes.
 
 One implementation for every vehicle of the world; the ego's expert is this driver with the
 ego's route, plus the route command it publishes. The driver is privileged (it reads the
@@ -17,7 +18,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from vlmad_ros.synth.agents import Vehicle
-from vlmad_ros.synth.town import GREEN, RED, Town, YELLOW_LIGHT
+from vlmad_ros.synth.town import GREEN, Town, YELLOW_LIGHT
 from vlmad_ros.types import Command
 
 PREDICT_TIMES = (0.0, 0.8, 1.6, 2.5)   # [s] look-ahead of crossing agents
@@ -123,7 +124,7 @@ def light_target(town: Town, veh: Vehicle, t: float) -> Optional[float]:
 
 def decide(town: Town, veh: Vehicle, obs: Obstacles, self_index: int, t: float,
            stalled: np.ndarray) -> Tuple[float, Optional[int]]:
-    """A driver's acceleration for the next decision period, and a lane to change to."""
+    """Return the acceleration for the next decision period, and a lane to change to."""
     p = veh.params
     if veh.stalled:
         return 0.0, None
@@ -158,7 +159,7 @@ def decide(town: Town, veh: Vehicle, obs: Obstacles, self_index: int, t: float,
 
 def wanted_lane_change(town: Town, veh: Vehicle, obs: Obstacles, self_index: int
                        ) -> Optional[int]:
-    """The other lane when a stalled vehicle blocks ours and the other lane has room."""
+    """Return the other lane when a stalled vehicle blocks ours and that lane has room."""
     if veh.lc_t >= 0 or not veh.on_leg():
         return None
     piece = veh.pieces[0]

@@ -1,4 +1,5 @@
-"""Plane geometry for the synthetic world: paths with arc length, boxes, overlap tests.
+"""
+Plane geometry for the synthetic world: paths with arc length, boxes, overlap tests.
 
 Everything is in the map frame (REP 103: x east, y north, z up), metres and radians.
 """
@@ -25,12 +26,13 @@ def _wrap(a: float) -> float:
 
 
 def right_of(d: int) -> np.ndarray:
-    """Unit vector to the right of grid heading `d` (right-hand traffic drives there)."""
+    """Return the unit vector to the right of grid heading `d` (where traffic keeps)."""
     return DIRS[(d + 3) % 4]
 
 
 def bezier(p0, h0, p1, h1, n: int = 16) -> np.ndarray:
-    """Cubic Bezier from p0 (heading h0) to p1 (heading h1): (n, 2) points incl. both ends.
+    """
+    Cubic Bezier from p0 (heading h0) to p1 (heading h1): (n, 2) points incl. both ends.
 
     Control arms of 0.55 x the corner radius make a quarter turn close to a circular arc.
     """
@@ -41,7 +43,8 @@ def bezier(p0, h0, p1, h1, n: int = 16) -> np.ndarray:
     arm = 0.55 * chord / math.sqrt(2.0) if abs(wrap_angle(h1 - h0)) > 0.1 else chord / 3.0
     c0, c1 = p0 + t0 * arm, p1 - t1 * arm
     t = np.linspace(0.0, 1.0, n)[:, None]
-    return ((1 - t) ** 3) * p0 + 3 * ((1 - t) ** 2) * t * c0 + 3 * (1 - t) * t * t * c1 + t ** 3 * p1
+    return ((1 - t) ** 3) * p0 + 3 * ((1 - t) ** 2) * t * c0 + 3 * (1 - t) * t * t * c1 \
+        + t ** 3 * p1
 
 
 class Path:
@@ -88,7 +91,8 @@ class Path:
         return i, frac
 
     def pose(self, s) -> Tuple[np.ndarray, np.ndarray]:
-        """Position (..., 2) and heading (...) at arc length s (clamped to the path).
+        """
+        Position (..., 2) and heading (...) at arc length s (clamped to the path).
 
         The heading is the segment's, blended with the neighbour's within a metre of a
         vertex (so yaw turns smoothly through connectors and stays exact along straights).
@@ -142,7 +146,8 @@ class Path:
 
     def project(self, xy: np.ndarray, s_min: float = 0.0, s_max: float = math.inf
                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Arc length, signed lateral offset (left positive) and path heading of (N, 2) points.
+        """
+        Arc length, signed lateral offset (left positive) and path heading of (N, 2) points.
 
         Only segments overlapping [s_min, s_max] are searched (a window keeps a path that
         passes the same place twice unambiguous and keeps it fast).

@@ -1,4 +1,5 @@
-"""Record synthetic scenes as rosbag2, in the layout of docs/BAG_LAYOUT.md.
+"""
+Record synthetic scenes as rosbag2, in the layout of docs/BAG_LAYOUT.md.
 
 One bag per scene. The world steps at the odometry rate (50 Hz); each camera fires at 12 Hz
 with its own small delay after CAM_FRONT (like nuScenes' cameras, within 42 ms) and sees the
@@ -97,7 +98,7 @@ def _yaw_quat(yaw: float) -> Tuple[float, float, float, float]:
 
 
 def objects_msg(stamp_ns: int, ego: Tuple[float, float, float], objects: List[ObjectState]):
-    """GroundTruthObjectArray in base_link of the ego pose `ego` (map x, y, yaw)."""
+    """Build the GroundTruthObjectArray in base_link of the ego pose `ego` (map x, y, yaw)."""
     x0, y0, yaw0 = ego
     c, s = math.cos(yaw0), math.sin(yaw0)
     out = []
@@ -110,7 +111,7 @@ def objects_msg(stamp_ns: int, ego: Tuple[float, float, float], objects: List[Ob
 
 
 def lights_msg(stamp_ns: int, world: World, states: Dict) -> object:
-    """TrafficLightArray (map frame) with every light of the town."""
+    """Build the TrafficLightArray (map frame) with every light of the town."""
     point = msg_class('geometry_msgs/msg/Point')
     light_cls = msg_class(LIGHT_TYPE)
     lights = []

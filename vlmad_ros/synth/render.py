@@ -1,4 +1,5 @@
-"""Numpy renderer of the six surround cameras (no OpenGL needed).
+"""
+Numpy renderer of the six surround cameras (no OpenGL needed).
 
 The ground is flat and the ego never pitches or rolls, so every camera pixel below the
 horizon always sees the same base_link ground point: those points are computed once per
@@ -60,7 +61,7 @@ class Style:
 
 
 def make_style(rng: np.random.Generator) -> Style:
-    """A random scene look: clear noon, overcast, dusk; colours jittered per scene."""
+    """Draw a random scene look: clear noon, overcast, dusk; colours jittered per scene."""
     kind = int(rng.choice(3, p=[0.5, 0.3, 0.2]))
     if kind == 0:
         top, hor, amb, haze = (60, 120, 210), (175, 205, 235), 0.55, 420.0
@@ -155,7 +156,8 @@ class Parts:
             np.concatenate([p.group + o for p, o in zip(parts, offsets)]),
             np.concatenate([p.order for p in parts]), np.concatenate([p.shade for p in parts]),
             np.concatenate([p.obj_centre for p in parts]),
-            np.concatenate([p.obj_half for p in parts]), np.concatenate([p.obj_yaw for p in parts]))
+            np.concatenate([p.obj_half for p in parts]),
+            np.concatenate([p.obj_yaw for p in parts]))
 
 
 def _boxes_to_parts(boxes: np.ndarray, colours: np.ndarray, group: np.ndarray,
@@ -174,7 +176,8 @@ def _boxes_to_parts(boxes: np.ndarray, colours: np.ndarray, group: np.ndarray,
 class SceneRenderer:
     """Renders the cameras of a rig (at the rig's image size) for one town and style."""
 
-    def __init__(self, town: Town, rig: CameraRig, style: Style, cfg: RenderConfig = RenderConfig()):
+    def __init__(self, town: Town, rig: CameraRig, style: Style,
+                 cfg: RenderConfig = RenderConfig()):
         self.town = town
         self.cfg = cfg
         self.rig = rig
@@ -224,7 +227,7 @@ class SceneRenderer:
 
     # ----- geometry of a frame -----
     def _static_parts(self) -> dict:
-        """Buildings and traffic-light hardware (map frame); lamp colours change per frame."""
+        """Build buildings and traffic-light heads (map frame); lamp colours change per frame."""
         town, st = self.town, self.style
         bl = town.buildings
         boxes = np.array([[b.x, b.y, 0.0, 0.0, b.lx, b.ly, b.height] for b in bl]).reshape(-1, 7)
@@ -552,7 +555,8 @@ def render_bev(town: Town, style: Style, ego_pose, objects: Sequence[ObjectState
 
 
 class Renderer:
-    """World -> camera images in rig order, at the rig's resolution (the live simulator's view).
+    """
+    World -> camera images in rig order, at the rig's resolution (the live simulator's view).
 
     The scene renderer (ground lookup tables, static geometry) is built on the first frame of
     each town; the look comes from the world's `style_seed`.

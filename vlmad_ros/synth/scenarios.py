@@ -1,4 +1,5 @@
-"""Scene set-up: town, ambient traffic, and one scripted scenario around the ego.
+"""
+Scene set-up: town, ambient traffic, and one scripted scenario around the ego.
 
 The mix is chosen so that ego state alone cannot predict the plan (docs/SYNTHETIC_WORLD.md):
 a light turns yellow/red ahead, a red light turns green while the ego waits, a lead vehicle
@@ -91,7 +92,7 @@ def _npc_params(rng) -> DriverParams:
 
 
 def make_world(rng: np.random.Generator, cfg: SceneConfig = SceneConfig()) -> World:
-    """A new scene: town, ego with its scenario, ambient traffic and pedestrians."""
+    """Build a new scene: town, ego with its scenario, ambient traffic and pedestrians."""
     town = Town(cfg.town, rng)
     names = sorted(SCENARIOS)
     w = np.array([SCENARIOS[n] for n in names])
@@ -151,7 +152,8 @@ def make_world(rng: np.random.Generator, cfg: SceneConfig = SceneConfig()) -> Wo
         vehicles.append(stalled)
     elif scenario == 'pedestrian':
         d_trig = ego_params.v0 ** 2 / (2 * 3.0) + float(rng.uniform(8.0, 14.0))
-        ped_s = min(ego_s + EGO_CENTER_OFFSET + EGO_LENGTH / 2 + d_trig + float(rng.uniform(5, 20)),
+        ego_front = ego_s + EGO_CENTER_OFFSET + EGO_LENGTH / 2
+        ped_s = min(ego_front + d_trig + float(rng.uniform(5, 20)),
                     stop_s - 10.0)
         from_right = bool(rng.random() < 0.6)
         base = town.centre(a) + DIRS[d] * (town.cfg.box + ped_s)

@@ -1,4 +1,5 @@
-"""A procedural grid town: roads, lanes, markings, crosswalks, signals and buildings.
+"""
+A procedural grid town: roads, lanes, markings, crosswalks, signals and buildings.
 
 Layout (map frame, right-hand traffic): intersections on an nx x ny grid with random block
 lengths; every road has two lanes per direction (lane 0 next to the centre line, lane 1 at the
@@ -70,12 +71,13 @@ class TownConfig:
 
     @property
     def box(self) -> float:
-        """Half size of an intersection box (road + sidewalk), where legs start and end."""
+        """Half size of the intersection square, road plus sidewalk: where legs end [m]."""
         return self.half_road + self.sidewalk
 
 
 class Signal:
-    """Split-phase traffic signal of one intersection: each approach green alone, then peds.
+    """
+    Split-phase traffic signal of one intersection: each approach green alone, then peds.
 
     `arms` are the headings d of the traffic that approaches (vehicles driving in direction d).
     """
@@ -261,8 +263,9 @@ class Town:
     def _make_buildings(self, rng: np.random.Generator) -> List[Building]:
         c = self.cfg
         edge = c.box + 4.0
-        ext_x = np.concatenate([[self.xs[0] - c.margin + 5], self.xs, [self.xs[-1] + c.margin - 5]])
-        ext_y = np.concatenate([[self.ys[0] - c.margin + 5], self.ys, [self.ys[-1] + c.margin - 5]])
+        m = c.margin - 5.0
+        ext_x = np.concatenate([[self.xs[0] - m], self.xs, [self.xs[-1] + m]])
+        ext_y = np.concatenate([[self.ys[0] - m], self.ys, [self.ys[-1] + m]])
         out = []
         for i in range(len(ext_x) - 1):
             for j in range(len(ext_y) - 1):
@@ -275,7 +278,7 @@ class Town:
 
     @staticmethod
     def _block_buildings(rng, x0, x1, y0, y1) -> List[Building]:
-        """Buildings along the four sides of a block rectangle, with random gaps."""
+        """Place buildings along the four sides of a block rectangle, with random gaps."""
         out = []
         w, h = x1 - x0, y1 - y0
         if w < 8 or h < 8:
@@ -446,7 +449,8 @@ class Town:
 
 def route_path(town: Town, nodes: List[Node], lanes: List[int], first_leg: int
                ) -> Tuple[Path, List[dict]]:
-    """Path along legs nodes[k] -> nodes[k+1] from `first_leg`, with connectors between.
+    """
+    Path along legs nodes[k] -> nodes[k+1] from `first_leg`, with connectors between.
 
     Returns the path and its pieces: dicts with kind ('leg' | 'conn'), leg index, s0, s1 and,
     for legs, the stop line arc length and the node / heading it guards.
@@ -481,7 +485,8 @@ def route_path(town: Town, nodes: List[Node], lanes: List[int], first_leg: int
 
 def extend_route(town: Town, nodes: List[Node], lanes: List[int], rng: np.random.Generator,
                  n_more: int, locked: int, turn_probs=(0.5, 0.25, 0.25)) -> None:
-    """Append `n_more` random legs (straight / left / right where the grid allows).
+    """
+    Append `n_more` random legs (straight / left / right where the grid allows).
 
     Legs with index < `locked` keep their lane (a vehicle is on them or its path is built).
     """

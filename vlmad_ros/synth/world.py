@@ -1,4 +1,5 @@
-"""The synthetic world: a town, its vehicles and pedestrians, the ego, and the checks.
+"""
+The synthetic world: a town, its vehicles and pedestrians, the ego, and the checks.
 
 `World.step(dt, ego_control=None)` advances everything by dt; with `ego_control=None` the
 expert drives the ego, otherwise the ego follows the given speed / yaw-rate command with a
@@ -59,7 +60,7 @@ class Infractions:
 class ObjectState:
     """One agent's ground-truth box in the map frame."""
 
-    id: str
+    id: str  # noqa: A003 (the message field name)
     cls: int
     x: float
     y: float
@@ -84,7 +85,7 @@ class Snapshot:
 
 
 def interpolate(a: Snapshot, b: Snapshot, t: float) -> Snapshot:
-    """The snapshot at time t between a and b (poses linear, yaw on the circle)."""
+    """Interpolate the snapshot at time t between a and b (poses linear, yaw on the circle)."""
     span = b.t - a.t
     w = 0.0 if span <= 0 else min(1.0, max(0.0, (t - a.t) / span))
 
@@ -155,7 +156,7 @@ class World:
             [math.cos(e.yaw), math.sin(e.yaw)])
 
     def route_command(self) -> Command:
-        """The ego's route command: its next turn (not the future trajectory)."""
+        """Return the ego's route command: its next turn (not its future trajectory)."""
         return expert.route_command(self.ego)
 
     # ----- stepping -----
