@@ -165,7 +165,7 @@ def test_resume_after_sigkill_has_no_lost_or_duplicate_records(tmp_path):
     journal = out / 'in.journal.jsonl'
     args = [tmp_path / 'in', '--out', out, '--teacher', 'openai', '--no-cache',
             '--image-width', '160', '--concurrency', '2', '--summary-json', tmp_path / 's.json']
-    with h.ChatServer(lambda r: ('sleep', 0.25, h.good())) as srv:
+    with h.ChatServer(lambda r: ('sleep', 0.4, h.good())) as srv:
         proc = subprocess.Popen(['vlmad', 'annotate', *map(str, args[:-2]), '--no-progress',
                                  '--base-url', srv.base_url], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)

@@ -71,10 +71,11 @@ def test_full_queue_counts_overflow_and_shutdown_fails_the_rest():
     live.close(timeout=0.2)
     teacher.gate.set()
     time.sleep(0.1)
-    # One keyframe in the worker, one in the queue, the rest dropped and counted.
-    assert live.stats.queued == 2 and live.stats.overflow == 5
-    assert sorted(r.failure_reason for _, r in out) == ['shutdown', 'shutdown']
-    assert len({s for s, _ in out}) == 2, 'exactly one record per queued keyframe'
+    # One keyframe in the worker (if it took it in time), one in the queue, the rest dropped.
+    stats = live.stats
+    assert stats.queued in (1, 2) and stats.queued + stats.overflow == 7
+    assert [r.failure_reason for _, r in out] == ['shutdown'] * stats.queued
+    assert len({s for s, _ in out}) == stats.queued, 'exactly one record per queued keyframe'
 
 
 def test_stamps_going_back_reset_the_buffers():

@@ -103,9 +103,9 @@ def test_500s_are_retried_then_fail_with_the_status():
 
 def test_timeouts_are_retried_then_fail():
     def script(req):
-        return ('sleep', 1.0, h.good()) if req['index'] == 0 else h.good()
+        return ('sleep', 2.0, h.good()) if req['index'] == 0 else h.good()
     with h.ChatServer(script) as srv:
-        res = teacher(srv.base_url, timeout=0.3).annotate(frame())
+        res = teacher(srv.base_url, timeout=0.8).annotate(frame())
     assert res.ok and len(srv.requests) == 2
     with h.ChatServer(lambda r: ('sleep', 1.0, h.good())) as srv:
         res = teacher(srv.base_url, timeout=0.2, max_retries=1).annotate(frame())
