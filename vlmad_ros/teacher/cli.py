@@ -63,13 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='rule: deterministic offline teacher (default); openai: any '
                              'OpenAI-compatible vision endpoint')
     parser.add_argument('--rate', type=_positive(float), default=2.0,
-                        help='keyframes per second at most (the bag keyframe marks, thinned)')
+                        help='keyframes per second at most: the bag keyframe marks, thinned '
+                             '(default: %(default)s)')
     parser.add_argument('--camera', default='CAM_FRONT', choices=CAMERA_NAMES,
                         help='camera shown to the teacher')
     parser.add_argument('--shard', type=parse_shard, default=(0, 1), metavar='i/N',
                         help='annotate only input bags with index %% N == i (sorted by path)')
     parser.add_argument('--concurrency', type=_positive(int), default=4,
-                        help='keyframes annotated in parallel')
+                        help='keyframes annotated in parallel (default: %(default)s)')
     parser.add_argument('--storage', choices=sorted(STORAGES), default='mcap')
     parser.add_argument('--overwrite', action='store_true',
                         help='annotate bags again even if OUT already holds them')
@@ -87,19 +88,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--api-key-env', default='OPENAI_API_KEY', metavar='NAME',
                    help='environment variable holding the API key (sent as a Bearer token)')
     g.add_argument('--timeout', type=_positive(float), default=60.0,
-                   help='seconds per HTTP request')
+                   help='seconds per HTTP request (default: %(default)s)')
     g.add_argument('--max-retries', type=int, default=5,
-                   help='retries on 429/5xx/timeouts per request')
+                   help='retries on 429/5xx/timeouts per request (default: %(default)s)')
     g.add_argument('--backoff-base', type=float, default=1.0,
                    help='first retry delay [s], doubling, with jitter')
     g.add_argument('--backoff-max', type=float, default=60.0, help='longest retry delay [s]')
     g.add_argument('--max-tokens', type=_positive(int), default=500)
     g.add_argument('--image-width', type=int, default=1600,
-                   help='resize the prompt image to this width (0: keep)')
+                   help='shrink wider prompt images to this width (default: %(default)s; 0: keep)')
     g.add_argument('--detail', choices=('low', 'high', 'auto'), default='auto')
     g.add_argument('--no-json-mode', action='store_true',
                    help='do not send response_format (servers that reject it)')
-    g.add_argument('--prompt-version', default=None, help='prompt file version (default: latest)')
+    g.add_argument('--prompt-version', default=None, help='prompt version: vlmad_ros/teacher/prompts/<version>.*.txt '
+                        '(default: vlmad-v1)')
     g.add_argument('--price-input', type=float, default=0.0,
                    help='USD per million prompt tokens (for the cost report)')
     g.add_argument('--price-output', type=float, default=0.0,
