@@ -100,7 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--detail', choices=('low', 'high', 'auto'), default='auto')
     g.add_argument('--no-json-mode', action='store_true',
                    help='do not send response_format (servers that reject it)')
-    g.add_argument('--prompt-version', default=None, help='prompt version: vlmad_ros/teacher/prompts/<version>.*.txt '
+    g.add_argument('--prompt-version', default=None,
+                   help='prompt version: vlmad_ros/teacher/prompts/<version>.*.txt '
                         '(default: vlmad-v1)')
     g.add_argument('--price-input', type=float, default=0.0,
                    help='USD per million prompt tokens (for the cost report)')
