@@ -122,11 +122,11 @@ def camera_to_sensor(camera: Camera) -> Dict[str, object]:
     fov = math.degrees(2 * math.atan(camera.width / (2 * camera.fx)))
     return {
         'type': 'sensor.camera.rgb', 'id': camera.name,
-        'spawn_point': {k: round(float(v), 6) for k, v in
+        'spawn_point': {k: round(float(v), 4) + 0.0 for k, v in   # + 0.0: no "-0.0"
                         zip(('x', 'y', 'z', 'roll', 'pitch', 'yaw'),
                             (x, y, z, roll, pitch, yaw))},
         'image_size_x': camera.width, 'image_size_y': camera.height,
-        'fov': round(fov, 6), 'sensor_tick': SENSOR_TICK,
+        'fov': round(fov, 4), 'sensor_tick': SENSOR_TICK,
     }
 
 
