@@ -142,11 +142,16 @@ def test_cache_makes_reruns_free(tmp_path):
     keyframes = h.write_drive_bag(tmp_path / 'in', duration_s=4.0)
     n = len(future_keyframes(keyframes))
     args = ['--teacher', 'openai', '--image-width', '160', '--cache-dir', tmp_path / 'cache']
+    (tmp_path / 'prices.yaml').write_text('gpt-4o: {input: 2.5, output: 10.0}\n')
     with h.ChatServer() as srv:
         first = vlmad(tmp_path / 'in', '--out', tmp_path / 'a', '--base-url', srv.base_url,
-                      *args)
+                      '--price-table', tmp_path / 'prices.yaml', '--summary-json',
+                      tmp_path / 's1.json', *args)
         assert first.returncode == 0, first.stderr
         assert len(srv.requests) == n
+        cost = json.loads((tmp_path / 's1.json').read_text())['usage']['cost_usd']
+        assert abs(cost - n * (1000 * 2.5 + 60 * 10.0) / 1e6) < 1e-9
+        assert f'cost ${cost:.4f}' in first.stdout
         second = vlmad(tmp_path / 'in', '--out', tmp_path / 'b', '--base-url', srv.base_url,
                        '--summary-json', tmp_path / 's.json', *args)
         assert second.returncode == 0, second.stderr
