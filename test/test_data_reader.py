@@ -174,3 +174,44 @@ def test_reader_config_names_bad_fields():
         ReaderConfig(queue_size=0)
     with pytest.raises(ValueError, match='image_topics'):
         ReaderConfig(image_topics=('/a',))
+
+
+def test_recorder_killed_mid_write_yields_its_complete_samples(tmp_path):
+    """SIGKILL a process while it records (no close, no metadata.yaml, a half chunk)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    path = tmp_path / 'bag'
+    code = ('import helpers_data, sys; helpers_data.write_bag(sys.argv[1], duration=30.0, '
+            'image_size=(160, 90), noisy_images=True)')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, '-c', code, str(path)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            files = list(path.glob('*.mcap')) if path.exists() else []
+            if files and files[0].stat().st_size > 12_000_000:
+                break
+            assert proc.poll() is None, 'the recorder finished before it could be killed'
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert not (path / 'metadata.yaml').exists()
+    odom_end, images = 0, set()
+    for topic, stamp, _ in read_messages(path, raw=True):
+        if topic == '/odom':
+            odom_end = max(odom_end, stamp)
+        elif topic.endswith('image_rect_compressed'):
+            images.add(stamp)
+    keyframes = [helpers_data.T0_NS + int(round(t * 12)) * NS // 12
+                 for t in helpers_data.keyframe_times(30.0)]
+    complete = [t0 for t0 in keyframes if t0 + 3 * NS <= odom_end and all(
+        t0 + c * helpers_data.CAM_OFFSET_NS in images for c in range(6))]
+    got = list(read_samples(path))
+    assert len(complete) >= 3 and [s.stamp_ns for s in got] == complete
+    for s in got:
+        xy, _ = helpers_data.future_in_base(_t(s.stamp_ns))
+        np.testing.assert_allclose(s.trajectory.xy, xy, atol=1e-4)
