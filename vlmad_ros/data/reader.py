@@ -52,8 +52,8 @@ class ReaderConfig:
     reasoning_topic: str = topics.REASONING
     tf_static_topic: str = topics.TF_STATIC
     base_frame: str = topics.BASE_FRAME
-    slop: float = 0.05                # [s] max spread of one camera set (planner_node default)
-    queue_size: int = 10              # per camera (planner_node default)
+    slop: float = 0.05                # [s] max stamp spread of a set (planner_node default)
+    queue_size: int = 10              # per input (planner_node default)
     objects_tolerance_s: float = 0.15  # future boxes: nearest GroundTruthObjectArray within this
 
     def __post_init__(self):
