@@ -1,6 +1,7 @@
 """PathFollower without ROS: tracking, speed from waypoint timing, limits, plan loss."""
 import math
 
+from helpers_control import KinematicBicycle, VehicleState
 import numpy as np
 import pytest
 
@@ -8,7 +9,6 @@ from vlmad_ros.control.follower import FollowerConfig, PathFollower, Status, Tim
 from vlmad_ros.control.pid import PID, PIDConfig
 from vlmad_ros.control.pure_pursuit import (
     implied_speed, lookahead_point, pursuit_curvature, to_local, to_world)
-from helpers_control import KinematicBicycle, VehicleState
 
 DT = 0.05   # 20 Hz control, as the sim's physics step
 OFFSETS = 0.5 * np.arange(1, 7)
