@@ -15,6 +15,8 @@ BENCHES = {
     'planner': ('vlmad_ros.bench.planner',
                 'planner_node over DDS: six 1600x900 JPEG streams + odometry from a separate '
                 'process; output Hz, latency, replaced sets, per-stage time'),
+    'planner-stages': ('vlmad_ros.bench.planner_stages',
+                       'in-process: what each decode/model speed-up buys (interleaved runs)'),
 }
 
 

@@ -202,7 +202,7 @@ def _print_result(r: Dict[str, object]) -> None:
           f'{r["messages_received_by_node"]}/{r["messages_offered"]}, replaced '
           f'{r["replaced_sets"]}, latency p50/p95/p99 {r["latency_ms_p50"]}/'
           f'{r["latency_ms_p95"]}/{r["latency_ms_p99"]} ms; node stages p50/p95 ms: decode '
-          f'{stage("decode")} (per image) sync {stage("sync")} model {stage("model")} '
+          f'{stage("decode")} (6 images, parallel) sync {stage("sync")} model {stage("model")} '
           f'publish {stage("publish")}', flush=True)
 
 

@@ -4,12 +4,13 @@ planner_node: six cameras + odometry -> nav_msgs/Path, in real time.
 Thin over plain objects: images.py decodes, planner.prepare_camera resizes/scales intrinsics,
 sync.ApproximateTimeSynchronizer groups the set, planner.Planner runs the model.
 
-What runs concurrently: the executor thread runs every subscription callback and the
-diagnostics timer; camera callbacks hand the message to a small decode pool (`decode_threads`),
-whose threads decode, resize and add to the (thread-safe) synchroniser; one worker thread runs
-inference and publishes. They meet in a LatestWins slot: a complete set that arrives while the
-model is busy replaces the waiting one (counted), so latency stays bounded when the model is
-slower than the cameras.
+What runs concurrently: the executor thread runs every subscription callback (stamp the
+message, add it to the synchroniser, still compressed) and the diagnostics timer; one worker
+thread takes complete sets, decodes their six images on a small pool (`decode_threads`;
+libjpeg-turbo releases the GIL), runs the model and publishes. They meet in a LatestWins slot: a
+complete set that arrives while the worker is busy replaces the waiting one (counted), so
+latency stays bounded when the model is slower than the cameras, and a replaced set costs no
+decoding.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from typing import Dict, List, Optional
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry, Path
-import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
 from rclpy.node import Node
@@ -163,13 +163,12 @@ def _to_stamp(ns: int, msg_stamp) -> None:
 
 @dataclasses.dataclass
 class CameraPart:
-    """A decoded camera message ready for the model."""
+    """A camera message waiting in the synchroniser, still compressed."""
 
     stamp_ns: int
     t_arrival: float          # perf_counter() when the message reached the callback
-    image: np.ndarray         # (3, H, W) uint8 at model resolution
-    intrinsics: np.ndarray    # (3, 3) scaled to it
-    cam_to_base: np.ndarray   # (4, 4)
+    index: int                # camera index (rig order)
+    msg: object               # sensor_msgs/CompressedImage or Image
 
 
 @dataclasses.dataclass
@@ -250,8 +249,6 @@ class PlannerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.create_timer(s.diagnostics_period, self._publish_diagnostics)
         self._decode_pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix='decode')
-        self._pending = 0                 # images waiting in or running on the decode pool
-        self._pending_lock = threading.Lock()
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name='planner_inference', daemon=True)
         self._worker.start()
@@ -283,42 +280,26 @@ class PlannerNode(Node):
     # ---- callbacks (executor thread) ------------------------------------------------------
 
     def _on_image(self, index: int, msg) -> None:
+        # Only stamp and queue: images are decoded once their set is complete and about to be
+        # planned, so sets replaced under overload (or never completed) cost no decoding.
         t_arrival = time.perf_counter()
-        with self._pending_lock:
-            backlog = self._pending >= 2 * len(self.rates)
-            self._pending += not backlog
-        if backlog:   # decoding cannot keep up: drop rather than let latency grow
-            self._bad(self.settings.cameras[index], 'decode_backlog', 'decoder busy')
-            return
-        self._decode_pool.submit(self._decode, index, msg, t_arrival)
+        self.rates[index].tick(time.monotonic())
+        part = CameraPart(_stamp_ns(msg.header.stamp), t_arrival, index, msg)
+        self._add_to_sync(index, part, t_arrival)
 
-    def _decode(self, index: int, msg, t_arrival: float) -> None:
+    def _decode(self, part: CameraPart):
+        """Decode one camera of a set (decode pool thread); (image, K, cam_to_base) or None."""
+        name = self.settings.cameras[part.index]
+        camera = self.rig.cameras[part.index]
         try:
-            self._decode_and_sync(index, msg, t_arrival)
-        except Exception as err:  # a bug here must not kill the pool thread silently
-            self.get_logger().error(f'decode failed: {type(err).__name__}: {err}',
-                                    throttle_duration_sec=5.0)
-        finally:
-            with self._pending_lock:
-                self._pending -= 1
-
-    def _decode_and_sync(self, index: int, msg, t_arrival: float) -> None:
-        name = self.settings.cameras[index]
-        camera = self.rig.cameras[index]
-        try:
-            if isinstance(msg, CompressedImage):
-                rgb = compressed_to_rgb(msg, min_size=self.planner.image_size)
+            if isinstance(part.msg, CompressedImage):
+                rgb = compressed_to_rgb(part.msg, min_size=self.planner.image_size)
             else:
-                rgb = image_to_rgb(msg)
-            image, k, cam_to_base = prepare_camera(camera, rgb, self.planner.image_size)
+                rgb = image_to_rgb(part.msg)
+            return prepare_camera(camera, rgb, self.planner.image_size)
         except (ImageConversionError, ImageSizeError) as err:
             self._bad(name, err.reason, str(err))
-            return
-        t_decoded = time.perf_counter()
-        self.stage['decode'].add(t_decoded - t_arrival)
-        self.rates[index].tick(time.monotonic())
-        part = CameraPart(_stamp_ns(msg.header.stamp), t_arrival, image, k, cam_to_base)
-        self._add_to_sync(index, part, t_decoded)
+            return None
 
     def _on_odom(self, msg: Odometry) -> None:
         t_arrival = time.perf_counter()
@@ -386,20 +367,24 @@ class PlannerNode(Node):
     def _plan(self, parts: List, t_arrival: float) -> None:
         t0 = time.perf_counter()
         cams, odom = parts[:-1], parts[-1]
+        decoded = list(self._decode_pool.map(self._decode, cams))   # in parallel
+        if any(d is None for d in decoded):
+            return                                                 # counted in _decode
+        t_decoded = time.perf_counter()
+        self.stage['decode'].add(t_decoded - t0)
         command = self.command
         if command is None:
             self.get_logger().warning('no route command received on '
                                       f'{self.settings.command_topic} yet: using STRAIGHT',
                                       throttle_duration_sec=10.0)
             command = int(Command.STRAIGHT)
-        batch = collate([features_from_parts(
-            [(c.image, c.intrinsics, c.cam_to_base) for c in cams], odom.ego, command)])
+        batch = collate([features_from_parts(decoded, odom.ego, command)])
         out = self.planner.run_batch(batch)
         traj = Trajectory(xy=out['traj'][0], heading=out['heading'][0])
         t1 = time.perf_counter()
         self._publish(traj, cams[0].stamp_ns, odom)
         t2 = time.perf_counter()
-        self.stage['model'].add(t1 - t0)
+        self.stage['model'].add(t1 - t_decoded)
         self.stage['publish'].add(t2 - t1)
         self.latency.add(t2 - t_arrival)
         self.published += 1
