@@ -54,12 +54,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--timeout', type=float, default=900.0,
                         help='give up after this many wall seconds')
     parser.add_argument('--no-video', action='store_true', help='skip the GIF and the PNG')
+    parser.add_argument('--image-size', default='', metavar='WxH',
+                        help='rendered camera size (default: config/sim.yaml, 480x270); '
+                             'e.g. the size a checkpoint was trained at')
 
 
-def node_parameters(out_dir: str, checkpoint: str, random_weights: bool,
-                    episodes, duration: float) -> Dict[str, Dict[str, object]]:
+def node_parameters(out_dir: str, checkpoint: str, random_weights: bool, episodes,
+                    duration: float, image_size: Optional[Tuple[int, int]] = None
+                    ) -> Dict[str, Dict[str, object]]:
     """Per-node parameter overrides of the demo (on top of config/*.yaml); shared with launch."""
     out = pathlib.Path(out_dir).resolve()
+    size = {} if image_size is None else {'image_width': int(image_size[0]),
+                                          'image_height': int(image_size[1])}
     return {
         'planner_node': {
             'checkpoint': checkpoint, 'allow_random_weights': random_weights,
@@ -70,7 +76,7 @@ def node_parameters(out_dir: str, checkpoint: str, random_weights: bool,
         'sim_node': {
             'episodes': list(episodes), 'duration': float(duration),
             'result_file': str(out / 'results.json'), 'trace_dir': str(out / 'traces'),
-            'planner_odom_topic': '/vlmad/sim/planner_odom', 'exit_when_done': True,
+            'planner_odom_topic': '/vlmad/sim/planner_odom', 'exit_when_done': True, **size,
         },
     }
 
@@ -238,7 +244,17 @@ def main(args) -> int:
     env.setdefault('ROS_DOMAIN_ID', str(os.getpid() % 90 + 5))
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     env['PYTHONUNBUFFERED'] = '1'
-    params = node_parameters(str(out), checkpoint, random_weights, episodes, duration)
+    image_size = None
+    if args.image_size:
+        try:
+            image_size = tuple(int(v) for v in args.image_size.lower().split('x'))
+            assert len(image_size) == 2 and min(image_size) >= 16
+        except (ValueError, AssertionError):
+            print(f'vlmad demo: --image-size must be WxH (e.g. 192x108), got '
+                  f'{args.image_size!r}', file=sys.stderr)
+            return 2
+    params = node_parameters(str(out), checkpoint, random_weights, episodes, duration,
+                             image_size)
     print(f'vlmad demo: {len(episodes)} episode(s) of {duration:.0f} s: {" ".join(episodes)}; '
           f'planner {"RANDOM WEIGHTS" if random_weights else checkpoint}; '
           f'ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]}; logs in {out / "logs"}', flush=True)

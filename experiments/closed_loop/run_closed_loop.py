@@ -39,7 +39,8 @@ def run_one(variant: str, seed: int, args) -> pathlib.Path:
     if not ckpt.is_file():
         raise FileNotFoundError(f'{ckpt} missing (train it with run_table.py first)')
     cmd = ['vlmad', 'demo', '--no-video', '--checkpoint', str(ckpt), '--out', str(out),
-           '--duration', str(args.duration), '--episodes', *args.episodes]
+           '--duration', str(args.duration), '--image-size', args.image_size,
+           '--episodes', *args.episodes]
     out.mkdir(parents=True, exist_ok=True)
     with open(out / 'run.log', 'w') as log:
         log.write(' '.join(cmd) + '\n')
@@ -56,6 +57,8 @@ def main() -> int:
     p.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     p.add_argument('--episodes', nargs='+', default=EPISODES)
     p.add_argument('--duration', type=float, default=12.0)
+    p.add_argument('--image-size', default='192x108',
+                   help="rendered camera size: the training data's (runs/vlmad_exp)")
     args = p.parse_args()
     rows = []
     for variant in args.variants:
@@ -67,7 +70,8 @@ def main() -> int:
             print(f'{variant} s{seed}: DS {summary["driving_score"]:.1f}', flush=True)
         rows.append((variant, per_seed))
     head = '| variant | seeds | ' + ' | '.join(m[1] for m in METRICS) + ' |'
-    lines = [f'{len(args.episodes)} episodes x {args.duration:.0f} s: {" ".join(args.episodes)}',
+    lines = [f'{len(args.episodes)} episodes x {args.duration:.0f} s, cameras '
+             f'{args.image_size}: {" ".join(args.episodes)}',
              '', head, '|' + '---|' * (len(METRICS) + 2)]
     for variant, per_seed in rows:
         cells = []
