@@ -1,6 +1,9 @@
 """
 `vlmad bench renderer`: six-camera render rate of the synthetic world on one core.
 
+Wall-clock times depend on what else runs on the machine; the CPU time of the (pinned)
+process is reported beside them, with the load average at the end of the run.
+
 A seeded scene is simulated for a few seconds, then each measured frame steps the world by one
 camera period (1/12 s) and renders all six cameras; JPEG encoding is timed separately. The
 process is pinned to one CPU (where the OS allows it) so the number is the one-core rate the
@@ -40,7 +43,7 @@ def bench_renderer(width: int = 800, height: int = 450, frames: int = 40, seeds=
     if frames < 1:
         raise ValueError(f'frames must be >= 1, got {frames}')
     rig = load_rig('nuscenes').scaled(width, height)
-    render_ms, jpeg_ms, world_ms = [], [], []
+    render_ms, jpeg_ms, world_ms, render_cpu_ms = [], [], [], []
     for seed in seeds:
         world = make_world(np.random.default_rng(seed), SceneConfig(scenario=scenario))
         for _ in range(60):          # 3 s in: traffic has moved
@@ -52,8 +55,10 @@ def bench_renderer(width: int = 800, height: int = 450, frames: int = 40, seeds=
             for _ in range(4):       # 1/12 s at the 48 Hz physics step
                 world.step(1.0 / 48.0)
             t1 = time.perf_counter()
+            c1 = time.process_time()
             images = renderer.render(world)
             t2 = time.perf_counter()
+            render_cpu_ms.append(1000 * (time.process_time() - c1))
             for img in images:
                 encode_jpeg(img, jpeg_quality)
             t3 = time.perf_counter()
@@ -66,8 +71,11 @@ def bench_renderer(width: int = 800, height: int = 450, frames: int = 40, seeds=
                 'p95': round(float(np.percentile(v, 95)), 2)}
 
     render = stats(render_ms)
+    cpu = stats(render_cpu_ms)
     return {'width': width, 'height': height, 'cameras': len(rig), 'frames': len(render_ms),
             'scenario': scenario, 'seeds': list(seeds), 'render_ms': render,
+            'render_cpu_ms': cpu, 'render_cpu_hz': round(1000.0 / cpu['mean'], 1),
+            'load_average_1min': round(os.getloadavg()[0], 2),
             'jpeg_ms': stats(jpeg_ms), 'world_step_ms_per_frame': stats(world_ms),
             'render_hz': round(1000.0 / render['mean'], 1),
             'render_jpeg_hz': round(1000.0 / (render['mean'] + stats(jpeg_ms)['mean']), 1)}

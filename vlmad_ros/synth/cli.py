@@ -9,6 +9,8 @@ import pathlib
 import sys
 from typing import List
 
+import numpy as np
+
 from vlmad_ros.synth.recorder import record_scene, RecordConfig, scene_name
 from vlmad_ros.synth.scenarios import SCENARIOS, SceneConfig
 
@@ -19,7 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--first', type=int, default=0,
                         help='index of the first scene (to extend a dataset)')
     parser.add_argument('--duration', type=float, default=20.0, help='seconds per scene')
-    parser.add_argument('--out', required=True, help='output folder (one bag folder per scene)')
+    parser.add_argument('--out', help='output folder (one bag folder per scene)')
+    parser.add_argument('--preview', default='',
+                        help='instead of bags: write a PNG of scene --first at the end of '
+                        '--duration (six cameras + bird\'s-eye view)')
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap')
     parser.add_argument('--width', type=int, default=1600, help='camera image width [px]')
     parser.add_argument('--height', type=int, default=900, help='camera image height [px]')
@@ -43,7 +48,41 @@ def _job(job):
     return record_scene(out, seed, index, cfg)
 
 
+def preview(args, cfg: RecordConfig) -> np.ndarray:
+    """Six cameras (nuScenes viewer layout) and a bird's-eye view of one scene, as RGB."""
+    from vlmad_ros.rig import load_rig
+    from vlmad_ros.synth.recorder import scene_rng
+    from vlmad_ros.synth.render import mosaic, render_bev, Renderer
+    from vlmad_ros.synth.scenarios import make_world
+    world = make_world(scene_rng(args.seed, args.first), cfg.scene)
+    for _ in range(int(round(cfg.duration * cfg.odom_hz))):
+        world.step(1.0 / cfg.odom_hz)
+    rig = load_rig(cfg.rig).scaled(cfg.width, cfg.height)
+    renderer = Renderer(rig, cfg.render)
+    cams = mosaic(dict(zip(rig.names, renderer.render(world))))
+    snap = world.snapshot()
+    e = world.ego
+    s = np.arange(max(e.s, 0.0), min(e.s + 60.0, e.path.length), 2.0)
+    route = e.path.pose(s)[0] if len(s) > 1 else None
+    bev = render_bev(world.town, renderer.scene(world).style, snap.ego, snap.objects,
+                     snap.lights, size=cams.shape[0], extent=40.0, route_xy=route)
+    return np.concatenate([cams, bev], axis=1)
+
+
 def main(args) -> int:
+    if args.preview:
+        from PIL import Image
+        try:
+            cfg = config_from_args(args)
+        except ValueError as err:
+            print(f'vlmad synth: {err}', file=sys.stderr)
+            return 2
+        Image.fromarray(preview(args, cfg)).save(args.preview)
+        print(f'wrote {args.preview}')
+        return 0
+    if not args.out:
+        print('vlmad synth: --out is required (or --preview PNG)', file=sys.stderr)
+        return 2
     if args.scenes < 1:
         print('vlmad synth: --scenes must be >= 1', file=sys.stderr)
         return 2

@@ -20,12 +20,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vlmad_ros.rig import Camera, CameraRig
-from vlmad_ros.synth.agents import CLASS_BUS, CLASS_PEDESTRIAN, CLASS_TRUCK
-from vlmad_ros.synth.geometry import DIRS, right_of
+from vlmad_ros.synth.agents import (
+    CLASS_BUS, CLASS_PEDESTRIAN, CLASS_TRUCK, EGO_CENTER_OFFSET, EGO_LENGTH, EGO_WIDTH)
+from vlmad_ros.synth.geometry import box_corners, DIRS, right_of
 from vlmad_ros.synth.town import GREEN, N_GROUND_CLASSES, RED, Town, YELLOW_LIGHT
 from vlmad_ros.synth.world import ObjectState, Snapshot, World
 
-FOG_LEVELS = 8
+FOG_BITS = 3
+FOG_LEVELS = 1 << FOG_BITS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +190,10 @@ class SceneRenderer:
             w = (f / (FOG_LEVELS - 1)) ** 1.5
             lut[:, f] = style.ground * (1 - w) + haze * w
         self.ground_lut = np.clip(lut, 0, 255).astype(np.uint8).reshape(-1, 3)
+        # The same colours packed in uint32 (R, G, B, 0 in memory order): one gather per pixel.
+        rgbx = np.zeros((len(self.ground_lut), 4), np.uint8)
+        rgbx[:, :3] = self.ground_lut
+        self.ground_lut32 = rgbx.view(np.uint32).reshape(-1)
         self.tex = town.ground.reshape(-1)
         self.tex_w, self.tex_h = town.ground.shape[1], town.ground.shape[0]
         self._cams = [self._prepare_camera(c) for c in self.rig.cameras]
@@ -212,18 +218,18 @@ class SceneRenderer:
         background = np.ascontiguousarray(sky.astype(np.uint8))
         gx = (origin[0] + t * rays[..., 0])[r0:]
         gy = (origin[1] + t * rays[..., 1])[r0:]
-        g = ground[r0:]
-        far = ~g
+        far = ~ground[r0:]
         gx, gy = np.where(far, 0.0, gx), np.where(far, 0.0, gy)
         fog = np.clip(dist[r0:] / self.style.haze_distance * (FOG_LEVELS - 1), 0,
                       FOG_LEVELS - 1).astype(np.int32)
+        # Beyond the ground distance (and the few sky pixels in the ground rows): full haze,
+        # which is the sky's horizon colour.
         fog[far] = FOG_LEVELS - 1
-        # Pixels that are sky inside the ground rows keep the sky colour via a mask.
+        inv = 1.0 / self.town.tex_res
         return {'cam': cam, 'r0': r0, 'bg': background, 'origin': origin,
-                'gx': gx.astype(np.float32).reshape(-1), 'gy': gy.astype(np.float32).reshape(-1),
-                'fog': fog.reshape(-1), 'sky_mask': far.reshape(-1),
-                'sky_pixels': background[r0:].reshape(-1, 3)[far.reshape(-1)],
-                'R': cam.rotation, 't': origin}
+                'gx_tex': (gx * inv).astype(np.float32).reshape(-1),
+                'gy_tex': (gy * inv).astype(np.float32).reshape(-1),
+                'fog': fog.reshape(-1), 'R': cam.rotation, 't': origin}
 
     # ----- geometry of a frame -----
     def _static_parts(self) -> dict:
@@ -401,23 +407,29 @@ class SceneRenderer:
         return img
 
     def _ground(self, pc: dict, ego_pose, img: np.ndarray) -> None:
+        """Colour the ground rows: base_link ground points -> map texels -> packed RGB LUT."""
         ex, ey, yaw = ego_pose
+        inv = 1.0 / self.town.tex_res
         c, s = np.float32(math.cos(yaw)), np.float32(math.sin(yaw))
-        gx, gy = pc['gx'], pc['gy']
         ox, oy = self.town.tex_origin
-        inv = np.float32(1.0 / self.town.tex_res)
-        mx = (gx * c - gy * s + np.float32(ex - ox)) * inv
-        my = (gx * s + gy * c + np.float32(ey - oy)) * inv
-        ix = np.clip(mx, 0, self.tex_w - 1).astype(np.int32)
-        iy = np.clip(my, 0, self.tex_h - 1).astype(np.int32)
-        iy *= self.tex_w
-        iy += ix
-        cls = self.tex[iy].astype(np.int32)
-        cls *= FOG_LEVELS
-        cls += pc['fog']
-        out = self.ground_lut[cls]
-        out[pc['sky_mask']] = pc['sky_pixels']
-        img[pc['r0']:] = out.reshape(img.shape[0] - pc['r0'], img.shape[1], 3)
+        gx, gy = pc['gx_tex'], pc['gy_tex']          # ground points in texels (base axes)
+        mx = gx * c
+        mx -= gy * s
+        mx += np.float32((ex - ox) * inv)
+        my = gx * s
+        my += gy * c
+        my += np.float32((ey - oy) * inv)
+        np.clip(mx, 0, self.tex_w - 1, out=mx)
+        np.clip(my, 0, self.tex_h - 1, out=my)
+        idx = my.astype(np.int32)
+        idx *= self.tex_w
+        idx += mx.astype(np.int32)
+        cls = self.tex.take(idx).astype(np.int32)
+        cls <<= FOG_BITS
+        cls |= pc['fog']
+        packed = self.ground_lut32.take(cls)
+        rows = img[pc['r0']:].reshape(-1, 3)
+        rows[:] = packed.view(np.uint8).reshape(-1, 4)[:, :3]
 
     def _draw_parts(self, pc: dict, cam: Camera, ego_pose, parts: Parts, img: np.ndarray) -> None:
         ex, ey, yaw = ego_pose
@@ -546,11 +558,13 @@ def render_bev(town: Town, style: Style, ego_pose, objects: Sequence[ObjectState
             p0, p1 = town.stop_line(node, d)
             draw.line([tuple(p) for p in to_px(np.stack([p0, p1])).tolist()],
                       fill=colours.get(state, (128, 128, 128)), width=3)
-    from vlmad_ros.synth.geometry import box_corners
     for o in objects:
         corners = box_corners(o.x, o.y, o.yaw, o.length, o.width)
         colour = (255, 140, 0) if o.cls == CLASS_PEDESTRIAN else (30, 30, 200)
         draw.polygon([tuple(p) for p in to_px(corners).tolist()], fill=colour, outline=(0, 0, 0))
+    ego = box_corners(ex + c * EGO_CENTER_OFFSET, ey + s * EGO_CENTER_OFFSET, yaw, EGO_LENGTH,
+                      EGO_WIDTH)
+    draw.polygon([tuple(p) for p in to_px(ego).tolist()], fill=(220, 20, 20), outline=(0, 0, 0))
     return np.asarray(pil).copy()
 
 

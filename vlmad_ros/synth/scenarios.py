@@ -112,9 +112,15 @@ def make_world(rng: np.random.Generator, cfg: SceneConfig = SceneConfig()) -> Wo
         if options:
             turn = options[int(rng.integers(0, len(options)))]
             lane = 0 if turn == 1 else 1
+    elif scenario == 'red_light' and town.neighbor(town.neighbor(a, d), d) is not None:
+        turn = 0      # straight on: the light alone decides
     nodes, lanes = _ego_route(town, a, d, lane, turn, rng)
     ego_s = float(rng.uniform(0.0, 8.0))
     ego_v = float(ego_params.v0 * rng.uniform(0.6, 1.0))
+    if scenario in ('red_light', 'turn'):
+        # Reach the intersection 4.5-7.5 s in, so short recordings hold the event.
+        ego_s = max(0.0, stop_s - EGO_CENTER_OFFSET - EGO_LENGTH / 2
+                    - ego_params.v0 * float(rng.uniform(4.5, 7.5)))
     node_b = nodes[1]
     sig = town.signals[node_b]
     arrive = max(0.5, (stop_s - ego_s - EGO_CENTER_OFFSET - EGO_LENGTH / 2)) / ego_params.v0
@@ -125,9 +131,9 @@ def make_world(rng: np.random.Generator, cfg: SceneConfig = SceneConfig()) -> Wo
     if scenario == 'green_light':
         ego_s = stop_s - 1.2 - EGO_CENTER_OFFSET - EGO_LENGTH / 2
         ego_v = 0.0
-        sig.schedule(d, GREEN, at=float(rng.uniform(1.5, 8.0)))
+        sig.schedule(d, GREEN, at=float(rng.uniform(1.0, 6.0)))
     elif scenario == 'red_light':
-        t_yellow = max(1.0, arrive - float(rng.uniform(2.6, 4.2)))
+        t_yellow = max(1.0, arrive - float(rng.uniform(3.5, 5.0)))
         sig.schedule(d, YELLOW_LIGHT, at=t_yellow, green=t_yellow + float(rng.uniform(2.0, 6.0)))
     elif scenario in ('turn', 'cruise'):
         sig.schedule(d, GREEN, at=arrive - float(rng.uniform(3.0, 6.0)), green=14.0)

@@ -48,7 +48,7 @@ class TownConfig:
     green_max: float = 11.0
     yellow: float = 3.0          # [s]
     all_red: float = 2.0         # clearance after each yellow [s]
-    ped_phase: float = 12.0      # all vehicles red, pedestrians cross [s]
+    ped_phase: float = 15.0      # all vehicles red, pedestrians cross [s]
 
     def __post_init__(self):
         if self.nx < 2 or self.ny < 2:

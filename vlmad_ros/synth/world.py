@@ -130,6 +130,7 @@ class World:
         for v in [ego] + vehicles:
             v.build_path(town, rng)
             v.update_pose(0.0)
+        self._start_s = ego.s
         for ped in pedestrians:
             ped.yaw = ped.yaw or 0.0
 
@@ -348,8 +349,8 @@ class World:
             self.infractions.off_road_time += dt
 
     def route_progress(self) -> float:
-        """Arc length the ego has driven along its route [m]."""
-        return self._done_before_leg + max(0.0, self.ego.s)
+        """Arc length the ego has driven along its route since the start [m]."""
+        return self._done_before_leg + max(0.0, self.ego.s) - self._start_s
 
     # ----- ground truth -----
     def objects(self, radius: float = 80.0) -> List[ObjectState]:
