@@ -134,3 +134,35 @@ def test_bad_parameter_stops_start_up_naming_it(ros_env, param, name):
     out = proc.communicate(timeout=30)[0]
     assert proc.returncode == 2, out
     assert 'invalid parameter' in out and name in out, out
+
+
+def test_timer_trigger_runs_at_control_rate_and_stops_without_odometry(ros_env):
+    """control_trigger:=timer: commands at control_rate; odometry silence -> a stop, reported."""
+    proc = start_follower(ros_env, 'control_trigger:=timer', 'control_rate:=20.0',
+                          'odom_timeout:=0.5')
+    h = Harness()
+    try:
+        h.spin_until(lambda: h.pub_odom.get_subscription_count() > 0
+                     and h.sub_cmd.get_publisher_count() > 0, 20, proc)
+        from helpers_control import VehicleState
+        t0 = time.time()   # the node runs on the wall clock here: stamps follow it
+        state = VehicleState(speed=5.0)
+        h.plan(t0, np.stack([5.0 * OFFSETS, np.zeros(6)], 1))
+        start = time.monotonic()
+        while time.monotonic() - start < 1.5:
+            t = time.time()
+            state.x = 5.0 * (t - t0)
+            h.odom(t, state)
+            h.executor.spin_once(timeout_sec=0.1)
+        n_moving = len(h.twists)
+        h.spin_until(lambda: any('odometry timed out' in d.status[0].message
+                                 for d in h.diags), 10, proc)
+    finally:
+        h.close()
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0]
+    # ~1.5 s at 20 Hz (the odometry came at ~10 Hz): well above one command per odometry.
+    assert n_moving >= 20, n_moving
+    assert any(tw.linear.x > 3.0 for tw in h.twists[:n_moving])
+    assert h.twists[-1].linear.x < h.twists[n_moving - 1].linear.x
+    assert 'odometry timed out' in out
