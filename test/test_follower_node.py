@@ -165,4 +165,5 @@ def test_timer_trigger_runs_at_control_rate_and_stops_without_odometry(ros_env):
     assert n_moving >= 20, n_moving
     assert any(tw.linear.x > 3.0 for tw in h.twists[:n_moving])
     assert h.twists[-1].linear.x < h.twists[n_moving - 1].linear.x
+    assert h.twists[-1].linear.x == 0.0    # stopped, not just slower
     assert 'odometry timed out' in out

@@ -313,9 +313,11 @@ def main(args=None) -> int:
             """Stop the car when odometry stops (node clock: sim time pauses with the sim)."""
             if self.last_odom_clock is None or self.last_odom is None:
                 return
-            if self._clock_s() - self.last_odom_clock > self.follower.config.odom_timeout:
+            silent = self._clock_s() - self.last_odom_clock
+            if silent > self.follower.config.odom_timeout:
+                # Decelerate at max_decel on the odometry clock carried forward by the silence.
                 t, _, speed = self.last_odom
-                self._publish(self.follower.stop_command(Status.NO_ODOM, t, 0.0), t)
+                self._publish(self.follower.stop_command(Status.NO_ODOM, t + silent, speed), t)
 
         def _publish(self, cmd: Command, odom_stamp: float) -> None:
             twist = Twist()
