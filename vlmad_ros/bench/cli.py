@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
+from typing import Optional, Sequence
 
 # bench name -> (module, one-line help)
 BENCHES = {
@@ -17,15 +19,26 @@ BENCHES = {
                 'process; output Hz, latency, replaced sets, per-stage time'),
     'planner-stages': ('vlmad_ros.bench.planner_stages',
                        'in-process: what each decode/model speed-up buys (interleaved runs)'),
+    'renderer': ('vlmad_ros.synth.bench', 'synthetic six-camera renderer: frame time per size'),
 }
+
+
+def _selected(argv: Sequence[str]) -> Optional[str]:
+    """Return the bench named on the command line (only its module is imported: torch is slow)."""
+    args = [a for a in argv if not a.startswith('-')]
+    if 'bench' in args and args.index('bench') + 1 < len(args):
+        return args[args.index('bench') + 1]
+    return None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest='bench', metavar='BENCH')
     sub.add_parser('all', help='run every benchmark with its defaults')
+    selected = _selected(sys.argv[1:])
     for name, (module, help_text) in BENCHES.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(p)
+        if name == selected:
+            importlib.import_module(module).add_arguments(p)
 
 
 def main(args) -> int:
