@@ -217,6 +217,11 @@ def render_outputs(out: pathlib.Path, results: dict, title: str) -> List[pathlib
     return [gif, png]
 
 
+def _short_path(path: str, parts: int = 4) -> str:
+    """Return the last `parts` components of a path (run/seed folders say which model)."""
+    return str(pathlib.Path(*pathlib.Path(path).parts[-parts:]))
+
+
 def main(args) -> int:
     from vlmad_ros.sim.score import markdown_table, ScenarioResult
     out = pathlib.Path(args.out)
@@ -265,7 +270,7 @@ def main(args) -> int:
     results = json.loads((out / 'results.json').read_text())
     rows = [ScenarioResult.from_dict(d) for d in results['scenarios']]
     title = (f'vlmad demo, closed loop: planner '
-             f'{"RANDOM WEIGHTS" if random_weights else pathlib.Path(checkpoint).name}, '
+             f'{"RANDOM WEIGHTS" if random_weights else _short_path(checkpoint)}, '
              f'{len(rows)} episode(s), {time.monotonic() - t0:.0f} s wall')
     table = markdown_table(rows, title)
     (out / 'results.md').write_text(table + '\n')
