@@ -77,6 +77,19 @@ class Harness:
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._thread.start()
 
+    def collect(self, msg_type, topic, reliable=True):
+        """Subscribe to another topic; returns the list its messages are appended to."""
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        out = []
+        qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE if reliable
+                         else ReliabilityPolicy.BEST_EFFORT)
+        self.node.create_subscription(msg_type, topic, out.append, qos)
+        return out
+
+    def publisher(self, msg_type, topic):
+        """Create a reliable publisher on the harness node."""
+        return self.node.create_publisher(msg_type, topic, 20)
+
     def publish_set(self, stamp_ns, **kwargs):
         """Publish a set through the feeder and remember its stamp."""
         self.published.add(stamp_ns)

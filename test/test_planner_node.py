@@ -119,17 +119,31 @@ def test_paths_bad_inputs_and_silent_camera(ros_env):
     assert rc == 0, err[-2000:]
 
 
-def test_checkpoint_and_odom_frame(ros_env, tmp_path):
+def test_checkpoint_odom_frame_markers_camera_info(ros_env, tmp_path):
     import torch
+    from sensor_msgs.msg import CameraInfo
+    from visualization_msgs.msg import MarkerArray
     from vlmad_ros.model import PlannerConfig, PlannerModel, save_checkpoint
     torch.manual_seed(0)
     cfg = PlannerConfig(image_width=96, image_height=56, backbone_channels=(8, 16, 32),
                         backbone_blocks=(0, 0, 1), d_model=32, ffn_dim=64, decoder_layers=1)
     ckpt = save_checkpoint(tmp_path / 'small.pt', PlannerModel(cfg))
     proc = hp.start_node(ros_env, f'checkpoint:={ckpt}', 'plan_frame:=odom',
-                         'reliability:=reliable')
+                         'reliability:=reliable', 'publish_markers:=true',
+                         'use_camera_info:=true', 'diagnostics_period:=0.3')
     h = hp.Harness(width=800, height=450)
+    markers = h.collect(MarkerArray, '/vlmad/plan_markers')
+    info_pub = h.publisher(CameraInfo, '/CAM_FRONT/camera_info')
     try:
+        info = CameraInfo(width=800, height=450)
+        info.k = [-1.0, 0.0, 400.0, 0.0, 600.0, 225.0, 0.0, 0.0, 1.0]      # fx < 0: rejected
+        for _ in range(20):
+            info_pub.publish(info)
+            if bad_count(h, 'CAM_FRONT bad_camera_info'):
+                break
+            time.sleep(0.3)
+        info.k[0] = 600.0                                                  # now valid
+        info_pub.publish(info)
         h.feed_until_path(proc, 50 * SEC)
         paths = h.take_paths()
         stamp = paths[-1].header.stamp.sec * SEC + paths[-1].header.stamp.nanosec
@@ -138,6 +152,10 @@ def test_checkpoint_and_odom_frame(ros_env, tmp_path):
         first = paths[-1].poses[0].pose.position
         assert abs(first.x - 5.0 * stamp / SEC) < 40.0
         assert abs(first.x) > 100.0
+        assert h.wait_for(lambda: len(markers) > 0, 5.0)
+        assert markers[-1].markers[0].header.frame_id == 'odom'
+        assert len(markers[-1].markers[0].points) == 6
+        assert bad_count(h, 'CAM_FRONT bad_camera_info') >= 1
     finally:
         h.close()
         rc, err = hp.stop_node(proc)
