@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', help='output folder (one bag folder per scene)')
     parser.add_argument('--preview', default='',
                         help='instead of bags: write a PNG of scene --first at the end of '
-                        '--duration (six cameras + bird\'s-eye view)')
+                        '--duration (six cameras + a bird view)')
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap')
     parser.add_argument('--width', type=int, default=1600, help='camera image width [px]')
     parser.add_argument('--height', type=int, default=900, help='camera image height [px]')

@@ -126,7 +126,6 @@ def make_world(rng: np.random.Generator, cfg: SceneConfig = SceneConfig()) -> Wo
     arrive = max(0.5, (stop_s - ego_s - EGO_CENTER_OFFSET - EGO_LENGTH / 2)) / ego_params.v0
     vehicles: List[Vehicle] = []
     pedestrians: List[Pedestrian] = []
-    ego_lane_off = town.lane_offset(lane)
 
     if scenario == 'green_light':
         ego_s = stop_s - 1.2 - EGO_CENTER_OFFSET - EGO_LENGTH / 2
@@ -184,7 +183,6 @@ def make_world(rng: np.random.Generator, cfg: SceneConfig = SceneConfig()) -> Wo
     ego = Vehicle(id=EGO_ID, cls=CLASS_CAR, length=EGO_LENGTH, width=EGO_WIDTH,
                   height=EGO_HEIGHT, colour=0, nodes=nodes, lanes=lanes, params=ego_params,
                   s=ego_s, v=ego_v, ref_offset=EGO_CENTER_OFFSET)
-    del ego_lane_off
 
     # Ambient traffic: not on the ego's leg (the scenario owns it), spaced per lane.
     taken: Dict[Tuple[Node, int, int], List[float]] = {}

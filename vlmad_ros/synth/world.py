@@ -17,7 +17,7 @@ import numpy as np
 
 from vlmad_ros.synth import expert
 from vlmad_ros.synth.agents import (
-    CLASS_PEDESTRIAN, EGO_CENTER_OFFSET, Pedestrian, Vehicle)
+    CLASS_PEDESTRIAN, Pedestrian, Vehicle)
 from vlmad_ros.synth.geometry import box_corners, boxes_overlap, DIRS, segments_cross, wrap_angle
 from vlmad_ros.synth.town import Town
 from vlmad_ros.types import Command
@@ -392,8 +392,3 @@ class World:
         """Ego velocity in base_link: forward, lateral, yaw rate, and forward acceleration."""
         e = self.ego
         return {'vx': e.v, 'vy': e.v_lat, 'wz': e.yaw_rate, 'ax': e.a}
-
-
-def ego_center_offset() -> float:
-    """Distance from base_link (rear axle) to the ego box centre [m]."""
-    return EGO_CENTER_OFFSET
