@@ -27,6 +27,7 @@ from vlmad_ros.synth.scenarios import make_world, SceneConfig
 from vlmad_ros.synth.world import interpolate, ObjectState, Snapshot, World
 
 NS = 1_000_000_000
+GROUND_TRUTH_RADIUS = 80.0     # agents recorded around the ego [m] (World.objects' default)
 COMMAND_TYPE = 'vlmad_ros/msg/DrivingCommand'
 LIGHTS_TYPE = 'vlmad_ros/msg/TrafficLightArray'
 LIGHT_TYPE = 'vlmad_ros/msg/TrafficLight'
@@ -97,13 +98,16 @@ def _yaw_quat(yaw: float) -> Tuple[float, float, float, float]:
     return (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
 
 
-def objects_msg(stamp_ns: int, ego: Tuple[float, float, float], objects: List[ObjectState]):
+def objects_msg(stamp_ns: int, ego: Tuple[float, float, float], objects: List[ObjectState],
+                radius: float = GROUND_TRUTH_RADIUS):
     """Build the GroundTruthObjectArray in base_link of the ego pose `ego` (map x, y, yaw)."""
     x0, y0, yaw0 = ego
     c, s = math.cos(yaw0), math.sin(yaw0)
     out = []
     for o in objects:
         dx, dy = o.x - x0, o.y - y0
+        if math.hypot(dx, dy) > radius:
+            continue
         out.append(rosmsgs.ground_truth_object(
             o.id, o.cls, (c * dx + s * dy, -s * dx + c * dy, o.z), _yaw_quat(o.yaw - yaw0),
             (o.length, o.width, o.height), (c * o.vx + s * o.vy, -s * o.vx + c * o.vy, 0.0)))
