@@ -1,7 +1,9 @@
 """
-docs/REPLAY.md end to end: a recorded bag replayed on its clock into planner_node
-(use_sim_time, as launch/nuscenes_replay.launch.py sets it), plans recorded, `vlmad eval
---plans` scores them. `ros2 bag play/record` are replaced by helpers_replay (not installable).
+docs/REPLAY.md end to end.
+
+A recorded bag is replayed on its clock into planner_node (use_sim_time, as
+launch/nuscenes_replay.launch.py sets it), the plans are recorded and `vlmad eval --plans`
+scores them. `ros2 bag play/record` are replaced by helpers_replay (not installable here).
 """
 import json
 import subprocess
