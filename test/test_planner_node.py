@@ -135,16 +135,20 @@ def test_checkpoint_odom_frame_markers_camera_info(ros_env, tmp_path):
     markers = h.collect(MarkerArray, '/vlmad/plan_markers')
     info_pub = h.publisher(CameraInfo, '/CAM_FRONT/camera_info')
     try:
+        k = h.feed_until_path(proc, 50 * SEC)
         info = CameraInfo(width=800, height=450)
         info.k = [-1.0, 0.0, 400.0, 0.0, 600.0, 225.0, 0.0, 0.0, 1.0]      # fx < 0: rejected
-        for _ in range(20):
+        deadline = time.monotonic() + 20.0
+        while not bad_count(h, 'CAM_FRONT bad_camera_info') and time.monotonic() < deadline:
             info_pub.publish(info)
-            if bad_count(h, 'CAM_FRONT bad_camera_info'):
-                break
             time.sleep(0.3)
         info.k[0] = 600.0                                                  # now valid
         info_pub.publish(info)
-        h.feed_until_path(proc, 50 * SEC)
+        h.take_paths()
+        for j in range(3):
+            h.publish_set(50 * SEC + (k + j) * SEC // 10)
+            time.sleep(0.2)
+        assert h.wait_for(lambda: len(h.paths) > 0, 15.0)
         paths = h.take_paths()
         stamp = paths[-1].header.stamp.sec * SEC + paths[-1].header.stamp.nanosec
         assert paths[-1].header.frame_id == 'odom'
