@@ -15,6 +15,7 @@ from vlmad_ros.planner import (check_image, EgoStateEstimator, features_from_par
 from vlmad_ros.rig import load_rig
 from vlmad_ros.types import Command, EgoState, Observation, Trajectory
 
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """One intra-op thread: two spin against each other on a shared 2-core machine."""
