@@ -115,8 +115,9 @@ def run(args) -> int:
         extra.append('reliability:=reliable')
     for p in extra:
         node_args += ['-p', p]
-    print(f'[bench planner] ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]}; node: {" ".join(node_args)}',
-          flush=True)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    print(f'[bench planner] ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]}; load average {load_before}; '
+          f'node: {" ".join(node_args)}', flush=True)
     node = subprocess.Popen(node_args, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     receiver = Receiver()
@@ -144,8 +145,11 @@ def run(args) -> int:
                 node.wait(10)
             except subprocess.TimeoutExpired:
                 node.kill()
+    load_after = [round(x, 2) for x in os.getloadavg()]
+    print(f'[bench planner] load average after: {load_after}', flush=True)
     summary = {'command': ' '.join(sys.argv), 'node': ' '.join(node_args),
-               'cpu_count': os.cpu_count(), 'results': results}
+               'cpu_count': os.cpu_count(), 'loadavg_before': load_before,
+               'loadavg_after': load_after, 'results': results}
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(summary, indent=2))
     return 0
