@@ -21,9 +21,10 @@ import sys
 
 import numpy as np
 
-# One held-out scene per scenario type (seeds outside the recorder's (seed, index) streams).
-EPISODES = ['cruise:9101', 'turn:9102', 'red_light:9103', 'green_light:9104',
-            'lead_brake:9105', 'stopped_vehicle:9106', 'pedestrian:9107']
+# Two held-out scenes per scenario type (seeds outside the recorder's (seed, index) streams).
+SCENARIOS = ('cruise', 'turn', 'red_light', 'green_light', 'lead_brake', 'stopped_vehicle',
+             'pedestrian')
+EPISODES = [f'{name}:{base + k}' for base in (9101, 9201) for k, name in enumerate(SCENARIOS)]
 METRICS = (('driving_score', 'DS', '.1f'), ('route_completion', 'RC %', '.1f'),
            ('infraction_penalty', 'penalty', '.2f'), ('collisions_vehicle', 'coll. veh', '.1f'),
            ('collisions_pedestrian', 'coll. ped', '.1f'), ('red_lights', 'red', '.1f'),
