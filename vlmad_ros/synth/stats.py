@@ -5,15 +5,16 @@ How much of the expert's plan the ego state predicts, per scenario (docs/SYNTHET
 
 Simulates scenes without rendering and, at every keyframe (2 Hz) with 3 s of future, compares
 the expert's future positions with a constant-velocity / constant-yaw-rate extrapolation of
-the ego state (what an ego-state-only planner can know). Also counts route commands and
-keyframes where the ego brakes hard or starts from rest within the horizon.
+the ego state (what an ego-state-only planner can know). Also counts route commands,
+keyframes where the ego brakes hard or starts from rest within the horizon, and the expert's
+infractions (collisions, red lights, off-road time) over the whole scenes.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -25,15 +26,17 @@ HORIZON = 3.0
 KEYFRAME_DT = 0.5
 
 
-def scene_track(scenario: str, seed: int, duration: float) -> np.ndarray:
-    """(T, 6) per physics step: t, x, y, yaw, speed, command."""
+def scene_track(scenario: str, seed: int, duration: float) -> Tuple[np.ndarray, Dict]:
+    """(T, 7) per physics step: t, x, y, yaw, speed, command, yaw rate; and the infractions."""
     world = make_world(np.random.default_rng(seed), SceneConfig(scenario=scenario))
     rows = []
     for _ in range(int(round(duration / DT)) + 1):
         e = world.ego
         rows.append((world.t, e.x, e.y, e.yaw, e.v, int(world.route_command()), e.yaw_rate))
         world.step(DT)
-    return np.array(rows)
+    inf = world.infractions
+    return np.array(rows), {'collisions': len(inf.collisions), 'red_lights': len(inf.red_lights),
+                            'off_road_s': inf.off_road_time}
 
 
 def keyframe_errors(track: np.ndarray) -> List[Dict]:
@@ -61,8 +64,12 @@ def summarize(seeds, duration: float) -> Dict[str, Dict]:
     table = {}
     for scenario in sorted(SCENARIOS):
         rows = []
+        infractions = {'collisions': 0, 'red_lights': 0, 'off_road_s': 0.0}
         for seed in seeds:
-            rows += keyframe_errors(scene_track(scenario, seed, duration))
+            track, inf = scene_track(scenario, seed, duration)
+            rows += keyframe_errors(track)
+            for key, value in inf.items():
+                infractions[key] += value
         l2 = np.array([r['l2_3s'] for r in rows])
         table[scenario] = {
             'keyframes': len(rows),
@@ -71,7 +78,8 @@ def summarize(seeds, duration: float) -> Dict[str, Dict]:
             'turn_command': round(float(np.mean([r['command'] != Command.STRAIGHT
                                                  for r in rows])), 2),
             'brakes_3m_s': round(float(np.mean([r['brakes'] for r in rows])), 2),
-            'starts_from_rest': round(float(np.mean([r['starts'] for r in rows])), 2)}
+            'starts_from_rest': round(float(np.mean([r['starts'] for r in rows])), 2),
+            'scenes': len(seeds), 'expert_infractions': infractions}
     return table
 
 
@@ -83,11 +91,14 @@ def main(argv=None) -> int:
     table = summarize(args.seeds, args.duration)
     print(json.dumps(table, indent=1))
     print('| scenario | keyframes | const.-velocity L2 @3 s mean / p90 [m] | turn command | '
-          'brakes > 3 m/s in 3 s | starts from rest |')
-    print('|---|---|---|---|---|---|')
+          'brakes > 3 m/s in 3 s | starts from rest | expert: collisions / red lights / '
+          'off-road s |')
+    print('|---|---|---|---|---|---|---|')
     for name, r in table.items():
+        inf = r['expert_infractions']
         print(f"| {name} | {r['keyframes']} | {r['cv_l2_3s_mean']} / {r['cv_l2_3s_p90']} | "
-              f"{r['turn_command']:.0%} | {r['brakes_3m_s']:.0%} | {r['starts_from_rest']:.0%} |")
+              f"{r['turn_command']:.0%} | {r['brakes_3m_s']:.0%} | {r['starts_from_rest']:.0%} | "
+              f"{inf['collisions']} / {inf['red_lights']} / {inf['off_road_s']:.1f} |")
     return 0
 
 
