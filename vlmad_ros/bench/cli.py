@@ -20,6 +20,8 @@ BENCHES = {
     'planner-stages': ('vlmad_ros.bench.planner_stages',
                        'in-process: what each decode/model speed-up buys (interleaved runs)'),
     'renderer': ('vlmad_ros.synth.bench', 'synthetic six-camera renderer: frame time per size'),
+    'loader': ('vlmad_ros.data.bench',
+               'training data: bag read, JPEG decode + resize, cache, DataLoader samples/s'),
 }
 
 
