@@ -313,7 +313,13 @@ def main(args=None) -> int:
             """Stop the car when odometry stops (node clock: sim time pauses with the sim)."""
             if self.last_odom_clock is None or self.last_odom is None:
                 return
-            silent = self._clock_s() - self.last_odom_clock
+            now = self._clock_s()
+            since_receipt = now - self.last_odom_clock
+            since_stamp = now - self.last_odom[0]
+            # Both measures must say silent: a clock that has only just started (sim time before
+            # its first /clock) or that runs on another time base than the stamps must not stop
+            # the car alone, nor answer a lockstep simulator's odometry with a stop.
+            silent = min(since_receipt, since_stamp) if since_stamp >= 0 else since_receipt
             if silent > self.follower.config.odom_timeout:
                 # Decelerate at max_decel on the odometry clock carried forward by the silence.
                 t, _, speed = self.last_odom

@@ -222,7 +222,13 @@ def main(args=None) -> int:
 
         def _on_twist_stamped(self, msg) -> None:
             t_ns = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
-            self.cmds[t_ns] = (msg.twist.linear.x, msg.twist.angular.z)
+            cmd = (msg.twist.linear.x, msg.twist.angular.z)
+            if self.cmds.get(t_ns, cmd) != cmd:   # would make the run depend on timing
+                self.throttle(self.get_logger().warn, 'conflicting_commands',
+                              f'two different commands for the odometry at {t_ns / NS:.2f} s; '
+                              f'using the first')
+                return
+            self.cmds[t_ns] = cmd
 
         def _on_twist(self, msg) -> None:
             self.twists.append((msg.linear.x, msg.angular.z))
