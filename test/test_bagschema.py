@@ -120,3 +120,17 @@ def test_images_in_bags(tmp_path):
         writer.write('/CAM_FRONT/image_rect_compressed', msg, 3)
     (_, _, back), = bagschema.read_messages(tmp_path / 'bag')
     assert abs(int(compressed_to_rgb(back).mean()) - 120) <= 2
+
+
+def test_tf_static_is_recorded_latched(tmp_path):
+    """ros2 bag play offers /tf_static transient local, as tf2 listeners expect."""
+    tf = bagschema.msg_class('tf2_msgs/msg/TFMessage')(transforms=[])
+    with bagschema.BagWriter(tmp_path / 'bag') as writer:
+        writer.write('/tf_static', tf, 1)
+        writer.write('/tf', tf, 1)
+    meta = yaml.safe_load((tmp_path / 'bag' / 'metadata.yaml').read_text())
+    qos = {t['topic_metadata']['name']: t['topic_metadata']['offered_qos_profiles']
+           for t in meta['rosbag2_bagfile_information']['topics_with_message_count']}
+    (profile,) = yaml.safe_load(qos['/tf_static'])   # rosbag2 v8 stores a YAML string
+    assert (profile['durability'], profile['reliability']) == (1, 1)  # transient local, reliable
+    assert not yaml.safe_load(qos['/tf'] or '[]')

@@ -11,6 +11,8 @@ import functools
 import pathlib
 from typing import Dict, Iterable, Iterator, Optional, Tuple
 
+from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
+                                QosTime)
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import get_types_from_msg, get_typestore, Stores
 
@@ -19,6 +21,14 @@ from vlmad_ros.paths import msg_dir
 PACKAGE = 'vlmad_ros'
 BAG_VERSION = 8
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
+# Topics whose publishers are latched (transient local): `ros2 bag play` offers them that way so
+# late subscribers (tf2 listeners) still receive them.
+LATCHED_TOPICS = frozenset({'/tf_static'})
+_NO_TIME = QosTime(sec=0, nsec=0)
+LATCHED_QOS = Qos(history=QosHistory.KEEP_LAST, depth=1, reliability=QosReliability.RELIABLE,
+                  durability=QosDurability.TRANSIENT_LOCAL, deadline=_NO_TIME,
+                  lifespan=_NO_TIME, liveliness=QosLiveliness.AUTOMATIC,
+                  liveliness_lease_duration=_NO_TIME, avoid_ros_namespace_conventions=False)
 
 
 def our_msg_definitions() -> Dict[str, str]:
@@ -110,14 +120,18 @@ class BagWriter:
         self._writer.open()
         self._open = True
 
-    def add_topic(self, topic: str, msgtype: str) -> None:
+    def add_topic(self, topic: str, msgtype: str, latched: Optional[bool] = None) -> None:
+        """Declare a topic; latched (default: topic in LATCHED_TOPICS) records transient local."""
         if topic in self._connections:
             if self._connections[topic].msgtype != msgtype:
                 raise ValueError(f'{topic} already has type {self._connections[topic].msgtype}')
             return
         msgdef, rihs01 = message_definition(msgtype)
-        self._connections[topic] = self._writer.add_connection(topic, msgtype, msgdef=msgdef,
-                                                               rihs01=rihs01)
+        if latched is None:
+            latched = topic in LATCHED_TOPICS
+        self._connections[topic] = self._writer.add_connection(
+            topic, msgtype, msgdef=msgdef, rihs01=rihs01,
+            offered_qos_profiles=[LATCHED_QOS] if latched else ())
 
     def write(self, topic: str, msg, stamp_ns: int) -> None:
         conn = self._connections.get(topic)
