@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vlmad_ros import types as T
-from vlmad_ros.images import resize_rgb
+from vlmad_ros.images import compressed_to_rgb, image_to_rgb, resize_rgb
 from vlmad_ros.model.checkpoint import default_checkpoint, load_checkpoint
 from vlmad_ros.model.config import PlannerConfig
 from vlmad_ros.model.planner_model import build_model, fuse_batch_norms
@@ -65,6 +65,21 @@ def prepare_camera(camera: Camera, image: np.ndarray,
     k = camera.scaled(width, height).K.astype(np.float32)
     return (np.ascontiguousarray(rgb.transpose(2, 0, 1)), k,
             camera.T_base_cam.astype(np.float32))
+
+
+def camera_features(camera: Camera, msg,
+                    image_size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """
+    Decode one camera message (Image or CompressedImage) and prepare it at model resolution.
+
+    planner_node and the training dataset both call this, so live and training inputs are
+    decoded (reduced-DCT JPEG scale), resized and calibrated by the same code.
+    """
+    if hasattr(msg, 'format'):   # CompressedImage (rclpy or rosbags)
+        rgb = compressed_to_rgb(msg, min_size=image_size)
+    else:
+        rgb = image_to_rgb(msg)
+    return prepare_camera(camera, rgb, image_size)
 
 
 def prepare_features(obs: Observation, image_size: Tuple[int, int]) -> Dict[str, np.ndarray]:

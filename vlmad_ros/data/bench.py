@@ -109,9 +109,9 @@ def loader_benchmark(bags: Optional[Sequence] = None, image_size: Tuple[int, int
         result['read_cpu_ms_per_sample'] = (time.process_time() - cpu) / n * 1e3
 
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-            decode_images(samples[0].images, image_size)           # warm-up
+            decode_images(samples[0], image_size)                  # warm-up
             start, cpu = time.perf_counter(), time.process_time()
-            list(pool.map(lambda s: decode_images(s.images, image_size), samples))
+            list(pool.map(lambda s: decode_images(s, image_size), samples))
             result['decode_resize_samples_per_s'] = n / (time.perf_counter() - start)
             # CPU time of all threads: what the stage costs whatever else runs on the machine.
             result['decode_resize_cpu_ms_per_sample'] = (time.process_time() - cpu) / n * 1e3

@@ -28,7 +28,8 @@ import torch
 from vlmad_ros import types
 from vlmad_ros.bagschema import bag_paths
 from vlmad_ros.data.reader import action_labels, RawSample, read_samples, ReaderConfig, ReadStats
-from vlmad_ros.images import compressed_to_rgb, ImageConversionError, resize_rgb
+from vlmad_ros.images import ImageConversionError
+from vlmad_ros.planner import camera_features, ImageSizeError
 from vlmad_ros.types import PLAN_STEPS
 
 CACHE_VERSION = 1
@@ -56,13 +57,14 @@ def _check_size(image_size) -> Tuple[int, int]:
     return w, h
 
 
-def decode_images(msgs: Sequence[object], size: Tuple[int, int]) -> np.ndarray:
-    """Decode CompressedImage messages into (C, 3, H, W) uint8 at size=(width, height)."""
-    out = np.empty((len(msgs), 3, size[1], size[0]), dtype=np.uint8)
-    for c, msg in enumerate(msgs):
-        rgb = resize_rgb(compressed_to_rgb(msg, min_size=size), size)
-        out[c] = rgb.transpose(2, 0, 1)
-    return out
+def decode_images(sample: RawSample, size: Tuple[int, int]) -> Tuple[np.ndarray, ...]:
+    """
+    Decode a sample's cameras at size=(width, height), exactly as planner_node does.
+
+    Returns images (C, 3, H, W) uint8, intrinsics (C, 3, 3) and cam_to_base (C, 4, 4).
+    """
+    parts = [camera_features(cam, msg, size) for cam, msg in zip(sample.rig.cameras, sample.images)]
+    return tuple(np.stack([p[i] for p in parts]) for i in range(3))
 
 
 def cache_key(bag: pathlib.Path, size: Tuple[int, int], config: ReaderConfig) -> str:
@@ -109,16 +111,18 @@ def _write_cache(bag: pathlib.Path, size, tmp: pathlib.Path, config: ReaderConfi
             while len(pending) > keep:
                 sample, future = pending.pop(0)
                 try:
-                    decoded = future.result()
-                except ImageConversionError as err:
+                    decoded, intrinsics, cam_to_base = future.result()
+                except (ImageConversionError, ImageSizeError) as err:
                     stats.bad_messages[f'image_{err.reason}'] += 1
                     continue
                 images.write(decoded.tobytes())
-                _add_rows(rows, meta, sample, size)
+                rows['intrinsics'].append(intrinsics.astype(np.float32))
+                rows['cam_to_base'].append(cam_to_base.astype(np.float32))
+                _add_rows(rows, meta, sample)
 
         # Decode a few samples ahead in the pool while this thread reads the bag.
         for sample in read_samples(bag, config, stats):
-            pending.append((sample, pool.submit(decode_images, sample.images, size)))
+            pending.append((sample, pool.submit(decode_images, sample, size)))
             flush(keep=2 * max(1, threads))
         flush(keep=0)
     n = len(meta[TOKEN])
@@ -137,10 +141,7 @@ def _write_cache(bag: pathlib.Path, size, tmp: pathlib.Path, config: ReaderConfi
     (tmp / 'meta.json').write_text(json.dumps(info))
 
 
-def _add_rows(rows: dict, meta: dict, s: RawSample, size: Tuple[int, int]) -> None:
-    rig = s.rig.scaled(*size)
-    rows['intrinsics'].append(np.stack([c.K for c in rig.cameras]).astype(np.float32))
-    rows['cam_to_base'].append(np.stack([c.T_base_cam for c in rig.cameras]).astype(np.float32))
+def _add_rows(rows: dict, meta: dict, s: RawSample) -> None:
     rows['ego'].append(s.ego.as_array())
     rows['command'].append(int(s.command))
     rows['command_from_bag'].append(bool(s.command_from_bag))

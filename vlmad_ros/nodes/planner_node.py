@@ -1,7 +1,7 @@
 """
 planner_node: six cameras + odometry -> nav_msgs/Path, in real time.
 
-Thin over plain objects: images.py decodes, planner.prepare_camera resizes/scales intrinsics,
+Thin over plain objects: planner.camera_features decodes, resizes and scales intrinsics,
 sync.ApproximateTimeSynchronizer groups the set, planner.Planner runs the model.
 
 What runs concurrently: the executor thread runs every subscription callback (stamp the
@@ -34,11 +34,11 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
 from vlmad_ros import topics
-from vlmad_ros.images import compressed_to_rgb, image_to_rgb, ImageConversionError
+from vlmad_ros.images import ImageConversionError
 from vlmad_ros.msg import DrivingCommand
-from vlmad_ros.planner import (collate, EgoStateEstimator, features_from_parts,
-                               ImageSizeError, LatestWins, plan_poses, Planner, prepare_camera,
-                               RateMeter, RollingStats)
+from vlmad_ros.planner import (camera_features, collate, EgoStateEstimator,
+                               features_from_parts, ImageSizeError, LatestWins, plan_poses,
+                               Planner, RateMeter, RollingStats)
 from vlmad_ros.rig import CAMERA_NAMES, CameraRig, load_rig
 from vlmad_ros.sync import ApproximateTimeSynchronizer
 from vlmad_ros.types import Command, Trajectory
@@ -292,11 +292,7 @@ class PlannerNode(Node):
         name = self.settings.cameras[part.index]
         camera = self.rig.cameras[part.index]
         try:
-            if isinstance(part.msg, CompressedImage):
-                rgb = compressed_to_rgb(part.msg, min_size=self.planner.image_size)
-            else:
-                rgb = image_to_rgb(part.msg)
-            return prepare_camera(camera, rgb, self.planner.image_size)
+            return camera_features(camera, part.msg, self.planner.image_size)
         except (ImageConversionError, ImageSizeError) as err:
             self._bad(name, err.reason, str(err))
             return None
