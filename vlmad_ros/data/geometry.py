@@ -11,6 +11,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from vlmad_ros.ego import EgoStateEstimator
 from vlmad_ros.rig import quat_wxyz_to_matrix
 from vlmad_ros.types import EgoState, PLAN_DT, PLAN_STEPS, Trajectory
 
@@ -122,7 +123,6 @@ class OdometryTrack:
         the node's EgoStateEstimator over the preceding messages (the past only), so training
         inputs and live inputs are computed by the same code.
         """
-        from vlmad_ros.planner import EgoStateEstimator  # imports torch: only when asked
         i = int(np.searchsorted(self.t_ns, t_ns, side='right')) - 1
         if i < 0:
             return None
