@@ -213,7 +213,12 @@ def attach_text_targets(datasets, cache_dir, encoder: str, device: str = 'cpu',
 
 
 class TextCollate:
-    """dataset.collate + TEXT_EMB (B, 3, D) looked up from the precomputed table."""
+    """
+    dataset.collate + TEXT_EMB (B, 3, D) looked up from the precomputed table.
+
+    Without a table (no alignment head: baseline or Q2 only) the embeddings stay zero and
+    TEXT_VALID keeps saying which frames have a teacher record, for the action head.
+    """
 
     def __init__(self, table: Dict[str, np.ndarray], dim: int):
         self.table = table
@@ -225,7 +230,9 @@ class TextCollate:
         emb = np.zeros((len(items), 3, self.dim), np.float32)
         valid = batch[T.TEXT_VALID].clone()
         for b, texts in enumerate(batch.pop(TEXTS)):
-            if valid[b] and all(t in self.table for t in texts):
+            if not (valid[b] and self.table):
+                continue
+            if all(t in self.table for t in texts):
                 emb[b] = np.stack([self.table[t] for t in texts])
             else:
                 valid[b] = False
