@@ -31,6 +31,7 @@ from vlmad_ros.nodes.log_throttle import LogThrottle
 from vlmad_ros.topics import PLAN_DT
 
 CONTROL_TRIGGERS = ('odom', 'timer')
+PLAN_ACK_TOPIC = '/vlmad/follower/plan_ack'
 RELIABILITY = ('reliable', 'best_effort')
 ODOM_HISTORY_S = 5.0
 
@@ -41,6 +42,7 @@ class NodeConfig:
 
     control_trigger: str = 'odom'   # 'odom': one command per odometry; 'timer': control_rate
     stamped_cmd_vel: bool = False   # TwistStamped (stamp = the odometry it answers) not Twist
+    ack_plans: bool = False         # publish each accepted plan's header on PLAN_ACK_TOPIC
     control_rate: float = 20.0      # [Hz] timer trigger only
     base_frame: str = topics.BASE_FRAME
     odom_reliability: str = 'reliable'
@@ -71,6 +73,8 @@ PARAM_HELP = {
     'odom_timeout': 'seconds without odometry (node clock) before stopping',
     'stamped_cmd_vel': 'publish geometry_msgs/TwistStamped stamped with the odometry it '
                        'answers (lockstep simulators) instead of Twist',
+    'ack_plans': 'publish the header of every plan received on /vlmad/follower/plan_ack, so a '
+                 'lockstep simulator sends the next odometry only once the plan is here',
     'lookahead_min': 'pure pursuit lookahead at standstill [m]',
     'lookahead_time': 'lookahead grows by this times speed [s]',
     'max_curvature': 'curvature limit [1/m]',
@@ -177,6 +181,7 @@ def main(args=None) -> int:
     from geometry_msgs.msg import Twist, TwistStamped
     from nav_msgs.msg import Odometry, Path
     from rcl_interfaces.msg import ParameterDescriptor
+    from std_msgs.msg import Header
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -205,6 +210,8 @@ def main(args=None) -> int:
             self.pub_cmd = self.create_publisher(
                 TwistStamped if self.node_config.stamped_cmd_vel else Twist, 'cmd_vel', 10)
             self.pub_diag = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
+            self.pub_ack = (self.create_publisher(Header, PLAN_ACK_TOPIC, qos('reliable'))
+                            if self.node_config.ack_plans else None)
             self.create_subscription(Path, topics.PLAN, self.on_plan,
                                      qos(self.node_config.plan_reliability))
             self.create_subscription(Odometry, topics.ODOM, self.on_odom,
@@ -243,6 +250,8 @@ def main(args=None) -> int:
                 raise SystemExit(f'path_follower: invalid parameter: {err}') from None
 
         def on_plan(self, msg) -> None:
+            if self.pub_ack is not None:
+                self.pub_ack.publish(msg.header)
             t = stamp_to_s(msg.header.stamp)
             if self.last_plan_stamp is not None and t < self.last_plan_stamp:
                 self._time_jump()   # a plan older than the last one: time went back

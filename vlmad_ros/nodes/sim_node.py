@@ -9,8 +9,10 @@ simulated time never runs ahead of a slow planner and results do not depend on m
 
 Order within a planning tick: command and cameras + planner odometry at t -> Path(t) ->
 /odom(t) -> TwistStamped(t) -> step. The planner reads its own odometry topic
-(planner_odom_topic) so the follower sees /odom(t) only after Path(t): both then act on the
-same information every run. With bridge_topics:=true the node publishes what the CARLA ROS
+(planner_odom_topic) so the follower sees /odom(t) only after Path(t) exists, and with
+plan_ack_topic set the simulator also waits for the follower's acknowledgement of Path(t)
+(path_follower ack_plans:=true) before /odom(t): both then act on the same information every
+run, whatever the machine load. With bridge_topics:=true the node publishes what the CARLA ROS
 bridge publishes instead (bgra8 Image under /carla/<role>/<CAM>/image, camera_info,
 /carla/<role>/odometry shared by planner and follower) and reads the carla_twist_to_control
 Twist on /carla/<role>/twist; that mode tests the wiring, not the scores.
@@ -62,6 +64,7 @@ class SimConfig:
     bridge_topics: bool = False     # publish under the CARLA bridge's names and encodings
     role_name: str = carla.ROLE_NAME
     planner_odom_topic: str = PLANNER_ODOM_TOPIC
+    plan_ack_topic: str = ''        # '': off; else wait for the follower's ack of each Path
     plan_timeout: float = 120.0     # [s wall] waiting for one Path (the first includes warm-up)
     control_timeout: float = 20.0   # [s wall] waiting for one command
     startup_timeout: float = 120.0  # [s wall] waiting for planner and follower to appear
@@ -117,7 +120,7 @@ def main(args=None) -> int:
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-    from std_msgs.msg import String
+    from std_msgs.msg import Header, String
     from vlmad_ros.msg import (DrivingCommand, GroundTruthObject, GroundTruthObjectArray,
                                TrafficLight, TrafficLightArray)
     try:
@@ -183,6 +186,9 @@ def main(args=None) -> int:
             self.pub_objects = self.create_publisher(GroundTruthObjectArray, topics.OBJECTS, 10)
             self.pub_lights = self.create_publisher(TrafficLightArray, topics.TRAFFIC_LIGHTS, 10)
             self.create_subscription(Path, topics.PLAN, self._on_plan, reliable)
+            self.acks: set = set()
+            if c.plan_ack_topic:
+                self.create_subscription(Header, c.plan_ack_topic, self._on_ack, reliable)
             self.infos = [self._camera_info(cam) for cam in self.rig.cameras]
             self.throttle = LogThrottle(5.0)
 
@@ -219,6 +225,9 @@ def main(args=None) -> int:
         def _on_plan(self, msg) -> None:
             t_ns = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
             self.plans[t_ns] = msg
+
+        def _on_ack(self, msg) -> None:
+            self.acks.add(msg.stamp.sec * NS + msg.stamp.nanosec)
 
         def _on_twist_stamped(self, msg) -> None:
             t_ns = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
@@ -324,6 +333,8 @@ def main(args=None) -> int:
         # ----- the loop -----
         def wait_for_peers(self) -> bool:
             """Planner and follower subscribed and publishing (DDS discovery done)."""
+            c = self.cfg
+
             def ready():
                 outs = [p.get_subscription_count() > 0 for p in self.pub_images]
                 outs.append(self.pub_odom.get_subscription_count() > 0)
@@ -332,6 +343,8 @@ def main(args=None) -> int:
                 if self.pub_planner_odom is not None:
                     outs.append(self.pub_planner_odom.get_subscription_count() > 0)
                 outs.append(self.count_publishers(topics.PLAN) > 0)
+                if c.plan_ack_topic:
+                    outs.append(self.count_publishers(c.plan_ack_topic) > 0)
                 cmd_topic = (carla.twist_topic(self.cfg.role_name) if self.cfg.bridge_topics
                              else '/cmd_vel')
                 outs.append(self.count_publishers(cmd_topic) > 0)
@@ -373,6 +386,12 @@ def main(args=None) -> int:
             if got:
                 stats['latency'].append(1000.0 * (time.monotonic() - sent))
                 msg = self.plans.pop(t_ns)
+                # The follower holds Path(t) before it can see /odom(t), whatever the load.
+                if c.plan_ack_topic and not self.wait(lambda: t_ns in self.acks,
+                                                      c.control_timeout):
+                    self.throttle(self.get_logger().warn, 'plan_ack',
+                                  'the follower did not acknowledge a plan in time')
+                self.acks = {k for k in self.acks if k > t_ns}
                 plan_xy = [[p.pose.position.x, p.pose.position.y] for p in msg.poses]
             else:
                 stats['missed'].append(t_ns)
