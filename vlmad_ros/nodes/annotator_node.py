@@ -21,10 +21,9 @@ import threading
 from typing import Dict
 
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from vlmad_ros import topics
@@ -32,28 +31,13 @@ from vlmad_ros.bagschema import BagWriter, STORAGES
 from vlmad_ros.data.geometry import yaw_from_quat_wxyz
 from vlmad_ros.images import compressed_to_rgb, image_to_rgb
 from vlmad_ros.msg import DrivingReasoning, GroundTruthObjectArray, TrafficLightArray
+# Short names keep the PARAMETERS table below readable.
+from vlmad_ros.nodes.common import describe as _d, float_range as _frange
+from vlmad_ros.nodes.common import int_range as _irange, ParameterError, RELIABILITY, run_node
 from vlmad_ros.rig import CAMERA_NAMES, load_rig
 from vlmad_ros.teacher.live import LiveAnnotator, LiveConfig
 
 NODE_NAME = 'annotator_node'
-RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
-               'reliable': ReliabilityPolicy.RELIABLE}
-
-
-class ParameterError(ValueError):
-    """A bad parameter value; the message starts with the parameter's name."""
-
-
-def _d(text: str, **kw) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text, read_only=True, **kw)
-
-
-def _irange(lo: int, hi: int) -> Dict:
-    return {'integer_range': [IntegerRange(from_value=lo, to_value=hi, step=1)]}
-
-
-def _frange(lo: float, hi: float) -> Dict:
-    return {'floating_point_range': [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]}
 
 
 # name -> (default, descriptor). Defaults equal config/annotator.yaml.
@@ -281,29 +265,7 @@ class AnnotatorNode(Node):
 
 def main(args=None) -> int:
     rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = AnnotatorNode()
-        rclpy.spin(node)
-    except ParameterError as err:
-        print(f'[{NODE_NAME}] invalid parameter: {err}', file=sys.stderr, flush=True)
-        code = 2
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    except Exception as err:
-        if 'Parameter' in type(err).__name__:  # rclpy's type/range errors name the parameter
-            print(f'[{NODE_NAME}] invalid parameter: {err}', file=sys.stderr, flush=True)
-            code = 2
-        else:
-            raise
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return code
+    return run_node(NODE_NAME, AnnotatorNode)
 
 
 if __name__ == '__main__':

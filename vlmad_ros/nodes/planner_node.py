@@ -26,16 +26,18 @@ from typing import Dict, List, Optional
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry, Path
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
 from vlmad_ros import topics
 from vlmad_ros.images import ImageConversionError
 from vlmad_ros.msg import DrivingCommand
+# Short names keep the PARAMETERS table below readable.
+from vlmad_ros.nodes.common import describe as _d, float_range as _frange
+from vlmad_ros.nodes.common import int_range as _irange, ParameterError, RELIABILITY, run_node
 from vlmad_ros.planner import (camera_features, collate, EgoStateEstimator,
                                features_from_parts, ImageSizeError, LatestWins, plan_poses,
                                Planner, RateMeter, RollingStats)
@@ -45,24 +47,6 @@ from vlmad_ros.types import Command, Trajectory
 
 NODE_NAME = 'planner_node'
 TRANSPORTS = ('compressed', 'raw')
-RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
-               'reliable': ReliabilityPolicy.RELIABLE}
-
-
-class ParameterError(ValueError):
-    """A bad parameter value; the message starts with the parameter's name."""
-
-
-def _d(text: str, **kw) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text, read_only=True, **kw)
-
-
-def _irange(lo: int, hi: int) -> Dict:
-    return {'integer_range': [IntegerRange(from_value=lo, to_value=hi, step=1)]}
-
-
-def _frange(lo: float, hi: float) -> Dict:
-    return {'floating_point_range': [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]}
 
 
 # name -> (default, descriptor). Defaults equal config/planner.yaml.
@@ -514,30 +498,7 @@ class PlannerNode(Node):
 
 def main(args=None) -> int:
     rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = PlannerNode()
-        rclpy.spin(node)
-    except ParameterError as err:
-        print(f'[{NODE_NAME}] invalid parameter: {err}', file=sys.stderr, flush=True)
-        code = 2
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    except Exception as err:
-        # rclpy's own parameter exceptions (wrong type, out of declared range) name the parameter.
-        name = type(err).__name__
-        if 'Parameter' in name:
-            print(f'[{NODE_NAME}] invalid parameter: {err}', file=sys.stderr, flush=True)
-            code = 2
-        else:
-            raise
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return code
+    return run_node(NODE_NAME, PlannerNode)
 
 
 if __name__ == '__main__':
