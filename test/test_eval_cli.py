@@ -184,3 +184,19 @@ def test_checkpoint_evaluation(data, tmp_path):
     res = json.loads(out.read_text())
     assert res['samples'] == 5 and res['l2']['at_horizon']['3s'] > 0
     assert 'camera planner 64x32' in res['source']
+
+
+def test_shipped_default_checkpoint_is_small_has_no_heads_and_is_the_default(data, tmp_path):
+    from vlmad_ros.model import load_checkpoint
+    from vlmad_ros.model.checkpoint import default_checkpoint
+    path = default_checkpoint()
+    assert path is not None, 'vlmad_ros/checkpoints/default.pt is not installed'
+    assert path.stat().st_size <= 20 * 1024 * 1024
+    ckpt = torch.load(path, weights_only=True)
+    assert not any('heads' in k for k in ckpt['state_dict'])
+    assert load_checkpoint(path).config.kind == 'camera'
+    out = tmp_path / 'res.json'
+    proc = vlmad_eval('--data', data / 'bags', '--json', out, '--cache-dir', tmp_path / 'cache')
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert res['samples'] == 5 and 'default.pt' in res['source']

@@ -59,15 +59,32 @@ def run_one(variant: str, seed: int, args) -> pathlib.Path:
     return result
 
 
-def table(out: pathlib.Path, variants, seeds) -> str:
+def load_results(out: pathlib.Path, variant: str, seeds, split: str):
+    """Test: the eval JSON of each seed; val: the selected epoch's record of metrics.jsonl."""
+    res = []
+    for s in seeds:
+        run = out / variant / f's{s}'
+        if split == 'test':
+            if (run / 'test.json').is_file():
+                res.append(json.loads((run / 'test.json').read_text()))
+            continue
+        log = run / 'train' / 'metrics.jsonl'
+        if not (run / 'test.json').is_file() or not log.is_file():
+            continue
+        best = [r for r in map(json.loads, log.read_text().splitlines()) if r.get('best')]
+        if best:
+            res.append(best[-1]['val'])
+    return res
+
+
+def table(out: pathlib.Path, variants, seeds, split: str = 'test') -> str:
     keys = ('1s', '2s', '3s')
     lines = ['| model | seeds | L2 1s | L2 2s | L2 3s | L2 avg | Coll. 1s | Coll. 2s | Coll. 3s '
              '| Coll. avg |', '|---|---:|' + '---:|' * 8]
     for proto in ('avg_over_horizon', 'at_horizon'):
         lines_p = []
         for variant in variants:
-            res = [json.loads(p.read_text()) for s in seeds
-                   if (p := out / variant / f's{s}' / 'test.json').is_file()]
+            res = load_results(out, variant, seeds, split)
             if not res:
                 continue
             row = [LABELS.get(variant, variant), str(len(res))]
@@ -81,8 +98,8 @@ def table(out: pathlib.Path, variants, seeds) -> str:
         if lines_p:
             lines.append(f'| *{proto}* | | | | | | | | | |')
             lines.extend(lines_p)
-    n = {json.loads(p.read_text())['samples'] for p in out.glob('*/s*/test.json')}
-    return '\n'.join(lines) + f'\n\ntest samples per run: {sorted(n)}'
+    n = {r['samples'] for v in variants for r in load_results(out, v, seeds, split)}
+    return '\n'.join(lines) + f'\n\n{split} samples per run: {sorted(n)}'
 
 
 def main() -> int:
@@ -108,7 +125,9 @@ def main() -> int:
                     print(f'done {v} s{s}: {fut.result()}', flush=True)
                 except subprocess.CalledProcessError as err:
                     print(f'FAILED {v} s{s}: {err} (see {out / v / f"s{s}"}/*.log)', flush=True)
-    text = table(out, args.variants, args.seeds)
+    text = (f'## test scenes\n\n{table(out, args.variants, args.seeds, "test")}\n\n'
+            f'## validation scenes (checkpoint selection)\n\n'
+            f'{table(out, args.variants, args.seeds, "val")}')
     (out / 'table.md').write_text(text + '\n')
     print(text)
     return 0
