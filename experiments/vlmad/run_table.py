@@ -102,6 +102,25 @@ def table(out: pathlib.Path, variants, seeds, split: str = 'test') -> str:
     return '\n'.join(lines) + f'\n\n{split} samples per run: {sorted(n)}'
 
 
+def scenario_table(out: pathlib.Path, variants, seeds) -> str:
+    """Test L2 (mean of 1/2/3 s, average protocol) per scenario type, mean +- std over seeds."""
+    per = {v: [r['by_scenario'] for r in load_results(out, v, seeds, 'test')] for v in variants}
+    names = sorted({n for runs in per.values() for r in runs for n in r})
+    lines = ['| model | ' + ' | '.join(names) + ' |', '|---|' + '---:|' * len(names)]
+    for v in variants:
+        if not per[v]:
+            continue
+        row = [LABELS.get(v, v)]
+        for n in names:
+            vals = [np.mean(list(r[n]['l2']['avg_over_horizon'].values()))
+                    for r in per[v] if n in r]
+            row.append(f'{np.mean(vals):.3f} ± {np.std(vals, ddof=1) if len(vals) > 1 else 0:.3f}')
+        lines.append('| ' + ' | '.join(row) + ' |')
+    counts = {n: next(r[n]['samples'] for runs in per.values() for r in runs if n in r)
+              for n in names}
+    return '\n'.join(lines) + f'\n\nsamples per scenario: {counts}'
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--train', required=True)
@@ -127,7 +146,9 @@ def main() -> int:
                     print(f'FAILED {v} s{s}: {err} (see {out / v / f"s{s}"}/*.log)', flush=True)
     text = (f'## test scenes\n\n{table(out, args.variants, args.seeds, "test")}\n\n'
             f'## validation scenes (checkpoint selection)\n\n'
-            f'{table(out, args.variants, args.seeds, "val")}')
+            f'{table(out, args.variants, args.seeds, "val")}\n\n'
+            f'## test L2 by scenario (m, mean of 1/2/3 s, average protocol)\n\n'
+            f'{scenario_table(out, args.variants, args.seeds)}')
     (out / 'table.md').write_text(text + '\n')
     print(text)
     return 0
