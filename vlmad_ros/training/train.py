@@ -266,23 +266,32 @@ def lr_lambda(tc: TrainConfig, total_steps: int):
 
 
 @torch.no_grad()
-def validate(planner: torch.nn.Module, loader, device: torch.device, autocast):
-    """Planner alone (as deployed) on the validation set -> PlanningMetrics, first batch out."""
+def validate(planner: torch.nn.Module, loader, device: torch.device, autocast, keep: int = 0):
+    """
+    Run the planner alone (as deployed) over the validation set -> PlanningMetrics.
+
+    Also returns up to `keep` (batch, pred) pairs of one sample each, spread over the set
+    (for the TensorBoard images: the first samples are often one standing scene).
+    """
     from vlmad_ros.data.dataset import SCENARIO
     was_training = planner.training
     planner.eval()
     metrics = PlanningMetrics()
-    first = None
-    for batch in loader:
+    kept = []
+    stride = max(1, len(loader) // keep) if keep else 0
+    for i, batch in enumerate(loader):
         inputs = {k: batch[k].to(device) for k in MODEL_INPUTS}
         with autocast():
             out = planner(inputs)
         pred = out[T.TRAJ].float().cpu()
         metrics.add_batch(pred, batch[T.TRAJ], batch[T.FUTURE_BOXES], batch[SCENARIO])
-        if first is None:
-            first = (batch, pred)
+        if stride and i % stride == 0 and len(kept) < keep:
+            j = len(pred) // 2
+            kept.append(({k: batch[k][j:j + 1] for k in (T.IMAGES, T.INTRINSICS,
+                                                         T.CAM_TO_BASE, T.TRAJ)},
+                         pred[j:j + 1]))
     planner.train(was_training)
-    return metrics, first
+    return metrics, kept
 
 
 def path_images(batch, pred: torch.Tensor, count: int) -> List[np.ndarray]:
@@ -529,16 +538,16 @@ def main(args) -> int:
             ckpt_dir = out_dir / 'checkpoints'
             meta_epoch = dict(meta, epoch=epoch + 1)
             if val_loader is not None:
-                metrics, first = validate(model.planner, val_loader, device, autocast)
+                metrics, kept = validate(model.planner, val_loader, device, autocast,
+                                         tc.log_images)
                 res = metrics.compute()
                 record['val'] = res
                 for k, v in flat_metrics(res).items():
                     if math.isfinite(v):
                         writer.add_scalar(k, v, global_step)
-                if first is not None and tc.log_images:
-                    for i, img in enumerate(path_images(first[0], first[1], tc.log_images)):
-                        writer.add_image(f'val/front_paths_{i}', img, global_step,
-                                         dataformats='HWC')
+                for i, (one, pred) in enumerate(kept):
+                    writer.add_image(f'val/front_paths_{i}', path_images(one, pred, 1)[0],
+                                     global_step, dataformats='HWC')
                 score = l2_score(res)
                 meta_epoch['val'] = {'l2_avg': score, 'samples': res['samples']}
                 if score < best:
