@@ -73,13 +73,15 @@ def test_every_script_is_an_installed_executable():
 
 
 def _launch_executables(path: pathlib.Path):
-    """Names passed as executable='...' to Node(...) in a launch file."""
+    """Yield the executables of this package that Node(...) calls in a launch file start."""
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
-            for kw in node.keywords:
-                if kw.arg == 'executable' and isinstance(kw.value, ast.Constant):
-                    yield kw.value.value
+            kws = {kw.arg: kw.value for kw in node.keywords}
+            package, executable = kws.get('package'), kws.get('executable')
+            if (isinstance(package, ast.Constant) and package.value == 'vlmad_ros'
+                    and isinstance(executable, ast.Constant)):
+                yield executable.value
 
 
 @pytest.mark.parametrize('launch_file', LAUNCH_FILES, ids=lambda p: p.name)
