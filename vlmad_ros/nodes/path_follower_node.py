@@ -177,6 +177,7 @@ def path_to_timed(msg, base_frames, odom_frame: Optional[str],
 
 def main(args=None) -> int:
     import rclpy
+    from vlmad_ros.nodes.common import ParameterError, run_node
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
     from geometry_msgs.msg import Twist, TwistStamped
     from nav_msgs.msg import Odometry, Path
@@ -247,7 +248,7 @@ def main(args=None) -> int:
                 pid = PIDConfig(**{k[4:]: values[k] for k in pid_fields})
                 return FollowerConfig(pid=pid, **{k: values[k] for k in fields})
             except ValueError as err:
-                raise SystemExit(f'path_follower: invalid parameter: {err}') from None
+                raise ParameterError(str(err)) from None
 
         def on_plan(self, msg) -> None:
             if self.pub_ack is not None:
@@ -386,20 +387,7 @@ def main(args=None) -> int:
             self.pub_diag.publish(arr)
 
     rclpy.init(args=args)
-    try:
-        node = PathFollowerNode()
-    except SystemExit as err:
-        print(err, file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node('path_follower', PathFollowerNode)
 
 
 if __name__ == '__main__':

@@ -113,6 +113,7 @@ def make_renderer(rig: CameraRig) -> Callable:
 
 def main(args=None) -> int:
     import rclpy
+    from vlmad_ros.nodes.common import ParameterError
     from geometry_msgs.msg import Twist, TwistStamped
     from nav_msgs.msg import Odometry, Path
     from rcl_interfaces.msg import ParameterDescriptor
@@ -219,7 +220,7 @@ def main(args=None) -> int:
                 load_rig(cfg.rig)
                 return cfg
             except (ValueError, FileNotFoundError) as err:
-                raise SystemExit(f'sim_node: invalid parameter: {err}') from None
+                raise ParameterError(str(err)) from None
 
         # ----- callbacks: store only -----
         def _on_plan(self, msg) -> None:
@@ -512,8 +513,8 @@ def main(args=None) -> int:
         if node.cfg.exit_when_done is False:
             node.executor_.spin()
         return rc
-    except SystemExit as err:
-        print(err, file=sys.stderr)
+    except ParameterError as err:
+        print(f'[sim_node] invalid parameter: {err}', file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
         return 130
