@@ -9,9 +9,9 @@ from vlmad_ros.rig import load_rig
 
 def tiny_planner_config(**kw) -> PlannerConfig:
     """Configure a camera planner small enough for sub-second CPU steps."""
-    args = dict(image_width=64, image_height=32, backbone_channels=(8, 16, 16, 32),
-                backbone_blocks=(0, 0, 0, 1), d_model=32, num_heads=4, decoder_layers=1,
-                ffn_dim=64)
+    args = {'image_width': 64, 'image_height': 32, 'backbone_channels': (8, 16, 16, 32),
+            'backbone_blocks': (0, 0, 0, 1), 'd_model': 32, 'num_heads': 4,
+            'decoder_layers': 1, 'ffn_dim': 64}
     args.update(kw)
     return PlannerConfig(**args)
 
@@ -41,7 +41,8 @@ def make_batch(cfg: PlannerConfig, batch_size: int = 4, text_dim: int = 384, see
         T.TRAJ: traj,
         T.HEADING: torch.atan2(traj[..., 1], traj[..., 0]),
         T.FUTURE_BOXES: torch.full((b, 6, 2, 5), float('nan')),
-        T.TEXT_EMB: torch.nn.functional.normalize(torch.randn(b, 3, text_dim, generator=g), dim=-1),
+        T.TEXT_EMB: torch.nn.functional.normalize(torch.randn(b, 3, text_dim, generator=g),
+                                                  dim=-1),
         T.TEXT_VALID: torch.as_tensor(valid, dtype=torch.bool),
         T.ACTION_LABELS: torch.stack([command.clamp(max=3), command.clamp(max=3),
                                       torch.full((b,), labels.UNKNOWN)], dim=1),

@@ -9,7 +9,7 @@ from vlmad_ros import labels
 from vlmad_ros import types as T
 from vlmad_ros.model import build_model, load_checkpoint
 from vlmad_ros.model.heads import (
-    action_loss, ActionHead, AlignmentHead, alignment_loss, VLMADConfig, VLMADHeads)
+    action_loss, ActionHead, alignment_loss, AlignmentHead, VLMADConfig, VLMADHeads)
 from vlmad_ros.model.vlmad import VLMADModel
 
 

@@ -1,5 +1,5 @@
 """
-The training wrapper: planner + (training-only) VLM-AD heads -> forward(batch) -> (loss, loss_dict).
+The training wrapper: planner + training-only VLM-AD heads -> forward(batch) -> (loss, logs).
 
 total = planning loss + align_weight * alignment + action_weight * action   (DESIGN section 1)
 
@@ -30,7 +30,7 @@ class VLMADModel(nn.Module):
         self.heads_config = heads
         use = heads is not None and (heads.use_alignment or heads.use_action)
         if use and heads.ego_dim != planner.config.d_model:
-            raise ValueError(f'VLMADConfig.ego_dim ({heads.ego_dim}) must equal the planner\'s '
+            raise ValueError(f"VLMADConfig.ego_dim ({heads.ego_dim}) must equal the planner's "
                              f'd_model ({planner.config.d_model})')
         self.heads = VLMADHeads(heads) if use else None
 
