@@ -175,7 +175,7 @@ def test_pid_integral_is_clamped():
 
 
 def test_log_throttle_reports_once_per_period_and_counts_the_rest():
-    from vlmad_ros.nodes.log_throttle import LogThrottle
+    from vlmad_ros.nodes.common import LogThrottle
     now = [0.0]
     got = []
     throttle = LogThrottle(5.0, clock=lambda: now[0])

@@ -6,6 +6,7 @@ pickle code runs). Every mismatch is reported by name instead of a bare load_sta
 """
 from __future__ import annotations
 
+import os
 import pathlib
 from typing import Any, Dict, Optional
 
@@ -19,7 +20,8 @@ from vlmad_ros.rig import CameraRig
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ('format_version', 'kind', 'config', 'state_dict', 'normalization')
-# Shipped by a later issue; used when no checkpoint is configured and the file exists.
+# Shipped inside the package; used when no checkpoint is configured and the file exists.
+# VLMAD_DEFAULT_CHECKPOINT points elsewhere (a fleet's own default; tests of an install without).
 DEFAULT_CHECKPOINT = PACKAGE_DIR / 'checkpoints' / 'default.pt'
 
 
@@ -28,8 +30,9 @@ class CheckpointError(ValueError):
 
 
 def default_checkpoint() -> Optional[pathlib.Path]:
-    """Return the packaged default checkpoint, or None when it is not installed."""
-    return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None
+    """Return the default checkpoint, or None when it is not installed."""
+    path = pathlib.Path(os.environ.get('VLMAD_DEFAULT_CHECKPOINT', '') or DEFAULT_CHECKPOINT)
+    return path if path.is_file() else None
 
 
 def save_checkpoint(path, model: nn.Module, rig: Optional[CameraRig] = None,

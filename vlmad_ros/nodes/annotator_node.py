@@ -33,7 +33,8 @@ from vlmad_ros.images import compressed_to_rgb, image_to_rgb
 from vlmad_ros.msg import DrivingReasoning, GroundTruthObjectArray, TrafficLightArray
 # Short names keep the PARAMETERS table below readable.
 from vlmad_ros.nodes.common import describe as _d, float_range as _frange
-from vlmad_ros.nodes.common import int_range as _irange, ParameterError, RELIABILITY, run_node
+from vlmad_ros.nodes.common import int_range as _irange, LogThrottle, ParameterError
+from vlmad_ros.nodes.common import RELIABILITY, run_node
 from vlmad_ros.rig import CAMERA_NAMES, load_rig
 from vlmad_ros.teacher.live import LiveAnnotator, LiveConfig
 
@@ -128,6 +129,7 @@ class AnnotatorNode(Node):
 
     def __init__(self):
         super().__init__(NODE_NAME)
+        self.throttle = LogThrottle(5.0)   # per-key throttled warnings for bad input
         v = {name: self.declare_parameter(name, default, descriptor).value
              for name, (default, descriptor) in PARAMETERS.items()}
         validate(v)
@@ -177,8 +179,7 @@ class AnnotatorNode(Node):
     def _bad(self, source: str, reason: str, detail: str) -> None:
         key = f'{source} {reason}'
         self.bad[key] = self.bad.get(key, 0) + 1
-        self.get_logger().warn(f'skipping {source}: {reason}: {detail}',
-                               throttle_duration_sec=5.0)
+        self.throttle(self.get_logger().warning, key, f'skipping {source}: {reason}: {detail}')
 
     def _on_image(self, msg) -> None:
         stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
@@ -242,11 +243,11 @@ class AnnotatorNode(Node):
                                stamp_ns)
                 self.recorded += 1
         if not result.ok:
-            self.get_logger().warn(f'keyframe {stamp_ns}: FAILED ({result.failure_reason})',
-                                   throttle_duration_sec=5.0)
+            self.throttle(self.get_logger().warning, 'failed',
+                          f'keyframe {stamp_ns}: FAILED ({result.failure_reason})')
 
     def _on_fatal(self, text: str) -> None:
-        self.get_logger().error(f'teacher unavailable: {text}', throttle_duration_sec=10.0)
+        self.throttle(self.get_logger().error, 'fatal', f'teacher unavailable: {text}')
 
     # ----- shutdown -----
 

@@ -1,11 +1,12 @@
 """
-What every vlmad_ros node shares: parameter descriptors, the parameter error, QoS names, main().
+What every vlmad_ros node shares: parameters, QoS names, throttled logging, main().
 
 A bad parameter stops a node at start-up with exit code 2 and a message that names it.
 """
 from __future__ import annotations
 
 import sys
+import time
 from typing import Callable, Dict
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -68,3 +69,25 @@ def run_node(node_name: str, make_node: Callable[[], Node]) -> int:
         if rclpy.ok():
             rclpy.shutdown()
     return code
+
+
+# rclpy's own `throttle_duration_sec` raised "Requested logging filters cannot be changed between
+# calls" on Kilted in a node here, so nodes throttle per key with this instead.
+class LogThrottle:
+    """Call `log(text)` at most once per `period` seconds (wall clock) for each key."""
+
+    def __init__(self, period: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self.period, self.clock = period, clock
+        self._last: Dict[str, float] = {}
+        self.suppressed: Dict[str, int] = {}
+
+    def __call__(self, log: Callable[[str], None], key: str, text: str) -> bool:
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.period:
+            self.suppressed[key] = self.suppressed.get(key, 0) + 1
+            return False
+        skipped = self.suppressed.pop(key, 0)
+        self._last[key] = now
+        log(text + (f' ({skipped} more since the last report)' if skipped else ''))
+        return True

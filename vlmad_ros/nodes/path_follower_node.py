@@ -27,7 +27,7 @@ from vlmad_ros import topics
 from vlmad_ros.control.follower import (
     Command, FollowerConfig, PathFollower, Status, TimedPath)
 from vlmad_ros.control.pid import PIDConfig
-from vlmad_ros.nodes.log_throttle import LogThrottle
+from vlmad_ros.nodes.common import LogThrottle
 from vlmad_ros.topics import PLAN_DT
 
 CONTROL_TRIGGERS = ('odom', 'timer')

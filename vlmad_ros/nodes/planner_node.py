@@ -37,7 +37,8 @@ from vlmad_ros.images import ImageConversionError
 from vlmad_ros.msg import DrivingCommand
 # Short names keep the PARAMETERS table below readable.
 from vlmad_ros.nodes.common import describe as _d, float_range as _frange
-from vlmad_ros.nodes.common import int_range as _irange, ParameterError, RELIABILITY, run_node
+from vlmad_ros.nodes.common import int_range as _irange, LogThrottle, ParameterError
+from vlmad_ros.nodes.common import RELIABILITY, run_node
 from vlmad_ros.planner import (camera_features, collate, EgoStateEstimator,
                                features_from_parts, ImageSizeError, LatestWins, plan_poses,
                                Planner, RateMeter, RollingStats)
@@ -170,6 +171,7 @@ class PlannerNode(Node):
 
     def __init__(self):
         super().__init__(NODE_NAME)
+        self.throttle = LogThrottle(5.0)   # per-key throttled warnings for bad input
         values = {}
         for name, (default, descriptor) in PARAMETERS.items():
             values[name] = self.declare_parameter(name, default, descriptor).value
@@ -258,8 +260,8 @@ class PlannerNode(Node):
     def _bad(self, source: str, reason: str, detail: str) -> None:
         with self._bad_lock:
             self.bad_inputs[source][reason] += 1
-        self.get_logger().warning(f'skipping {source}: {reason}: {detail}',
-                                  throttle_duration_sec=5.0)
+        self.throttle(self.get_logger().warning, f'{source} {reason}',
+                      f'skipping {source}: {reason}: {detail}')
 
     # ---- callbacks (executor thread) ------------------------------------------------------
 
@@ -306,8 +308,8 @@ class PlannerNode(Node):
         self.stage['sync'].add(time.perf_counter() - t_ready)
         if self.sync.stats.resets > self._resets_logged:
             self._resets_logged = self.sync.stats.resets
-            self.get_logger().warning('stamps jumped back (bag loop or restart?): synchroniser '
-                                      'reset', throttle_duration_sec=5.0)
+            self.throttle(self.get_logger().warning, 'reset',
+                          'stamps jumped back (bag loop or restart?): synchroniser reset')
 
     def _on_set(self, stamp_ns: int, parts: List) -> None:
         # Latency runs from the arrival of the set's last message.
@@ -341,8 +343,8 @@ class PlannerNode(Node):
             try:
                 self._plan(*item)
             except Exception as err:  # keep planning; a failure here is a bug worth logging
-                self.get_logger().error(f'inference failed: {type(err).__name__}: {err}',
-                                        throttle_duration_sec=5.0)
+                self.throttle(self.get_logger().error, 'inference',
+                              f'inference failed: {type(err).__name__}: {err}')
 
     def _plan(self, parts: List, t_arrival: float) -> None:
         t0 = time.perf_counter()

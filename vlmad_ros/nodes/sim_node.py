@@ -35,7 +35,7 @@ import numpy as np
 
 from vlmad_ros import carla, topics
 from vlmad_ros.images import encode_jpeg, rgb_to_image_msg
-from vlmad_ros.nodes.log_throttle import LogThrottle
+from vlmad_ros.nodes.common import LogThrottle
 from vlmad_ros.rig import CameraRig, load_rig
 from vlmad_ros.sim.episode import agent_boxes, Episode, EpisodeSpec
 from vlmad_ros.sim.episode_trace import Tick, Trace
