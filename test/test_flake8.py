@@ -3,7 +3,7 @@ from ament_flake8.main import main_with_errors
 from conftest import REPO_ROOT
 import pytest
 
-PATHS = ['vlmad_ros', 'test', 'launch', 'scripts', 'tools', 'setup.py']
+PATHS = ['vlmad_ros', 'test', 'launch', 'scripts', 'tools', 'experiments', 'setup.py']
 
 
 @pytest.mark.linter
