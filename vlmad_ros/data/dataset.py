@@ -20,7 +20,7 @@ import os
 import pathlib
 import shutil
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -63,7 +63,8 @@ def decode_images(sample: RawSample, size: Tuple[int, int]) -> Tuple[np.ndarray,
 
     Returns images (C, 3, H, W) uint8, intrinsics (C, 3, 3) and cam_to_base (C, 4, 4).
     """
-    parts = [camera_features(cam, msg, size) for cam, msg in zip(sample.rig.cameras, sample.images)]
+    parts = [camera_features(cam, msg, size)
+             for cam, msg in zip(sample.rig.cameras, sample.images)]
     return tuple(np.stack([p[i] for p in parts]) for i in range(3))
 
 
