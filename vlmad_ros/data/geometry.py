@@ -32,6 +32,7 @@ def yaw_from_quat_wxyz(q: Sequence[float]) -> float:
 
 
 def quat_wxyz_from_yaw(yaw: float) -> Tuple[float, float, float, float]:
+    """Return the (w, x, y, z) quaternion of a rotation by yaw about z."""
     return (float(np.cos(yaw / 2)), 0.0, 0.0, float(np.sin(yaw / 2)))
 
 

@@ -27,6 +27,7 @@ from vlmad_ros import topics
 from vlmad_ros.control.follower import (
     Command, FollowerConfig, PathFollower, Status, TimedPath)
 from vlmad_ros.control.pid import PIDConfig
+from vlmad_ros.data.geometry import yaw_from_quat_wxyz
 from vlmad_ros.nodes.common import LogThrottle
 from vlmad_ros.topics import PLAN_DT
 
@@ -104,7 +105,8 @@ def stamp_to_s(stamp) -> float:
 
 
 def yaw_of(q) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+    """Heading of a geometry_msgs/Quaternion."""
+    return yaw_from_quat_wxyz((q.w, q.x, q.y, q.z))
 
 
 class OdomHistory:

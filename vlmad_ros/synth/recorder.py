@@ -20,6 +20,7 @@ import numpy as np
 from vlmad_ros import topics
 from vlmad_ros.bagschema import BagWriter, msg_class
 from vlmad_ros.data import rosmsgs
+from vlmad_ros.data.geometry import quat_wxyz_from_yaw
 from vlmad_ros.images import encode_jpeg
 from vlmad_ros.rig import CAMERA_NAMES, CameraRig, load_rig
 from vlmad_ros.synth.render import make_style, RenderConfig, SceneRenderer
@@ -94,10 +95,6 @@ def layout() -> List[Tuple[str, str]]:
     return out
 
 
-def _yaw_quat(yaw: float) -> Tuple[float, float, float, float]:
-    return (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
-
-
 def objects_msg(stamp_ns: int, ego: Tuple[float, float, float], objects: List[ObjectState],
                 radius: float = GROUND_TRUTH_RADIUS):
     """Build the GroundTruthObjectArray in base_link of the ego pose `ego` (map x, y, yaw)."""
@@ -109,7 +106,8 @@ def objects_msg(stamp_ns: int, ego: Tuple[float, float, float], objects: List[Ob
         if math.hypot(dx, dy) > radius:
             continue
         out.append(rosmsgs.ground_truth_object(
-            o.id, o.cls, (c * dx + s * dy, -s * dx + c * dy, o.z), _yaw_quat(o.yaw - yaw0),
+            o.id, o.cls, (c * dx + s * dy, -s * dx + c * dy, o.z),
+            quat_wxyz_from_yaw(o.yaw - yaw0),
             (o.length, o.width, o.height), (c * o.vx + s * o.vy, -s * o.vx + c * o.vy, 0.0)))
     return rosmsgs.ground_truth_objects(stamp_ns, topics.BASE_FRAME, out)
 
@@ -196,7 +194,7 @@ def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfi
                     progress(1)
             e = world.ego
             tw = world.ego_twist()
-            q = _yaw_quat(e.yaw)
+            q = quat_wxyz_from_yaw(e.yaw)
             stamp = ns(world.t)
             push(stamp, 1, topics.ODOM, rosmsgs.odometry(
                 stamp, topics.MAP_FRAME, topics.BASE_FRAME, (e.x, e.y, 0.0), q,
