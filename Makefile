@@ -21,7 +21,7 @@ bench: setup
 	@$(ENV) vlmad bench all
 
 lint: setup
-	@$(ENV) python -m pytest -q -p no:cacheprovider test/test_flake8.py test/test_pep257.py test/test_xmllint.py
+	@$(ENV) tools/run_tests.sh -q test/test_flake8.py test/test_pep257.py test/test_package.py -k "flake8 or pep257 or xmllint"
 
 # Regenerate requirements/lock.txt from requirements/base.in in a scratch venv.
 lock:
