@@ -153,6 +153,7 @@ class ChatServer:
     def __init__(self, script=good):
         self.script = script
         self.requests = []
+        self.client_disconnects = 0   # replies the client no longer waited for (timeouts)
         self.lock = threading.Lock()
         server = self
 
@@ -189,7 +190,8 @@ class ChatServer:
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout test)
+                    with server.lock:   # the client timed out and closed: count, don't fail
+                        server.client_disconnects += 1
 
         self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
         self.httpd.daemon_threads = True
