@@ -34,3 +34,13 @@ def free_port():
 @pytest.fixture(scope='session')
 def repo_root():
     return REPO_ROOT
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread: two spin against each other on a shared 2-core machine."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,14 +10,7 @@ from vlmad_ros.model.checkpoint import FORMAT_VERSION
 from vlmad_ros.model.encoder import camera_rays, ImageEncoder
 from vlmad_ros.rig import load_rig
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: two spin against each other on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 SMALL = {'image_width': 64, 'image_height': 32, 'backbone_channels': (8, 16, 32),

@@ -15,14 +15,7 @@ from vlmad_ros.planner import (check_image, EgoStateEstimator, features_from_par
 from vlmad_ros.rig import load_rig
 from vlmad_ros.types import Command, EgoState, Observation, Trajectory
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: two spin against each other on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 SMALL = PlannerConfig(image_width=96, image_height=56, backbone_channels=(8, 16, 32),
