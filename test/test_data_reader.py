@@ -26,6 +26,17 @@ def plain_bag(tmp_path_factory):
     return path, info
 
 
+def _surviving(path):
+    """Return the last odometry stamp and the image stamps a (cut) bag still holds."""
+    odom_end, images = 0, set()
+    for topic, stamp, _ in read_messages(path, raw=True):
+        if topic == '/odom':
+            odom_end = max(odom_end, stamp)
+        elif topic.endswith('image_rect_compressed'):
+            images.add(stamp)
+    return odom_end, images
+
+
 def test_future_waypoints_equal_the_known_trajectory(plain_bag):
     path, _ = plain_bag
     stats = ReadStats()
@@ -148,12 +159,7 @@ def test_crashed_recording_yields_every_complete_sample(tmp_path):
     mcap.write_bytes(data[:int(len(data) * 0.6)])
     (path / 'metadata.yaml').unlink()
     # What survived, read straight from the file: odometry and the images of each keyframe.
-    odom_end, images = 0, set()
-    for topic, stamp, _ in read_messages(path, raw=True):
-        if topic == '/odom':
-            odom_end = max(odom_end, stamp)
-        elif topic.endswith('image_rect_compressed'):
-            images.add(stamp)
+    odom_end, images = _surviving(path)
     complete = [t0 for t0 in sorted(full) if t0 + 3 * NS <= odom_end and all(
         t0 + c * helpers_data.CAM_OFFSET_NS in images for c in range(6))]
     stats = ReadStats()
@@ -200,12 +206,7 @@ def test_recorder_killed_mid_write_yields_its_complete_samples(tmp_path):
     finally:
         proc.wait(timeout=30)
     assert not (path / 'metadata.yaml').exists()
-    odom_end, images = 0, set()
-    for topic, stamp, _ in read_messages(path, raw=True):
-        if topic == '/odom':
-            odom_end = max(odom_end, stamp)
-        elif topic.endswith('image_rect_compressed'):
-            images.add(stamp)
+    odom_end, images = _surviving(path)
     keyframes = [helpers_data.T0_NS + int(round(t * 12)) * NS // 12
                  for t in helpers_data.keyframe_times(30.0)]
     complete = [t0 for t0 in keyframes if t0 + 3 * NS <= odom_end and all(
