@@ -356,9 +356,9 @@ class PlannerNode(Node):
         self.stage['decode'].add(t_decoded - t0)
         command = self.command
         if command is None:
-            self.get_logger().warning('no route command received on '
-                                      f'{self.settings.command_topic} yet: using STRAIGHT',
-                                      throttle_duration_sec=10.0)
+            self.throttle(self.get_logger().warning, 'no command',
+                          f'no route command received on {self.settings.command_topic} yet: '
+                          'using STRAIGHT')
             command = int(Command.STRAIGHT)
         batch = collate([features_from_parts(decoded, odom.ego, command)])
         out = self.planner.run_batch(batch)
@@ -442,7 +442,7 @@ class PlannerNode(Node):
                 f'missing: {", ".join(missing)}' if missing else '',
                 f'stale: {", ".join(stale)}' if stale else '') if p)
             if now - self.start_time > 2 * s.stale_timeout:
-                self.get_logger().warning(f'inputs {cam.message}', throttle_duration_sec=10.0)
+                self.throttle(self.get_logger().warning, 'inputs', f'inputs {cam.message}')
         else:
             cam.level, cam.message = DiagnosticStatus.OK, 'all inputs arriving'
         statuses.append(cam)
