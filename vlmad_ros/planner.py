@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import dataclasses
 import pathlib
 import threading
 from typing import Deque, Dict, List, Optional, Sequence, Tuple
@@ -27,6 +28,7 @@ from vlmad_ros.types import EgoState, Observation, Trajectory
 # An image may differ from its camera's aspect ratio by this much (DCT-scaled decodes round up:
 # 1600x900 at 1/8 is 200x113, 0.4 % off) before it counts as the wrong size.
 ASPECT_TOLERANCE = 0.02
+ZOOM_SUFFIX = '_ZOOM'     # name of a camera's zoom view (Camera.name + suffix)
 
 NO_CHECKPOINT_HELP = (
     'no planner checkpoint: set the parameter/option "checkpoint" to a file written by '
@@ -68,35 +70,99 @@ def prepare_camera(camera: Camera, image: np.ndarray,
             camera.T_base_cam.astype(np.float32))
 
 
-def camera_features(camera: Camera, msg,
-                    image_size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+@dataclasses.dataclass(frozen=True)
+class ViewSpec:
+    """What a model reads of its cameras: every view's size and the optional zoom view."""
+
+    image_size: Tuple[int, int]
+    zoom: float = 0.0
+    zoom_camera: str = 'CAM_FRONT'
+
+    @classmethod
+    def of(cls, spec) -> 'ViewSpec':
+        """From a PlannerConfig, a ViewSpec or a plain (width, height)."""
+        if isinstance(spec, ViewSpec):
+            return spec
+        if isinstance(spec, PlannerConfig):
+            return cls(tuple(spec.image_size), spec.zoom, spec.zoom_camera)
+        return cls(tuple(int(v) for v in spec))
+
+    def key(self) -> str:
+        """Short text that names the views (cache keys, logs)."""
+        w, h = self.image_size
+        return f'{w}x{h}' + (f'+{self.zoom_camera}x{self.zoom:g}' if self.zoom else '')
+
+
+def zoom_view(camera: Camera, image: np.ndarray, zoom: float) -> Tuple[Camera, np.ndarray]:
     """
-    Decode one camera message (Image or CompressedImage) and prepare it at model resolution.
+    The central 1/zoom of a camera image as a camera of its own (a digital telephoto).
+
+    The window is cut at whole pixels of the image as decoded (any DCT scale), and the returned
+    camera's intrinsics describe exactly that window, so the ray encoding stays exact.
+    """
+    check_image(camera, image)
+    h, w = image.shape[:2]
+    cw, ch = max(1, int(round(w / zoom))), max(1, int(round(h / zoom)))
+    x0, y0 = (w - cw) // 2, (h - ch) // 2
+    window = camera.scaled(w, h).cropped(x0, y0, cw, ch, camera.name + ZOOM_SUFFIX)
+    return window, image[y0:y0 + ch, x0:x0 + cw]
+
+
+def decode_size(camera_name: str, image_size: Tuple[int, int], zoom: float = 0.0,
+                zoom_camera: str = '') -> Tuple[int, int]:
+    """Smallest decode (width, height) that serves a camera's views at model resolution."""
+    if zoom > 0 and camera_name == zoom_camera:
+        return (int(np.ceil(image_size[0] * zoom)), int(np.ceil(image_size[1] * zoom)))
+    return tuple(image_size)
+
+
+def camera_views(camera: Camera, image: np.ndarray, image_size: Tuple[int, int],
+                 zoom: float = 0.0, zoom_camera: str = '') -> List[tuple]:
+    """
+    One camera's views at model resolution: the whole frame, plus the zoom view when it is
+    the zoom camera. Each view is (image (3, H, W) uint8, K (3, 3), cam_to_base (4, 4)).
+    """
+    views = [prepare_camera(camera, image, image_size)]
+    if zoom > 0 and camera.name == zoom_camera:
+        views.append(prepare_camera(*zoom_view(camera, image, zoom), image_size))
+    return views
+
+
+def camera_features(camera: Camera, msg, image_size: Tuple[int, int], zoom: float = 0.0,
+                    zoom_camera: str = '') -> List[tuple]:
+    """
+    Decode one camera message (Image or CompressedImage) into its views at model resolution.
 
     planner_node and the training dataset both call this, so live and training inputs are
     decoded (reduced-DCT JPEG scale), resized and calibrated by the same code.
     """
     if hasattr(msg, 'format'):   # CompressedImage (rclpy or rosbags)
-        rgb = compressed_to_rgb(msg, min_size=image_size)
+        rgb = compressed_to_rgb(msg, min_size=decode_size(camera.name, image_size, zoom,
+                                                          zoom_camera))
     else:
         rgb = image_to_rgb(msg)
-    return prepare_camera(camera, rgb, image_size)
+    return camera_views(camera, rgb, image_size, zoom, zoom_camera)
 
 
-def prepare_features(obs: Observation, image_size: Tuple[int, int]) -> Dict[str, np.ndarray]:
+def order_views(per_camera: Sequence[Sequence[tuple]]) -> List[tuple]:
+    """Model view order: every camera's whole frame in rig order, then the zoom view(s)."""
+    return [v[0] for v in per_camera] + [x for v in per_camera for x in v[1:]]
+
+
+def prepare_features(obs: Observation, config: PlannerConfig) -> Dict[str, np.ndarray]:
     """Observation -> unbatched numpy features (keys of vlmad_ros.types, no batch axis)."""
-    per_cam = [prepare_camera(cam, img, image_size)
+    per_cam = [camera_views(cam, img, config.image_size, config.zoom, config.zoom_camera)
                for cam, img in zip(obs.rig.cameras, obs.images)]
-    return features_from_parts(per_cam, obs.ego, obs.command)
+    return features_from_parts(order_views(per_cam), obs.ego, obs.command)
 
 
 def features_from_parts(cameras: Sequence[Tuple[np.ndarray, np.ndarray, np.ndarray]],
                         ego: EgoState, command: int) -> Dict[str, np.ndarray]:
-    """Unbatched features from per-camera prepare_camera() outputs (the node calls this too)."""
+    """Unbatched features from ordered views (order_views); the node calls this too."""
     return {
-        T.IMAGES: np.stack([c[0] for c in cameras]),          # (C, 3, H, W) uint8
-        T.INTRINSICS: np.stack([c[1] for c in cameras]),      # (C, 3, 3)
-        T.CAM_TO_BASE: np.stack([c[2] for c in cameras]),     # (C, 4, 4)
+        T.IMAGES: np.stack([c[0] for c in cameras]),          # (V, 3, H, W) uint8
+        T.INTRINSICS: np.stack([c[1] for c in cameras]),      # (V, 3, 3)
+        T.CAM_TO_BASE: np.stack([c[2] for c in cameras]),     # (V, 4, 4)
         T.EGO: ego.as_array(),                                # (3,)
         T.COMMAND: np.int64(int(command)),
     }
@@ -110,7 +176,7 @@ def collate(features: Sequence[Dict[str, np.ndarray]]) -> Dict[str, torch.Tensor
 def prepare_batch(observations: Sequence[Observation],
                   config: PlannerConfig) -> Dict[str, torch.Tensor]:
     """Observations -> model batch at config's input resolution."""
-    return collate([prepare_features(o, config.image_size) for o in observations])
+    return collate([prepare_features(o, config) for o in observations])
 
 
 def resolve_device(device: str) -> torch.device:
@@ -198,10 +264,16 @@ class Planner:
         """(width, height) the model wants; decoders may aim at it (reduced-DCT JPEG)."""
         return self.config.image_size
 
+    def views(self, camera: Camera, msg) -> List[tuple]:
+        """Decode one camera message into the views this model reads (camera_features)."""
+        cfg = self.config
+        return camera_features(camera, msg, cfg.image_size, cfg.zoom, cfg.zoom_camera)
+
     def describe(self) -> str:
         cfg = self.config
-        return (f'{cfg.kind} planner {cfg.image_width}x{cfg.image_height} from {self.source} '
-                f'on {self.device}{" fp16" if self.fp16 else ""}')
+        zoom = f' + {cfg.zoom_camera} zoom x{cfg.zoom:g}' if cfg.zoom else ''
+        return (f'{cfg.kind} planner {cfg.image_width}x{cfg.image_height}{zoom} from '
+                f'{self.source} on {self.device}{" fp16" if self.fp16 else ""}')
 
     def run_batch(self, batch: Dict[str, torch.Tensor]) -> Dict[str, np.ndarray]:
         """Model outputs for a prepared batch, as numpy on the CPU."""

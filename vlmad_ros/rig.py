@@ -100,6 +100,11 @@ class Camera:
             self, width=int(width), height=int(height), fx=self.fx * sx, fy=self.fy * sy,
             cx=self.cx * sx, cy=self.cy * sy)
 
+    def cropped(self, x0: int, y0: int, width: int, height: int, name: str = '') -> 'Camera':
+        """Return the camera of a pixel window (x0, y0, width, height): same pose, shifted centre."""
+        return dataclasses.replace(self, name=name or self.name, width=int(width),
+                                   height=int(height), cx=self.cx - x0, cy=self.cy - y0)
+
     def with_intrinsics(self, width: int, height: int, k: Sequence[float]) -> 'Camera':
         """Replace intrinsics (e.g. from a CameraInfo `k`, row-major 3x3)."""
         k = np.asarray(k, dtype=np.float64).reshape(3, 3)

@@ -29,7 +29,7 @@ from vlmad_ros import types
 from vlmad_ros.bagschema import bag_paths
 from vlmad_ros.data.reader import action_labels, RawSample, read_samples, ReaderConfig, ReadStats
 from vlmad_ros.images import ImageConversionError
-from vlmad_ros.planner import camera_features, ImageSizeError
+from vlmad_ros.planner import camera_features, ImageSizeError, order_views, ViewSpec
 from vlmad_ros.types import PLAN_STEPS
 
 CACHE_VERSION = 1
@@ -47,38 +47,42 @@ def default_cache_dir() -> pathlib.Path:
     return base / 'samples'
 
 
-def _check_size(image_size) -> Tuple[int, int]:
+def _check_size(image_size) -> ViewSpec:
+    """(width, height), a PlannerConfig or a ViewSpec -> ViewSpec (errors name image_size)."""
     try:
-        w, h = (int(v) for v in image_size)
+        views = ViewSpec.of(image_size)
+        w, h = views.image_size
     except (TypeError, ValueError):
         raise ValueError(f'image_size must be (width, height), got {image_size!r}') from None
     if w < 8 or h < 8:
         raise ValueError(f'image_size must be at least 8x8 pixels, got {w}x{h}')
-    return w, h
+    return views
 
 
-def decode_images(sample: RawSample, size: Tuple[int, int]) -> Tuple[np.ndarray, ...]:
+def decode_images(sample: RawSample, size) -> Tuple[np.ndarray, ...]:
     """
-    Decode a sample's cameras at size=(width, height), exactly as planner_node does.
+    Decode a sample's cameras into the model's views (ViewSpec), exactly as planner_node does.
 
-    Returns images (C, 3, H, W) uint8, intrinsics (C, 3, 3) and cam_to_base (C, 4, 4).
+    Returns images (V, 3, H, W) uint8, intrinsics (V, 3, 3) and cam_to_base (V, 4, 4).
     """
-    parts = [camera_features(cam, msg, size)
-             for cam, msg in zip(sample.rig.cameras, sample.images)]
+    views = ViewSpec.of(size)
+    per_camera = [camera_features(cam, msg, views.image_size, views.zoom, views.zoom_camera)
+                  for cam, msg in zip(sample.rig.cameras, sample.images)]
+    parts = order_views(per_camera)
     return tuple(np.stack([p[i] for p in parts]) for i in range(3))
 
 
-def cache_key(bag: pathlib.Path, size: Tuple[int, int], config: ReaderConfig) -> str:
-    """Name a bag's cache: it changes with the bag's files, resolution, reader and format."""
+def cache_key(bag: pathlib.Path, size, config: ReaderConfig) -> str:
+    """Name a bag's cache: it changes with the bag's files, views, reader and format."""
     bag = bag.resolve()
     files = sorted(bag.iterdir()) if bag.is_dir() else [bag]
-    parts = [str(CACHE_VERSION), str(bag), f'{size[0]}x{size[1]}', repr(config)]
+    parts = [str(CACHE_VERSION), str(bag), ViewSpec.of(size).key(), repr(config)]
     parts += [f'{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}' for f in files if f.is_file()]
     digest = hashlib.sha1('\n'.join(parts).encode()).hexdigest()[:16]
     return f'{bag.name}-{digest}'
 
 
-def build_cache(bag, size: Tuple[int, int], out_dir, config: Optional[ReaderConfig] = None,
+def build_cache(bag, size, out_dir, config: Optional[ReaderConfig] = None,
                 threads: int = 2) -> pathlib.Path:
     """Decode one bag's samples into `out_dir` (created atomically); returns out_dir."""
     config = config or ReaderConfig()
@@ -103,7 +107,7 @@ def _write_cache(bag: pathlib.Path, size, tmp: pathlib.Path, config: ReaderConfi
     stats = ReadStats()
     rows: Dict[str, list] = collections.defaultdict(list)
     meta: Dict[str, list] = collections.defaultdict(list)
-    n_cams = len(config.camera_names)
+    n_cams = len(config.camera_names) + (1 if size.zoom else 0)
     with open(tmp / 'images.u8', 'wb') as images, \
             concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
         pending: List[Tuple[RawSample, concurrent.futures.Future]] = []
@@ -137,7 +141,8 @@ def _write_cache(bag: pathlib.Path, size, tmp: pathlib.Path, config: ReaderConfi
         arrays = {}
     np.savez(tmp / 'arrays.npz', boxes=flat.astype(np.float32), box_offsets=offsets, **arrays)
     info = dict(meta)
-    info.update(count=n, cameras=n_cams, width=size[0], height=size[1], bag=str(bag),
+    info.update(count=n, cameras=n_cams, width=size.image_size[0], height=size.image_size[1],
+                views=size.key(), bag=str(bag),
                 version=CACHE_VERSION, stats=stats.as_dict())
     (tmp / 'meta.json').write_text(json.dumps(info))
 
@@ -206,7 +211,7 @@ class BagDataset(torch.utils.data.Dataset):
             out = cache_root / cache_key(bag, self.image_size, self.reader_config)
             if not (out / 'meta.json').is_file():
                 if verbose:
-                    print(f'[data] caching {bag} at {self.image_size[0]}x{self.image_size[1]} '
+                    print(f'[data] caching {bag} at {self.image_size.key()} '
                           f'({k}/{len(paths)})', flush=True)
                 build_cache(bag, self.image_size, out, self.reader_config, threads)
             self.caches.append(_BagCache(out))

@@ -26,6 +26,7 @@ import numpy as np
 from vlmad_ros import topics
 from vlmad_ros import types as T
 from vlmad_ros.bagschema import bag_paths, read_messages, stamp_to_ns
+from vlmad_ros.evaluation.baselines import ConstantVelocityPlanner, HARD_CV_ERROR_M, is_hard
 from vlmad_ros.evaluation.metrics import markdown_table, PlanningMetrics
 from vlmad_ros.topics import PLAN_DT, PLAN_STEPS
 
@@ -40,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group()
     src.add_argument('--checkpoint', default='',
                      help='planner checkpoint to run (default: the packaged default.pt)')
+    src.add_argument('--baseline', choices=('constant-velocity',), default='',
+                     help='score a baseline instead of a checkpoint (the floor)')
     src.add_argument('--plans', default='', metavar='PLANS_BAG',
                      help='score recorded nav_msgs/Path messages instead of running a model')
     parser.add_argument('--plan-topic', default=topics.PLAN, help='Path topic in --plans')
@@ -190,6 +193,9 @@ class EvalReport:
     def to_json(self) -> Dict:
         res = self.metrics.compute()
         res['by_scenario'] = self.metrics.by_scenario()
+        res['hard'] = self.metrics.compute_hard()
+        res['hard_rule'] = (f'constant velocity misses the 3 s position by > '
+                            f'{HARD_CV_ERROR_M} m')
         res['source'] = self.source
         res['samples_without_plan'] = dict(self.unmatched)
         res['samples_without_full_future'] = self.metrics.skipped
@@ -220,7 +226,8 @@ def evaluate_plans(bags: Sequence[pathlib.Path], plans_path, topic: str = topics
             if xy is None:
                 report.unmatched['plan_unusable'] += 1
                 continue
-            report.metrics.add(xy, raw.trajectory.xy, raw.future_boxes, raw.scenario)
+            report.metrics.add(xy, raw.trajectory.xy, raw.future_boxes, raw.scenario,
+                               is_hard(raw.ego.speed, raw.ego.yaw_rate, raw.trajectory.xy))
     report.read_stats = stats.as_dict()
     return report
 
@@ -230,14 +237,16 @@ def evaluate_planner(bags: Sequence[pathlib.Path], planner, batch_size: int = 8,
     """Run a Planner (vlmad_ros.planner) on every sample of the bags and score it."""
     import torch
     from vlmad_ros.data.dataset import BagDataset, collate, SCENARIO
-    dataset = BagDataset(bags, planner.image_size, cache_dir=cache_dir)
+    dataset = BagDataset(bags, planner.config, cache_dir=cache_dir)
     report = EvalReport(PlanningMetrics(), planner.describe())
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
     for batch in loader:
         inputs = {k: batch[k] for k in MODEL_INPUTS}
         out = planner.run_batch(inputs)
+        hard = [is_hard(e[0], e[1], gt) for e, gt in zip(batch[T.EGO].numpy(),
+                                                          batch[T.TRAJ].numpy())]
         report.metrics.add_batch(out[T.TRAJ], batch[T.TRAJ], batch[T.FUTURE_BOXES],
-                                 batch[SCENARIO])
+                                 batch[SCENARIO], hard)
     report.read_stats = dataset.stats.as_dict()
     return report
 
@@ -256,7 +265,8 @@ def json_safe(obj):
 def print_report(report: EvalReport, name: str, out=sys.stdout) -> None:
     res = report.metrics.compute()
     print(f'# open-loop planning metrics: {report.source}', file=out)
-    print(markdown_table({name: res}), file=out)
+    print(markdown_table({name: res, f'{name}, hard subset': report.metrics.compute_hard()}),
+          file=out)
     per = report.metrics.by_scenario()
     if per:
         print('\n## by scenario', file=out)
@@ -284,6 +294,10 @@ def main(args) -> int:
                 raise FileNotFoundError(f'--plans: {args.plans} does not exist')
             report = evaluate_plans(bags, args.plans, args.plan_topic, args.stamp_tolerance)
             name = args.name or pathlib.Path(args.plans).name
+        elif args.baseline:
+            report = evaluate_planner(bags, ConstantVelocityPlanner(), args.batch_size,
+                                      args.cache_dir or None)
+            name = args.name or args.baseline
         else:
             from vlmad_ros.planner import Planner
             planner = Planner.from_options(args.checkpoint, device=args.device)

@@ -170,9 +170,10 @@ class PlanningMetrics:
     collide: List[np.ndarray] = dataclasses.field(default_factory=list)   # (6,) bool
     counted: List[np.ndarray] = dataclasses.field(default_factory=list)   # (6,) bool
     scenarios: List[str] = dataclasses.field(default_factory=list)
+    hard: List[bool] = dataclasses.field(default_factory=list)   # in the hard subset
     skipped: int = 0     # samples without a complete 6-step ground truth
 
-    def add(self, pred_xy, gt_xy, future_boxes, scenario: str = '') -> bool:
+    def add(self, pred_xy, gt_xy, future_boxes, scenario: str = '', hard: bool = False) -> bool:
         """Score one sample; returns False (and counts it skipped) without a full future."""
         pred_xy = np.asarray(pred_xy, dtype=np.float64)
         gt_xy = np.asarray(gt_xy, dtype=np.float64)
@@ -189,14 +190,17 @@ class PlanningMetrics:
         self.collide.append(collide)
         self.counted.append(counted)
         self.scenarios.append(scenario or '')
+        self.hard.append(bool(hard))
         return True
 
-    def add_batch(self, pred_xy, gt_xy, future_boxes, scenarios: Optional[Sequence[str]] = None):
+    def add_batch(self, pred_xy, gt_xy, future_boxes, scenarios: Optional[Sequence[str]] = None,
+                  hard: Optional[Sequence[bool]] = None):
         """Batched arrays (B, 6, 2), (B, 6, 2), (B, 6, N, 5); torch tensors are accepted."""
         pred_xy, gt_xy, future_boxes = (_numpy(a) for a in (pred_xy, gt_xy, future_boxes))
         for b in range(len(pred_xy)):
             self.add(pred_xy[b], gt_xy[b], future_boxes[b],
-                     scenarios[b] if scenarios is not None else '')
+                     scenarios[b] if scenarios is not None else '',
+                     bool(hard[b]) if hard is not None else False)
 
     def __len__(self) -> int:
         return len(self.l2)
@@ -221,6 +225,10 @@ class PlanningMetrics:
             'collision_steps_skipped': int((~counted).sum()),
         }
 
+    def compute_hard(self) -> Dict:
+        """The hard subset (evaluation.baselines.is_hard): futures ego state cannot predict."""
+        return self.compute(np.array(self.hard, dtype=bool))
+
     def by_scenario(self) -> Dict[str, Dict]:
         """Results per scenario type (only when the data named scenarios)."""
         names = sorted({s for s in self.scenarios if s})
@@ -233,18 +241,20 @@ class PlanningMetrics:
         self.collide += other.collide
         self.counted += other.counted
         self.scenarios += other.scenarios
+        self.hard += other.hard
         self.skipped += other.skipped
         return self
 
     def state(self) -> Dict:
         """Plain arrays (picklable, for torch.distributed.all_gather_object)."""
         return {'l2': self.l2, 'collide': self.collide, 'counted': self.counted,
-                'scenarios': self.scenarios, 'skipped': self.skipped}
+                'scenarios': self.scenarios, 'hard': self.hard, 'skipped': self.skipped}
 
     @classmethod
     def from_state(cls, state: Dict) -> 'PlanningMetrics':
         return cls(l2=list(state['l2']), collide=list(state['collide']),
                    counted=list(state['counted']), scenarios=list(state['scenarios']),
+                   hard=list(state.get('hard', [False] * len(state['l2']))),
                    skipped=int(state['skipped']))
 
 

@@ -24,6 +24,11 @@ class PlannerConfig:
     # (200x113) minus a light resize: the cheapest decode, see BENCHMARKS.md.
     image_width: int = 192
     image_height: int = 112
+    # A digital telephoto: the central 1/zoom of `zoom_camera`'s frame as one more view at
+    # image_width x image_height, so that lights and pedestrians far ahead cover enough pixels
+    # (docs/VISIBILITY.md). 0 = no zoom view. The view's rays follow from its intrinsics.
+    zoom: float = 0.0
+    zoom_camera: str = 'CAM_FRONT'
     # Image encoder: one stride-2 conv per stage (stem included), channels per stage.
     backbone_channels: Tuple[int, ...] = (16, 32, 64, 128)
     # Residual blocks after the downsampling conv of each stage.
@@ -73,6 +78,11 @@ class PlannerConfig:
         if self.image_width < stride or self.image_height < stride:
             raise ValueError(f'PlannerConfig.image_width/image_height must be >= the backbone '
                              f'stride {stride}, got {self.image_width}x{self.image_height}')
+        if self.zoom != 0.0 and not 1.0 < self.zoom <= 8.0:
+            raise ValueError(f'PlannerConfig.zoom must be 0 (off) or in (1, 8], got {self.zoom}')
+        if self.zoom and self.zoom_camera not in CAMERA_NAMES:
+            raise ValueError(f'PlannerConfig.zoom_camera must be one of {CAMERA_NAMES}, got '
+                             f'{self.zoom_camera!r}')
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f'PlannerConfig.dropout must be in [0, 1), got {self.dropout}')
         if self.ray_frequencies < 0:
@@ -98,6 +108,11 @@ class PlannerConfig:
     def image_size(self) -> Tuple[int, int]:
         """(width, height) of the model input."""
         return self.image_width, self.image_height
+
+    @property
+    def num_views(self) -> int:
+        """Images per sample: the cameras, plus the zoom view."""
+        return self.num_cameras + (1 if self.zoom else 0)
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain types only, so torch.load(weights_only=True) can read it back."""

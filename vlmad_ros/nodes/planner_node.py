@@ -39,9 +39,9 @@ from vlmad_ros.msg import DrivingCommand
 from vlmad_ros.nodes.common import describe as _d, float_range as _frange
 from vlmad_ros.nodes.common import int_range as _irange, LogThrottle, ParameterError
 from vlmad_ros.nodes.common import RELIABILITY, run_node
-from vlmad_ros.planner import (camera_features, collate, EgoStateEstimator,
-                               features_from_parts, ImageSizeError, LatestWins, plan_poses,
-                               Planner, RateMeter, RollingStats)
+from vlmad_ros.planner import (collate, EgoStateEstimator, features_from_parts, ImageSizeError,
+                               LatestWins, order_views, plan_poses, Planner, RateMeter,
+                               RollingStats)
 from vlmad_ros.rig import CAMERA_NAMES, CameraRig, load_rig
 from vlmad_ros.sync import ApproximateTimeSynchronizer
 from vlmad_ros.types import Command, Trajectory
@@ -278,7 +278,7 @@ class PlannerNode(Node):
         name = self.settings.cameras[part.index]
         camera = self.rig.cameras[part.index]
         try:
-            return camera_features(camera, part.msg, self.planner.image_size)
+            return self.planner.views(camera, part.msg)
         except (ImageConversionError, ImageSizeError) as err:
             self._bad(name, err.reason, str(err))
             return None
@@ -360,7 +360,7 @@ class PlannerNode(Node):
                           f'no route command received on {self.settings.command_topic} yet: '
                           'using STRAIGHT')
             command = int(Command.STRAIGHT)
-        batch = collate([features_from_parts(decoded, odom.ego, command)])
+        batch = collate([features_from_parts(order_views(decoded), odom.ego, command)])
         out = self.planner.run_batch(batch)
         traj = Trajectory(xy=out['traj'][0], heading=out['heading'][0])
         t1 = time.perf_counter()

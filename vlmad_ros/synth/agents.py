@@ -89,8 +89,10 @@ class Vehicle:
     stalled: bool = False          # broken down / double parked: never moves
     brake: Optional[BrakeEvent] = None
     leg: int = 0
-    lc_t: float = -1.0             # time into a lane change (< 0: none)
-    lc_d0: float = 0.0
+    lc_t: float = -1.0             # time into a lateral move: lane change or recovery (< 0: none)
+    lc_d0: float = 0.0             # lateral offset at its start [m]
+    lc_v0: float = 0.0             # lateral speed at its start [m/s] (recoveries only)
+    lc_time: float = LANE_CHANGE_TIME   # its duration [s]
     committed: Set[Tuple[Node, int]] = dataclasses.field(default_factory=set)
     # Pose of the tracked point (map), filled by update_pose().
     x: float = 0.0
@@ -127,8 +129,12 @@ class Vehicle:
         self.lanes[self.leg] = new_lane
         self.build_path(town, rng)
         self.d += town.cfg.lane_width * (new_lane - old)
-        self.lc_d0 = self.d
-        self.lc_t = 0.0
+        self.start_lateral_move(self.d, 0.0, LANE_CHANGE_TIME)
+
+    def start_lateral_move(self, d0: float, v0: float, duration: float) -> None:
+        """Steer from offset d0 [m] and lateral speed v0 [m/s] back onto the lane centre."""
+        self.d, self.v_lat = d0, v0
+        self.lc_d0, self.lc_v0, self.lc_time, self.lc_t = d0, v0, duration, 0.0
 
     def advance(self, dt: float) -> None:
         """Integrate speed, arc length and the lane-change offset."""
@@ -136,10 +142,14 @@ class Vehicle:
         self.s += 0.5 * (self.v + v_new) * dt
         self.v = v_new
         if self.lc_t >= 0:
+            # Cubic Hermite from (d0, v0) to (0, 0) over lc_time: a lane change has v0 = 0.
             self.lc_t += dt
-            u = min(1.0, self.lc_t / LANE_CHANGE_TIME)
-            self.d = self.lc_d0 * (1.0 - (3 * u * u - 2 * u ** 3))
-            self.v_lat = -self.lc_d0 * 6 * u * (1 - u) / LANE_CHANGE_TIME
+            big_t = self.lc_time
+            u = min(1.0, self.lc_t / big_t)
+            self.d = (self.lc_d0 * (1 - 3 * u * u + 2 * u ** 3)
+                      + big_t * self.lc_v0 * (u - 2 * u * u + u ** 3))
+            self.v_lat = (self.lc_d0 * (-6 * u + 6 * u * u) / big_t
+                          + self.lc_v0 * (1 - 4 * u + 3 * u * u))
             if u >= 1.0:
                 self.lc_t, self.d, self.v_lat = -1.0, 0.0, 0.0
 
@@ -177,6 +187,7 @@ class Pedestrian:
     pending: List[Tuple[float, float]] = dataclasses.field(default_factory=list)
     trigger: Optional[dict] = None         # step-out: {'s': ego arc length threshold, ...}
     standing: bool = False
+    yields: bool = True                    # stops for a vehicle in its way (a step-out does not)
 
     def box(self) -> Tuple[float, float, float, float, float]:
         return (self.x, self.y, self.yaw, self.width, self.width)

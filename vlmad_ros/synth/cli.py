@@ -11,6 +11,7 @@ from typing import List
 
 import numpy as np
 
+from vlmad_ros.synth.perturb import PerturbConfig
 from vlmad_ros.synth.recorder import record_scene, RecordConfig, scene_name
 from vlmad_ros.synth.scenarios import SCENARIOS, SceneConfig
 
@@ -34,12 +35,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--jpeg-quality', type=int, default=90)
     parser.add_argument('--workers', type=int, default=1,
                         help='scenes recorded in parallel (processes)')
+    parser.add_argument('--keyframe-images-only', action='store_true',
+                        help='render cameras only at keyframes (2 Hz): training sets at a '
+                        'sixth of the cost; ground truth and odometry keep their rates')
+    parser.add_argument('--odom-hz', type=float, default=50.0,
+                        help='odometry rate, also the physics step (default 50; training sets '
+                        'record 20 to simulate faster)')
+    parser.add_argument('--perturb', type=float, default=0.0, metavar='P',
+                        help='recovery data: probability per keyframe that the expert is '
+                        'knocked off its line (offset, heading, speed) and records its way '
+                        'back; keyframes whose future holds a knock are dropped (default 0)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
 
 def config_from_args(args) -> RecordConfig:
     return RecordConfig(duration=args.duration, width=args.width, height=args.height,
                         rig=args.rig, jpeg_quality=args.jpeg_quality, storage=args.storage,
+                        keyframe_images_only=args.keyframe_images_only, odom_hz=args.odom_hz,
+                        perturb=PerturbConfig(per_keyframe=args.perturb),
                         scene=SceneConfig(scenario=args.scenario or ''))
 
 
@@ -123,5 +136,6 @@ def main(args) -> int:
     (out / f'synth-{args.seed}-summary.json').write_text(json.dumps(summary, indent=1) + '\n')
     for r in results:
         print(f"{r['bag']}: {r['scenario']}, {r['frames']} camera sets, route {r['route_m']} m, "
-              f"collisions {r['collisions']}, red lights {r['red_lights']}")
+              f"collisions {r['collisions']}, red lights {r['red_lights']}, "
+              f"perturbations {r['perturbations']}")
     return 0

@@ -23,6 +23,8 @@ from vlmad_ros.data import rosmsgs
 from vlmad_ros.data.geometry import quat_wxyz_from_yaw
 from vlmad_ros.images import encode_jpeg
 from vlmad_ros.rig import CAMERA_NAMES, CameraRig, load_rig
+from vlmad_ros.synth import perturb
+from vlmad_ros.synth.perturb import PerturbConfig
 from vlmad_ros.synth.render import make_style, RenderConfig, SceneRenderer
 from vlmad_ros.synth.scenarios import make_world, SceneConfig
 from vlmad_ros.synth.world import interpolate, ObjectState, Snapshot, World
@@ -53,6 +55,10 @@ class RecordConfig:
     jpeg_quality: int = 90
     storage: str = 'mcap'
     start_time_s: int = 1_700_000_000   # stamp of scene 0's first message; +1000 s per index
+    # Render cameras only for keyframes (ground truth, commands and odometry stay at their
+    # rates): a training set at a sixth of the render cost. Replay-style bags keep all.
+    keyframe_images_only: bool = False
+    perturb: PerturbConfig = PerturbConfig()     # recovery data (off by default)
     scene: SceneConfig = SceneConfig()
     render: RenderConfig = RenderConfig()
 
@@ -149,6 +155,10 @@ def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfi
     offsets = [CAMERA_OFFSETS_S.get(c.name, 0.0) for c in rig.cameras]
     # Every camera of the last set fires within the recording.
     n_frames = int(math.floor((cfg.duration - max(offsets)) * cfg.camera_hz + 1e-9)) + 1
+    knocks = perturb.schedule(cfg.perturb, np.random.default_rng([int(seed), int(index), 7]),
+                              cfg.duration, cfg.keyframe_every / cfg.camera_hz)
+    pending_knocks = list(knocks)
+    applied = []
 
     def ns(t: float) -> int:
         return t0_ns + int(round(t * NS))
@@ -180,6 +190,10 @@ def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfi
         for step in range(n_steps + 1):
             if step > 0:
                 world.step(dt)
+            while pending_knocks and pending_knocks[0].t <= world.t + 0.5 * dt:
+                event = pending_knocks.pop(0)
+                if perturb.apply(world.ego, event, cfg.perturb.min_speed):
+                    applied.append(event)
             history.append((world.snapshot(), int(world.route_command())))
             now = history[-1][0].t
             # Camera sets whose last camera has fired by now.
@@ -188,7 +202,7 @@ def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfi
                 if t_set + max(offsets) > now + 1e-9 and step < n_steps:
                     break
                 _render_set(push, renderer, rig, cfg, world, name, frame_k, t_set, offsets,
-                            history, ns)
+                            history, ns, keyframe=_is_keyframe(cfg, frame_k, t_set, knocks))
                 frame_k += 1
                 if progress is not None:
                     progress(1)
@@ -207,7 +221,13 @@ def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfi
     inf = world.infractions
     return {'bag': str(path), 'scene': name, 'scenario': world.scenario, 'frames': frame_k,
             'counts': counts, 'collisions': len(inf.collisions),
-            'red_lights': len(inf.red_lights), 'route_m': round(world.route_progress(), 2)}
+            'red_lights': len(inf.red_lights), 'route_m': round(world.route_progress(), 2),
+            'perturbations': len(applied)}
+
+
+def _is_keyframe(cfg: RecordConfig, k: int, t_set: float, knocks) -> bool:
+    """Every keyframe_every-th set, unless a perturbation falls inside its 3 s future."""
+    return k % cfg.keyframe_every == 0 and not perturb.overlaps_future(knocks, t_set)
 
 
 def _at(history, t: float) -> Tuple[Snapshot, int]:
@@ -221,23 +241,24 @@ def _at(history, t: float) -> Tuple[Snapshot, int]:
     return snaps[-1], history[-1][1]
 
 
-def _render_set(push, renderer, rig, cfg, world, name, k, t_set, offsets, history, ns
-                ) -> None:
-    """Render camera set k (each camera at its own stamp); queue images, infos, ground truth."""
-    snaps = [_at(history, t_set + off)[0] for off in offsets]
-    images = renderer.render_snapshots(snaps)
+def _render_set(push, renderer, rig, cfg, world, name, k, t_set, offsets, history, ns,
+                keyframe: bool) -> None:
+    """Camera set k (each camera at its own stamp): images, infos, ground truth, keyframe."""
     set_stamp = ns(t_set)
     ref, cmd = _at(history, t_set)
-    for cam, img, off in zip(rig.cameras, images, offsets):
-        stamp = ns(t_set + off)
-        jpeg = encode_jpeg(img, cfg.jpeg_quality)
-        push(stamp, 2, topics.camera_image_topic(cam.name), rosmsgs.compressed_image(
-            stamp, topics.camera_optical_frame(cam.name), jpeg))
-        push(stamp, 3, topics.camera_info_topic(cam.name), rosmsgs.camera_info(stamp, cam))
+    if keyframe or not cfg.keyframe_images_only:
+        snaps = [_at(history, t_set + off)[0] for off in offsets]
+        images = renderer.render_snapshots(snaps)
+        for cam, img, off in zip(rig.cameras, images, offsets):
+            stamp = ns(t_set + off)
+            jpeg = encode_jpeg(img, cfg.jpeg_quality)
+            push(stamp, 2, topics.camera_image_topic(cam.name), rosmsgs.compressed_image(
+                stamp, topics.camera_optical_frame(cam.name), jpeg))
+            push(stamp, 3, topics.camera_info_topic(cam.name), rosmsgs.camera_info(stamp, cam))
     push(set_stamp, 4, topics.COMMAND, command_msg(set_stamp, cmd))
     push(set_stamp, 5, topics.OBJECTS, objects_msg(set_stamp, ref.ego, ref.objects))
     push(set_stamp, 6, topics.TRAFFIC_LIGHTS, lights_msg(set_stamp, world, ref.lights))
-    if k % cfg.keyframe_every == 0:
+    if keyframe:
         push(set_stamp, 7, topics.KEYFRAME, rosmsgs.keyframe(
             set_stamp, topics.BASE_FRAME, f'{name}-{k // cfg.keyframe_every:03d}', name,
             world.scenario))

@@ -172,6 +172,7 @@ def make_world(rng: np.random.Generator, cfg: SceneConfig = SceneConfig()) -> Wo
                          corner=(node_b, int(corner_vec[0]), int(corner_vec[1])))
         ped.yaw = float(np.arctan2(-out_vec[1], -out_vec[0]))
         ped.standing = True
+        ped.yields = False     # it steps out without looking: the ego must see it and stop
         corner_pos = town.centre(node_b) + corner_vec * side
         ped.trigger = {'leg': 0, 's': ped_s - d_trig,
                        'waypoints': [(float(end[0]), float(end[1])),

@@ -254,7 +254,7 @@ class World:
         ux, uy = dx / dist, dy / dist
         # Yield: stop if a vehicle box is right in front of us (on the road only).
         probe = (ped.x + ux * 1.3, ped.y + uy * 1.3)
-        if len(veh_boxes) and town.on_road_point(*probe):
+        if ped.yields and len(veh_boxes) and town.on_road_point(*probe):
             rel = np.array(probe)[None] - veh_boxes[:, :2]
             c, s = np.cos(veh_boxes[:, 2]), np.sin(veh_boxes[:, 2])
             lx = np.abs(rel[:, 0] * c + rel[:, 1] * s)

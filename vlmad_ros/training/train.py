@@ -391,8 +391,8 @@ def main(args) -> int:
     datasets = {}
     for turn in ((0,) if not dist_info.enabled else (0, 1)):
         if (turn == 0) == master:
-            datasets['train'] = BagDataset(train_bags, pc.image_size, cache_dir, verbose=master)
-            datasets['val'] = (BagDataset(val_bags, pc.image_size, cache_dir, verbose=master)
+            datasets['train'] = BagDataset(train_bags, pc, cache_dir, verbose=master)
+            datasets['val'] = (BagDataset(val_bags, pc, cache_dir, verbose=master)
                                if val_bags else None)
         if dist_info.enabled:
             torch.distributed.barrier()
