@@ -22,6 +22,9 @@ BENCHES = {
     'renderer': ('vlmad_ros.synth.bench', 'synthetic six-camera renderer: frame time per size'),
     'loader': ('vlmad_ros.data.bench',
                'training data: bag read, JPEG decode + resize, cache, DataLoader samples/s'),
+    'visibility': ('vlmad_ros.synth.visibility',
+                   'pixels a light, pedestrian and car cover at each model input size, from '
+                   'the distance where the expert starts reacting (docs/VISIBILITY.md)'),
 }
 
 
