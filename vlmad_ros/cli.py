@@ -20,6 +20,8 @@ SUBCOMMANDS = {
     'eval': ('vlmad_ros.evaluation.cli', 'open-loop L2 / collision metrics on bags'),
     'bench': ('vlmad_ros.bench.cli', 'benchmarks (planner over DDS, renderer, data loader)'),
     'demo': ('vlmad_ros.demo', 'closed-loop demo: sim + planner + follower over DDS'),
+    'benchmark': ('vlmad_ros.benchmark.cli',
+                  'the fixed synthetic benchmark: make its data, score open and closed loop'),
 }
 
 
