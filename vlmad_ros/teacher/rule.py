@@ -48,7 +48,8 @@ class RuleConfig:
     lane_width: float = 3.5          # TownConfig.lane_width [m]
     lane_shift_fraction: float = 0.5  # shift >= this x lane_width -> change lane
     lane_heading: float = 0.35       # heading change (and to the road) within this [rad]
-    settle_rate: float = 0.1         # without a stop line: yawing slower at the end [rad/s]
+    settle_heading: float = 0.1      # without a stop line: start and end aligned within this
+    settle_rate: float = 0.2         # ... and yawing slower than this at the end [rad/s]
     # what the scene sentences talk about
     ego_front: float = 3.342         # base_link (rear axle) to the front bumper [m]
     ahead_range: float = 40.0        # how far ahead lights and lead vehicles matter [m]
@@ -153,13 +154,13 @@ class RoadFrame:
         return float(np.dot(np.asarray(p, dtype=np.float64) - self.centre, self.right))
 
     def heading(self, yaw: float) -> float:
-        """A base_link yaw relative to the road direction [rad]."""
+        """Return a base_link yaw relative to the road direction [rad]."""
         rel = yaw - float(np.arctan2(self.forward[1], self.forward[0]))
         return float(np.arctan2(np.sin(rel), np.cos(rel)))
 
 
 def road_frame(inp: TeacherInput, cfg: RuleConfig) -> Optional[RoadFrame]:
-    """The nearest stop line ahead across the ego's own road half (stop lines run centre->kerb)."""
+    """Find the nearest stop line ahead across the ego's road half (lines run centre->kerb)."""
     best, best_along = None, np.inf
     for lt in inp.lights or ():
         c, k = (np.asarray(p, dtype=np.float64) for p in lt.stop_line)
@@ -180,10 +181,12 @@ def road_frame(inp: TeacherInput, cfg: RuleConfig) -> Optional[RoadFrame]:
 
 def lane_shift(inp: TeacherInput, m: Motion, road: Optional[RoadFrame],
                cfg: RuleConfig) -> float:
-    """Sideways shift across the road over the 3 s [m], + = left; 0 when it cannot be told.
+    """
+    Sideways shift across the road over the 3 s [m], + = left; 0 when it cannot be told.
 
-    With a stop line ahead the road frame is exact; without, the final heading stands for the
-    lane direction, which holds once the ego drives straight again (settled yaw rate).
+    With a stop line ahead the road frame is exact (a manoeuvre cut by the window counts).
+    Without one, only a whole manoeuvre is seen: start and end headings aligned, not yawing at
+    the end, the shift measured across the final heading.
     """
     end = np.array([m.x_end, m.y_end])
     if m.distance <= 2.0:
@@ -194,7 +197,7 @@ def lane_shift(inp: TeacherInput, m: Motion, road: Optional[RoadFrame],
         if abs(road.heading(float(inp.trajectory.heading[-1]))) >= cfg.lane_heading:
             return 0.0
         return road.lateral((0.0, 0.0)) - road.lateral(end)
-    if abs(m.rate_end) >= cfg.settle_rate:
+    if abs(m.heading_change) >= cfg.settle_heading or abs(m.rate_end) >= cfg.settle_rate:
         return 0.0
     normal = np.array([-np.sin(m.heading_change), np.cos(m.heading_change)])
     return float(np.dot(end, normal))
@@ -225,7 +228,7 @@ def classify(m: Motion, cfg: RuleConfig, shift: float = 0.0) -> Tuple[int, int, 
 
 
 def _partial_turn(m: Motion, cfg: RuleConfig) -> bool:
-    """A turn cut by the window: a smaller heading change, still yawing at one end."""
+    """Tell a turn cut by the window: a smaller heading change, still yawing at one end."""
     dh = m.heading_change
     if abs(dh) < cfg.turn_partial_heading:
         return False
@@ -288,7 +291,8 @@ def _crossing(poly: np.ndarray, a: np.ndarray, b: np.ndarray) -> Optional[Tuple[
 
 
 def light_ahead(inp: TeacherInput, cfg: RuleConfig) -> Optional[Light]:
-    """The first stop line the ego's path crosses (roughly across it) near the bumper or ahead.
+    """
+    Find the first stop line the ego's path crosses (roughly across it) at the bumper or ahead.
 
     The path is the 3 s future extended along its final heading, so during a turn the light is
     the one of the road the ego turns into, not one straight ahead of its bumper.
@@ -351,7 +355,7 @@ class RuleTeacher:
         self.image_width = 160  # decode hint: the rules do not look at pixels
 
     def labels_of(self, inp: TeacherInput) -> Tuple[Motion, Tuple[int, int, int]]:
-        """The motion and the (control, turn, lane) labels of one keyframe."""
+        """Return the motion and the (control, turn, lane) labels of one keyframe."""
         m = motion_of(inp)
         shift = lane_shift(inp, m, road_frame(inp, self.config), self.config)
         return m, classify(m, self.config, shift)

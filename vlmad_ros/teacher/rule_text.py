@@ -62,7 +62,7 @@ class Words:
         return lt if lt is not None and lt.state in (LightState.RED, LightState.YELLOW) else None
 
     def stops_before(self, light) -> bool:
-        """The ego's front stays behind the stop line (+1 m) for the whole 3 s."""
+        """Tell whether the ego's front stays behind the stop line (+1 m) for the whole 3 s."""
         return self.m.distance + self.cfg.ego_front <= light.s + 1.0
 
     def lead_safe(self, lead: 'Agent') -> bool:
@@ -221,8 +221,8 @@ class Words:
         moving = 'is stopped' if lead.obj.speed < AGENT_STOPPED else \
             f'is moving at about {kmh(lead.obj.speed)}'
         if lead.distance < 1.0:
-            return f'The {kind} ahead is {d} from its front bumper and {moving[3:]}: far too ' \
-                   'close.'
+            return f'The {kind} ahead is only {d} from its front bumper and {moving[3:]}, far ' \
+                   'too close.'
         if self.m.v0 < STOPPED:
             return f'It waits behind the {kind} {d} ahead, which {moving}.'
         if self.lead_safe(lead):
