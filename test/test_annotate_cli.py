@@ -11,6 +11,7 @@ from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 from vlmad_ros import labels
 from vlmad_ros.teacher.overlay import red_mask
+from vlmad_ros.teacher.rule import RULE_VERSION
 
 KEY = 'sk-hostile-test-9f8e7d6c5b4a'
 KEY_ENV = 'VLMAD_TEST_KEY'
@@ -59,12 +60,19 @@ def test_rule_teacher_annotates_copies_topics_and_counts_skips(tmp_path):
     assert counts['/odom'] == 101 and counts['/CAM_FRONT/image_rect_compressed'] == 21
     assert counts['/tf_static'] == 1 and counts['/vlmad/keyframe'] == len(kf_stop)
     assert [s for s, _ in records] == want_stop
-    assert all(m.status == 0 and m.teacher == 'rule-v1' and m.reasoning for _, m in records)
+    assert all(m.status == 0 and m.teacher == RULE_VERSION and m.reasoning for _, m in records)
     # Braking from 1 s on: the last keyframes' 3 s future ends stopped.
     assert labels.CONTROL_LABELS[records[-1][1].control_action] == 'stop'
     turn = records_of(out / 'turn')
     assert [s for s, _ in turn] == want_turn
     assert {labels.TURN_LABELS[m.turn_action] for _, m in turn} == {'turn left'}
+    # The label histogram: every label of each set, counted over the records written.
+    hist = summary['labels']
+    assert {c: list(v) for c, v in hist.items()} == {c: list(s) for c, s in
+                                                     labels.LABEL_SETS.items()}
+    assert hist['turn_action']['turn left'] == len(turn)
+    assert all(sum(v.values()) == summary['annotated'] for v in hist.values())
+    assert 'labels turn_action: turn left' in proc.stdout
     assert not list(out.glob('*.journal.jsonl')) and not list(out.glob('.*'))
     # A second run finds the bags done; --shard picks every N-th bag.
     again = vlmad(tmp_path / 'in', '--out', out, '--summary-json', tmp_path / 's2.json')

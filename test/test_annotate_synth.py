@@ -3,6 +3,7 @@ import collections
 import subprocess
 
 from vlmad_ros.bagschema import read_messages
+from vlmad_ros.teacher.rule import RULE_VERSION
 
 
 def run(*args):
@@ -29,4 +30,4 @@ def test_synthetic_bag_gets_one_record_per_keyframe_and_keeps_every_message(tmp_
     records = [(s, m) for _, s, m in read_messages(tmp_path / 'out' / bag.name,
                                                    topics=['/vlmad/reasoning'])]
     assert [s for s, _ in records] == want
-    assert all(m.status == 0 and m.teacher == 'rule-v1' for _, m in records)
+    assert all(m.status == 0 and m.teacher == RULE_VERSION for _, m in records)

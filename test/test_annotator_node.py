@@ -11,6 +11,7 @@ import helpers_annotate as h
 import pytest
 from vlmad_ros import labels
 from vlmad_ros.bagschema import read_messages
+from vlmad_ros.teacher.rule import RULE_VERSION
 
 rclpy = pytest.importorskip('rclpy')
 pytestmark = pytest.mark.ros
@@ -130,7 +131,7 @@ def test_rule_teacher_publishes_and_records_one_record_per_keyframe(ros_env, con
     want = [h.START_NS + k * NS // 2 for k in range(7)]   # keyframes with 3 s of future
     got = [m.header.stamp.sec * NS + m.header.stamp.nanosec for m in drive.received]
     assert got == want, out
-    assert all(m.status == 0 and m.teacher == 'rule-v1' for m in drive.received)
+    assert all(m.status == 0 and m.teacher == RULE_VERSION for m in drive.received)
     assert labels.CONTROL_LABELS[drive.received[-1].control_action] == 'stop'
     recorded = [(s, m) for _, s, m in read_messages(bag, topics=['/vlmad/reasoning'])]
     assert [s for s, _ in recorded] == want

@@ -14,14 +14,14 @@ NS = 1_000_000_000
 
 def test_red_light_in_map_frame_explains_the_stop(tmp_path):
     pose = h.brake_to_stop()               # stops at x = 18.7 m
-    h.write_drive_bag(tmp_path / 'bag', pose, duration_s=6.0, red_light_at=19.5)
+    h.write_drive_bag(tmp_path / 'bag', pose, duration_s=6.0, red_light_at=23.0)
     scene = read_scene_index(tmp_path / 'bag')
     t0 = h.START_NS + 2 * NS
     objects, lights = scene.at(t0)
     (light,) = lights
     ego_x = pose(2.0)[0]
     assert light.state == LightState.RED
-    assert light.stop_line[0] == pytest.approx((19.5 - ego_x, -2.0), abs=0.05)
+    assert light.stop_line[0] == pytest.approx((23.0 - ego_x, -2.0), abs=0.05)
     (car,) = objects
     assert car.object_class == ObjectClass.CAR and car.x == pytest.approx(25.0, abs=0.5)
     samples = list(read_samples(tmp_path / 'bag', reader_config('CAM_FRONT')))

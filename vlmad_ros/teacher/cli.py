@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-from vlmad_ros import topics
+from vlmad_ros import labels as label_sets, topics
 from vlmad_ros.bagschema import bag_paths, BagWriter, read_messages, STORAGES
 from vlmad_ros.data.reader import RawSample, read_samples, ReaderConfig, ReadStats
 from vlmad_ros.images import compressed_to_rgb, ImageConversionError
@@ -214,6 +214,10 @@ class Summary:
     usage: Usage = dataclasses.field(default_factory=Usage)
     wall_s: float = 0.0
     outputs: List[str] = dataclasses.field(default_factory=list)
+    # label histogram of the OK records written into the output bags (resumed ones included):
+    # category -> label text -> count, every label of the set listed, zeros too
+    labels: Dict[str, Dict[str, int]] = dataclasses.field(
+        default_factory=lambda: {c: dict.fromkeys(s, 0) for c, s in label_sets.LABEL_SETS.items()})
 
     def count(self, result: TeacherResult) -> None:
         if result.ok:
@@ -222,6 +226,16 @@ class Summary:
             self.failed[result.failure_reason] += 1
         self.cached += int(result.cached)
         self.usage.add(result.usage)
+
+    def count_labels(self, results) -> None:
+        """Add one output bag's OK records to the label histogram (how balanced the labels are)."""
+        for r in results:
+            if not r.ok:
+                continue
+            for category, index in zip(label_sets.LABEL_SETS, (r.control_action, r.turn_action,
+                                                                 r.lane_action)):
+                text = label_sets.label_text(category, index)
+                self.labels[category][text] = self.labels[category].get(text, 0) + 1
 
     def add_read_stats(self, stats: ReadStats) -> None:
         self.keyframes += stats.keyframes
@@ -250,6 +264,10 @@ class Summary:
             f'completion in {self.usage.requests} requests; cost ${self.usage.cost_usd:.4f}',
             f'wall time: {self.wall_s:.1f} s',
         ]
+        for category, counts in self.labels.items():
+            if any(counts.values()):
+                lines.append(f'labels {category}: ' + ', '.join(
+                    f'{text} {n}' for text, n in counts.items()))
         return '\n'.join(lines)
 
 
@@ -380,6 +398,7 @@ def annotate_bag(src: pathlib.Path, out_dir: pathlib.Path, teacher, args, summar
             bar.total = (bar.total or 0) - counted + len(journal.records)
             bar.refresh()
         write_output_bag(src, dst, journal.records, args.storage)
+        summary.count_labels(journal.records.values())
     except BaseException:
         for fut in pending:
             fut.cancel()
