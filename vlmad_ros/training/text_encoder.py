@@ -194,6 +194,15 @@ class TextEmbeddingCache:
             return np.zeros((0, self.dim), np.float32)
         return np.stack([self._mem[k] for k in keys]).astype(np.float32)
 
+    def cached(self, texts: Sequence[str]) -> Dict[str, np.ndarray]:
+        """Text -> embedding for the distinct texts already in the cache (no encoder)."""
+        out = {}
+        for t in dict.fromkeys(texts):
+            v = self._mem.get(text_key(t, self.encoder_id))
+            if v is not None:
+                out[t] = v
+        return out
+
     def embed_unique(self, texts: Sequence[str]) -> Dict[str, np.ndarray]:
         """Text -> embedding for each distinct text."""
         uniq: List[str] = list(dict.fromkeys(texts))

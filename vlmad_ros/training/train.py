@@ -58,6 +58,9 @@ class TrainConfig:
     amp: bool = True              # mixed precision, CUDA only
     threads: int = 0              # torch CPU threads per process; 0 = torch default
     text_encoder: str = 'minilm'  # 'minilm' or 'clip:<local dir>' (training/text_encoder.py)
+    # Use only the embeddings already in the text cache and never load the encoder (machines
+    # without its weights); frames whose texts are missing train without the alignment loss.
+    text_cache_only: bool = False
     log_images: int = 4           # validation samples drawn to TensorBoard per epoch
     keep_epoch_checkpoints: bool = True
 
@@ -108,6 +111,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='decoded-sample cache (default: $VLMAD_CACHE or ~/.cache/vlmad_ros)')
     parser.add_argument('--text-cache', default='',
                         help='text-embedding cache folder (default: beside the first --data)')
+    parser.add_argument('--text-cache-only', action='store_true',
+                        help='never load the text encoder: use the cached embeddings only')
     for name, typ in (('epochs', int), ('batch_size', int), ('lr', float), ('seed', int),
                       ('device', str), ('threads', int), ('num_workers', int),
                       ('text_encoder', str)):
@@ -132,6 +137,8 @@ def resolve_configs(args) -> Dict[str, Any]:
                  'text_encoder'):
         if getattr(args, name, None) is not None:
             train[name] = getattr(args, name)
+    if getattr(args, 'text_cache_only', False):
+        train['text_cache_only'] = True
     model = dict(raw.get('model') or {})
     if args.model:
         model['kind'] = 'camera' if args.model == 'planner' else 'ego_mlp'
@@ -193,7 +200,7 @@ def resolve_device(name: str, local_rank: int) -> torch.device:
 # ----- data and text targets -----
 
 def attach_text_targets(datasets, cache_dir, encoder: str, device: str = 'cpu',
-                        log=print) -> Dict[str, np.ndarray]:
+                        log=print, cache_only: bool = False) -> Dict[str, np.ndarray]:
     """Embed every teacher text of the datasets once (cached on disk): text -> vector."""
     from vlmad_ros.data.dataset import TEXTS
     from vlmad_ros.training.text_encoder import TextEmbeddingCache
@@ -206,6 +213,12 @@ def attach_text_targets(datasets, cache_dir, encoder: str, device: str = 'cpu',
     if not texts:
         return {}
     cache = TextEmbeddingCache(cache_dir, encoder, device)
+    if cache_only:
+        table = cache.cached(texts)
+        missing = len(set(texts)) - len(table)
+        log(f'[text] cache only: {len(table)} distinct texts found, {missing} missing (their '
+            f'frames train without the alignment loss), cache {cache.path}')
+        return table
     table = cache.embed_unique(texts)
     log(f'[text] {len(table)} distinct texts, {cache.encoded} newly encoded by '
         f'{cache.encoder_id} ({cache.dim}-d), cache {cache.path}')
@@ -417,7 +430,7 @@ def main(args) -> int:
         for turn in ((0,) if not dist_info.enabled else (0, 1)):
             if (turn == 0) == master:
                 table = attach_text_targets([full_train], text_cache, tc.text_encoder,
-                                            log=log)
+                                            log=log, cache_only=tc.text_cache_only)
             if dist_info.enabled:
                 torch.distributed.barrier()
         if not table:
