@@ -77,7 +77,7 @@ PARAMETERS = {
                                    'message, transformed with the synchronised pose')),
     'publish_markers': (False, _d('also publish a MarkerArray of the plan')),
     'marker_topic': ('/vlmad/plan_markers', _d('MarkerArray topic')),
-    'explain': (False, _d("also run the checkpoint's VLM-AD action head (microseconds) and "
+    'explain': (False, _d("also run the checkpoint's VLM-AD action head (~0.5 ms on a CPU) and "
                           'publish its control/turn/lane labels as DrivingReasoning with each '
                           'plan; the checkpoint must carry the head (vlmad train '
                           '--keep-action-head)')),
