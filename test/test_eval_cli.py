@@ -184,6 +184,7 @@ def test_checkpoint_evaluation(data, tmp_path):
     res = json.loads(out.read_text())
     assert res['samples'] == 5 and res['l2']['at_horizon']['3s'] > 0
     assert 'camera planner 64x32' in res['source']
+    assert 'action_head' not in res and 'action head' not in proc.stdout   # planner only
 
 
 def test_shipped_default_checkpoint_is_small_has_no_heads_and_is_the_default(data, tmp_path):
@@ -200,3 +201,48 @@ def test_shipped_default_checkpoint_is_small_has_no_heads_and_is_the_default(dat
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
     assert res['samples'] == 5 and 'default.pt' in res['source']
+
+
+def test_action_head_accuracy_against_the_teacher(data, tmp_path):
+    from vlmad_ros.model.heads import ActionHead, VLMADConfig
+    # Teacher records on the five scored keyframes: one failed (no record), one without a lane.
+    records = {0.0: (1, 3, 4), 0.5: (0, 3, 4), 1.0: (1, 0, 255), 1.5: (1, 3, 4), 2.0: None}
+    HD.write_bag(tmp_path / 'bags' / 'annotated', duration=DURATION, reasoning=records)
+    torch.manual_seed(0)
+    cfg = PlannerConfig(image_width=64, image_height=32, backbone_channels=(8, 16, 16, 32),
+                        backbone_blocks=(0, 0, 0, 0), d_model=32, num_heads=4,
+                        decoder_layers=1, ffn_dim=64)
+    head = ActionHead(VLMADConfig(ego_dim=32, d_model=32, ffn_dim=64, num_layers=1))
+    with torch.no_grad():    # always 'move slowly', no turn, no lane change
+        for clf, label in zip(head.classifiers, (1, 3, 4)):
+            clf.weight.zero_()
+            clf.bias.copy_(torch.nn.functional.one_hot(torch.tensor(label), clf.out_features))
+    ckpt = save_checkpoint(tmp_path / 'explain.pt', build_model(cfg), action_head=head)
+    out = tmp_path / 'res.json'
+    proc = vlmad_eval('--data', tmp_path / 'bags', '--checkpoint', ckpt, '--json', out,
+                      '--cache-dir', tmp_path / 'cache')
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert res['samples'] == 5
+    act = res['action_head']
+    assert act['frames_with_teacher_record'] == 4
+    control, turn, lane = act['control'], act['turn'], act['lane']
+    assert (control['samples'], control['accuracy']) == (4, 0.75)
+    assert control['confusion'] == [[0, 1, 0, 0], [0, 3, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    assert control['per_class']['move slowly'] == {'teacher': 3, 'predicted': 4, 'correct': 3,
+                                                   'recall': 1.0}
+    assert control['per_class']['stop']['recall'] is None     # no such frame: null, not NaN
+    assert (turn['samples'], turn['accuracy']) == (4, 0.75)
+    assert turn['per_class']['turn left'] == {'teacher': 1, 'predicted': 0, 'correct': 0,
+                                              'recall': 0.0}
+    assert (lane['samples'], lane['accuracy']) == (3, 1.0)     # the unknown lane not counted
+    assert '## action head vs teacher (4 frames with a teacher record)' in proc.stdout
+    assert '| control | 4 | 75.0 |' in proc.stdout and '| lane | 3 | 100.0 |' in proc.stdout
+    assert '| turn | turn left | 1 | 0 | 0 |' in proc.stdout
+    # Data without teacher labels: said so, the accuracies are null.
+    proc = vlmad_eval('--data', data / 'bags', '--checkpoint', ckpt, '--json', out,
+                      '--cache-dir', tmp_path / 'cache')
+    assert proc.returncode == 0, proc.stderr
+    act = json.loads(out.read_text())['action_head']
+    assert act['frames_with_teacher_record'] == 0 and act['control']['accuracy'] is None
+    assert 'no teacher labels' in proc.stdout

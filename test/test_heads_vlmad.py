@@ -1,4 +1,4 @@
-"""VLM-AD heads: shapes, gradients, hand-computed losses, and no trace in exported checkpoints."""
+"""VLM-AD heads: shapes, gradients, hand-computed losses, and checkpoints with and without them."""
 import math
 
 import helpers_vlmad as H
@@ -7,7 +7,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from vlmad_ros import labels
 from vlmad_ros import types as T
-from vlmad_ros.model import build_model, load_checkpoint
+from vlmad_ros.model import (build_model, CheckpointError, has_action_head, load_action_head,
+                             load_checkpoint, save_checkpoint)
+from vlmad_ros.model.checkpoint import default_checkpoint
 from vlmad_ros.model.heads import (
     action_loss, ActionHead, alignment_loss, AlignmentHead, VLMADConfig, VLMADHeads)
 from vlmad_ros.model.vlmad import VLMADModel
@@ -135,3 +137,70 @@ def test_heads_width_must_match_planner():
     cfg = H.tiny_planner_config()
     with pytest.raises(ValueError, match='ego_dim'):
         VLMADModel(build_model(cfg), VLMADConfig(ego_dim=64))
+
+
+def tiny_heads(cfg):
+    """Heads as small as the tiny planner (sub-second CPU steps)."""
+    return VLMADConfig(ego_dim=cfg.d_model, d_model=32, ffn_dim=64, num_layers=1)
+
+
+def test_checkpoint_carries_the_action_head_only_when_asked(tmp_path):
+    torch.manual_seed(0)
+    cfg = H.tiny_planner_config()
+    model = VLMADModel(build_model(cfg), tiny_heads(cfg))
+    plain = model.export(tmp_path / 'plain.pt')
+    kept = model.export(tmp_path / 'kept.pt', keep_action_head=True)
+    # Default: planner only, exactly as before (a format-1 file any older reader accepts).
+    assert 'action_head' not in torch.load(plain, weights_only=True)
+    assert load_action_head(plain) is None and not has_action_head(plain)
+    # Kept: the planner's weights are untouched, the head sits under its own key.
+    ckpt = torch.load(kept, weights_only=True)
+    assert ckpt['format_version'] == 1
+    assert set(ckpt['state_dict']) == set(build_model(cfg).state_dict())
+    assert set(ckpt['action_head']) == {'config', 'labels', 'state_dict'}
+    assert not any(k.startswith('alignment') for k in ckpt['action_head']['state_dict'])
+    a, b = load_checkpoint(plain), load_checkpoint(kept)
+    assert type(a) is type(b) and a.state_dict().keys() == b.state_dict().keys()
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    head = load_action_head(kept)
+    assert isinstance(head, ActionHead) and not head.training and has_action_head(kept)
+    assert head.config == model.heads_config
+    model.eval()
+    ego = torch.randn(3, cfg.d_model)
+    with torch.no_grad():
+        for x, y in zip(head(ego), model.heads.action(ego)):
+            assert torch.equal(x, y)
+    default = default_checkpoint()
+    if default is not None:                       # the packaged (older) checkpoint still loads
+        assert load_action_head(default) is None and load_checkpoint(default) is not None
+
+
+def test_action_head_checkpoint_errors_name_the_problem(tmp_path):
+    torch.manual_seed(0)
+    cfg = H.tiny_planner_config()
+    q1 = VLMADModel(build_model(cfg), VLMADConfig(ego_dim=cfg.d_model, action_weight=0.0))
+    with pytest.raises(ValueError, match='keep_action_head'):
+        q1.export(tmp_path / 'q1.pt', keep_action_head=True)
+    with pytest.raises(ValueError, match='ego_dim'):
+        save_checkpoint(tmp_path / 'x.pt', build_model(cfg), action_head=ActionHead(
+            VLMADConfig(ego_dim=64)))
+    model = VLMADModel(build_model(cfg), tiny_heads(cfg))
+    path = model.export(tmp_path / 'kept.pt', keep_action_head=True)
+    ckpt = torch.load(path, weights_only=True)
+
+    def broken(change, match):
+        bad = {**ckpt, 'action_head': dict(ckpt['action_head'])}
+        change(bad['action_head'])
+        torch.save(bad, tmp_path / 'bad.pt')
+        with pytest.raises(CheckpointError, match=match):
+            load_action_head(tmp_path / 'bad.pt')
+        assert load_checkpoint(tmp_path / 'bad.pt') is not None     # the planner still loads
+
+    broken(lambda h: h.update(labels=dict(h['labels'], control_action=['go', 'stop'])),
+           'control_action')
+    broken(lambda h: h.update(state_dict={k: v for k, v in h['state_dict'].items()
+                                          if not k.startswith('classifiers.2')}),
+           r'missing weights \[.classifiers.2')
+    broken(lambda h: h.update(config=dict(h['config'], ego_dim=64)), 'ego_dim')
+    broken(lambda h: h.update(config=dict(h['config'], colour=1)), 'colour')
+    broken(lambda h: h.pop('labels'), 'labels')

@@ -5,15 +5,17 @@ import numpy as np
 import pytest
 import torch
 
+from vlmad_ros import labels
 from vlmad_ros import types as T
 from vlmad_ros.images import decode_jpeg, encode_jpeg
 from vlmad_ros.model import PlannerConfig, PlannerModel, save_checkpoint
 from vlmad_ros.model.checkpoint import default_checkpoint
+from vlmad_ros.model.heads import ActionHead, VLMADConfig
 from vlmad_ros.planner import (check_image, EgoStateEstimator, features_from_parts,
                                ImageSizeError, LatestWins, plan_poses, Planner, prepare_batch,
                                prepare_camera, prepare_features, resolve_device, RollingStats)
 from vlmad_ros.rig import load_rig
-from vlmad_ros.types import Command, EgoState, Observation, Trajectory
+from vlmad_ros.types import Command, EgoState, Explanation, Observation, Trajectory
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -98,6 +100,50 @@ def test_batch_norm_folding_keeps_outputs(tmp_path):
     path = save_checkpoint(tmp_path / 'm.pt', model)
     np.testing.assert_allclose(Planner.from_checkpoint(path).run_batch(batch)[T.TRAJ], want,
                                atol=1e-4)
+
+
+def test_explaining_planner_labels_equal_the_head_on_the_ego_feature(tmp_path):
+    torch.manual_seed(0)
+    model = PlannerModel(SMALL)
+    model.train()
+    obs = [observation(seed=5), observation(seed=6), observation(seed=7, rig='carla')]
+    batch = prepare_batch(obs, SMALL)
+    model(batch)                         # non-trivial batch-norm statistics (folded at load)
+    model.eval()
+    head = ActionHead(VLMADConfig(ego_dim=SMALL.d_model, d_model=32, ffn_dim=64, num_layers=1))
+    with torch.no_grad():
+        for clf in head.classifiers:    # sharper logits than the init: no near-ties
+            clf.weight.mul_(20.0)
+    head.eval()
+    path = save_checkpoint(tmp_path / 'explain.pt', model, action_head=head)
+    planner = Planner.from_checkpoint(path, explain=True)
+    assert planner.explains and 'action head' in planner.describe()
+    with torch.no_grad():               # the reference: the head module on the ego feature
+        out = model(batch)
+        want = [lg.softmax(-1).numpy() for lg in head(out[T.EGO_FEATURE])]
+    got = planner.explain_batch(obs)
+    assert len(got) == 3
+    for i, (traj, expl) in enumerate(got):
+        assert isinstance(traj, Trajectory) and isinstance(expl, Explanation)
+        np.testing.assert_allclose(traj.xy, out[T.TRAJ][i].numpy(), atol=1e-4)
+        for c, cat in enumerate(labels.LABEL_SETS):
+            np.testing.assert_allclose(expl.probs[cat], want[c][i], atol=1e-4)
+            assert expl.labels[cat] == int(np.argmax(want[c][i]))
+            assert expl.text(cat) == labels.LABEL_SETS[cat][expl.labels[cat]]
+    one_traj, one = planner.explain(obs[0])
+    assert one.labels == got[0][1].labels
+    # run_batch carries the probabilities only when explaining; planning is unchanged.
+    plain = Planner.from_checkpoint(path)
+    assert not plain.explains
+    assert set(plain.run_batch(batch)) == {T.TRAJ, T.HEADING, T.EGO_FEATURE}
+    np.testing.assert_allclose(plain.plan(obs[0]).xy, one_traj.xy, atol=1e-5)
+    with pytest.raises(RuntimeError, match='explain=True'):
+        plain.explain(obs[0])
+    headless = save_checkpoint(tmp_path / 'plain.pt', model)
+    with pytest.raises(ValueError, match='^explain: .*--keep-action-head'):
+        Planner.from_checkpoint(headless, explain=True)
+    assert Planner.random(SMALL, explain=True).explain(obs[0])[1].labels.keys() == set(
+        labels.LABEL_SETS)
 
 
 def test_from_options_refuses_without_a_checkpoint():

@@ -189,3 +189,79 @@ def test_bad_parameter_stops_startup_naming_it(ros_env, override, name):
     assert 'invalid parameter' in err and name in err, err[-2000:]
     if override.startswith('allow'):
         assert 'allow_random_weights' in err and 'vlmad train' in err   # says how to get one
+
+
+EXPLAINED = (1, 0, 4)   # move slowly, turn left, lane none
+
+
+def small_checkpoint(path, with_head):
+    """Write a tiny planner checkpoint whose head (if any) always says 'move slowly, turn left'."""
+    import torch
+    from vlmad_ros.model import PlannerConfig, PlannerModel, save_checkpoint
+    from vlmad_ros.model.heads import ActionHead, VLMADConfig
+    torch.manual_seed(0)
+    cfg = PlannerConfig(image_width=96, image_height=56, backbone_channels=(8, 16, 32),
+                        backbone_blocks=(0, 0, 1), d_model=32, ffn_dim=64, decoder_layers=1)
+    head = None
+    if with_head:
+        head = ActionHead(VLMADConfig(ego_dim=32, d_model=32, ffn_dim=64, num_layers=1))
+        with torch.no_grad():   # constant logits: the labels do not depend on the images
+            for clf, label in zip(head.classifiers, EXPLAINED):
+                clf.weight.zero_()
+                clf.bias.copy_(torch.nn.functional.one_hot(torch.tensor(label),
+                                                           clf.out_features) * 5.0)
+    return save_checkpoint(path, PlannerModel(cfg), action_head=head)
+
+
+def test_explain_publishes_driving_reasoning_with_each_plan(ros_env, tmp_path):
+    from vlmad_ros.msg import DrivingReasoning
+    ckpt = small_checkpoint(tmp_path / 'explain.pt', with_head=True)
+    proc = hp.start_node(ros_env, f'checkpoint:={ckpt}', 'explain:=true',
+                         'reliability:=reliable', 'diagnostics_period:=0.3')
+    h = hp.Harness(width=800, height=450)
+    reasons = h.collect(DrivingReasoning, '/vlmad/explanation')
+    try:
+        k = h.feed_until_path(proc, 70 * SEC)
+        paths = h.take_paths()                                 # the warm-up's plans count too
+        stamps = []
+        for j in range(4):
+            stamp = 70 * SEC + (k + j) * SEC // 10
+            stamps.append(stamp)
+            h.publish_set(stamp)
+            assert h.wait_for(lambda: stamp in {stamp_of(r) for r in reasons}
+                              and stamp in {stamp_of(p) for p in h.paths}, 15.0), j
+        paths += h.take_paths()
+        # One explanation per plan, with the plan's stamp: the same set of stamps.
+        assert h.wait_for(lambda: {stamp_of(r) for r in reasons} == {
+            stamp_of(p) for p in paths}, 5.0), (sorted(map(stamp_of, reasons)),
+                                                sorted(map(stamp_of, paths)))
+        assert len(reasons) == len(paths) and set(stamps) <= {stamp_of(p) for p in paths}
+        paths = {stamp_of(p): p for p in paths}
+        explained = {stamp_of(r): r for r in reasons}
+        for stamp in stamps:
+            r, p = explained[stamp], paths[stamp]
+            assert r.header.frame_id == p.header.frame_id == 'base_link'
+            assert (r.control_action, r.turn_action, r.lane_action) == EXPLAINED
+            assert r.control_action == DrivingReasoning.CONTROL_MOVE_SLOWLY
+            assert r.current_action.startswith('move slowly (') and 'turn left' in \
+                r.current_action and 'no lane change' in r.current_action
+            assert r.status == DrivingReasoning.STATUS_OK and r.teacher and not r.reasoning
+        assert h.wait_for(lambda: int((h.latest_status('sync') or [{}])[0].get(
+            'explanations_published', 0)) >= len(stamps), 5.0)
+    finally:
+        h.close()
+        rc, err = hp.stop_node(proc)
+    assert rc == 0, err[-2000:]
+
+
+def test_explain_without_an_action_head_stops_startup_naming_it(ros_env, tmp_path):
+    ckpt = small_checkpoint(tmp_path / 'planner_only.pt', with_head=False)
+    proc = hp.start_node(ros_env, f'checkpoint:={ckpt}', 'explain:=true')
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert 'invalid parameter' in err and 'explain' in err, err[-2000:]
+    assert '--keep-action-head' in err      # says how to get a checkpoint with the head

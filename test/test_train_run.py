@@ -8,7 +8,7 @@ import sys
 import helpers_data
 import pytest
 import torch
-from vlmad_ros.model import load_checkpoint
+from vlmad_ros.model import load_action_head, load_checkpoint
 from vlmad_ros.training import train
 import yaml
 
@@ -61,6 +61,8 @@ def test_tiny_run_lowers_the_loss_and_writes_a_deployable_checkpoint(data, tmp_p
     for name in ('best.pt', 'last.pt', 'checkpoints/epoch_006.pt'):
         ckpt = torch.load(out / name, weights_only=True)
         assert not any('heads' in k for k in ckpt['state_dict'])
+        assert 'action_head' not in ckpt
+    assert load_action_head(out / 'best.pt') is None
     model = load_checkpoint(out / 'best.pt')
     assert model.config.d_model == 32 and model.rig is not None
     assert model.checkpoint_extra['vlm_ad'] == {'align_weight': 1.0, 'action_weight': 0.1}
@@ -90,6 +92,25 @@ def test_baseline_ablations_and_ego_mlp(data, tmp_path):
     assert load_checkpoint(tmp_path / 'mlp' / 'best.pt').config.kind == 'ego_mlp'
     cfg = yaml.safe_load((tmp_path / 'mlp' / 'config.yaml').read_text())
     assert cfg['vlmad']['ego_dim'] == cfg['model']['d_model']
+
+
+def test_keep_action_head_ships_the_trained_head(data, tmp_path, capsys):
+    out = tmp_path / 'kept'
+    assert run(common(data, out, '--epochs', '1', '--q2-only', '--keep-action-head')) == 0
+    trained = torch.load(out / 'train_state.pt', weights_only=True)['model']
+    for name in ('best.pt', 'last.pt', 'checkpoints/epoch_001.pt'):
+        head = load_action_head(out / name)
+        assert head is not None, name
+        for k, v in head.state_dict().items():          # the weights training ended with
+            assert torch.equal(v, trained[f'heads.action.{k}']), (name, k)
+    model = load_checkpoint(out / 'best.pt')              # still the planner alone
+    assert model.config.d_model == head.config.ego_dim == 32
+    assert model.checkpoint_extra['keep_action_head'] is True
+    assert yaml.safe_load((out / 'config.yaml').read_text())['train']['keep_action_head']
+    # Nothing to keep without the action head: refused up front, naming the field.
+    for flag in ('--no-vlm-ad', '--q1-only'):
+        assert run(common(data, tmp_path / 'x', '--keep-action-head', flag)) == 2
+        assert 'keep_action_head' in capsys.readouterr().err
 
 
 def test_bad_options_name_the_field(data, tmp_path, capsys):

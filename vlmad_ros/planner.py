@@ -3,6 +3,10 @@ The planner without ROS (Observation -> Trajectory) and the feature builder for 
 
 `prepare_features` is the one place where images are resized to the model resolution and
 intrinsics scaled with them; training (dataset) and the node both call it, so they cannot drift.
+
+With `explain=True` the Planner also runs the checkpoint's VLM-AD action head on the ego feature
+of the same forward pass (a few microseconds, no second backbone pass) and returns its
+control / turn / lane labels beside each Trajectory.
 """
 from __future__ import annotations
 
@@ -16,14 +20,16 @@ from typing import Deque, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from vlmad_ros import labels
 from vlmad_ros import types as T
 from vlmad_ros.ego import EgoStateEstimator  # noqa: F401 (part of the planner API)
 from vlmad_ros.images import compressed_to_rgb, image_to_rgb, resize_rgb
-from vlmad_ros.model.checkpoint import default_checkpoint, load_checkpoint
+from vlmad_ros.model.checkpoint import default_checkpoint, load_action_head, load_checkpoint
 from vlmad_ros.model.config import PlannerConfig
+from vlmad_ros.model.heads import ActionHead, VLMADConfig
 from vlmad_ros.model.planner_model import build_model, fuse_batch_norms
 from vlmad_ros.rig import Camera, CameraRig
-from vlmad_ros.types import EgoState, Observation, Trajectory
+from vlmad_ros.types import EgoState, Explanation, Observation, Trajectory
 
 # An image may differ from its camera's aspect ratio by this much (DCT-scaled decodes round up:
 # 1600x900 at 1/8 is 200x113, 0.4 % off) before it counts as the wrong size.
@@ -34,6 +40,9 @@ NO_CHECKPOINT_HELP = (
     'no planner checkpoint: set the parameter/option "checkpoint" to a file written by '
     '`vlmad train` (or install the package default vlmad_ros/checkpoints/default.pt); '
     'for tests and benchmarks only, allow_random_weights:=true runs an untrained model')
+NO_ACTION_HEAD_HELP = (
+    'explain: checkpoint {path} has no action head to explain the plans with; train one with '
+    '`vlmad train --keep-action-head` (train.keep_action_head: true), or set explain:=false')
 
 
 class ImageSizeError(ValueError):
@@ -203,7 +212,7 @@ class Planner:
 
     def __init__(self, model: torch.nn.Module, device: str = 'cpu', fp16: bool = False,
                  num_threads: int = 0, channels_last: bool = True,
-                 source: str = 'memory'):
+                 source: str = 'memory', action_head: Optional[ActionHead] = None):
         if num_threads < 0:
             raise ValueError(f'num_threads: must be >= 0 (0 = torch default), got {num_threads}')
         if num_threads:
@@ -222,18 +231,41 @@ class Planner:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.source = source
         self.rig: Optional[CameraRig] = getattr(model, 'rig', None)
+        self.action_head: Optional[ActionHead] = None
+        if action_head is not None:
+            if action_head.config.ego_dim != self.config.d_model:
+                raise ValueError(f'explain: action head ego_dim {action_head.config.ego_dim} '
+                                 f"!= the planner's d_model {self.config.d_model}")
+            self.action_head = copy.deepcopy(action_head).eval().to(self.device)
+
+    @property
+    def explains(self) -> bool:
+        """Return whether run_batch also gives the action head's label probabilities."""
+        return self.action_head is not None
 
     @classmethod
-    def from_checkpoint(cls, path, **kwargs) -> 'Planner':
-        """Load a checkpoint of either kind (camera planner or ego MLP)."""
-        return cls(load_checkpoint(path), source=str(path), **kwargs)
+    def from_checkpoint(cls, path, explain: bool = False, **kwargs) -> 'Planner':
+        """
+        Load a checkpoint of either kind (camera planner or ego MLP).
+
+        explain: also load its action head; a checkpoint without one is a ValueError naming
+        `explain`, so a node asked to explain never silently plans without explaining.
+        """
+        head = None
+        if explain:
+            head = load_action_head(path)
+            if head is None:
+                raise ValueError(NO_ACTION_HEAD_HELP.format(path=path))
+        return cls(load_checkpoint(path), source=str(path), action_head=head, **kwargs)
 
     @classmethod
     def random(cls, config: Optional[PlannerConfig] = None, seed: int = 0,
-               **kwargs) -> 'Planner':
-        """Build an untrained model (tests and benchmarks only)."""
+               explain: bool = False, **kwargs) -> 'Planner':
+        """Build an untrained model, with an untrained action head if asked (tests, benchmarks)."""
         torch.manual_seed(seed)
-        return cls(build_model(config or PlannerConfig()), source='random weights', **kwargs)
+        model = build_model(config or PlannerConfig())
+        head = ActionHead(VLMADConfig(ego_dim=model.config.d_model)) if explain else None
+        return cls(model, source='random weights', action_head=head, **kwargs)
 
     @classmethod
     def from_options(cls, checkpoint: str = '', allow_random_weights: bool = False,
@@ -273,10 +305,16 @@ class Planner:
         cfg = self.config
         zoom = f' + {cfg.zoom_camera} zoom x{cfg.zoom:g}' if cfg.zoom else ''
         return (f'{cfg.kind} planner {cfg.image_width}x{cfg.image_height}{zoom} from '
-                f'{self.source} on {self.device}{" fp16" if self.fp16 else ""}')
+                f'{self.source} on {self.device}{" fp16" if self.fp16 else ""}'
+                f'{" + action head (explain)" if self.explains else ""}')
 
     def run_batch(self, batch: Dict[str, torch.Tensor]) -> Dict[str, np.ndarray]:
-        """Model outputs for a prepared batch, as numpy on the CPU."""
+        """
+        Model outputs for a prepared batch, as numpy on the CPU.
+
+        When explaining, also types.ACTION_PROBS[category] (B, classes): the action head's
+        softmax, computed from this very forward pass's ego feature.
+        """
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         if self.channels_last:
             imgs = batch[T.IMAGES]
@@ -286,6 +324,10 @@ class Planner:
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16,
                                                     enabled=self.fp16):
             out = self.model(batch)
+            if self.action_head is not None:
+                logits = self.action_head(out[T.EGO_FEATURE])
+                for cat, lg in zip(labels.LABEL_SETS, logits):
+                    out[T.ACTION_PROBS[cat]] = lg.float().softmax(-1)
         return {k: v.float().cpu().numpy() for k, v in out.items()}
 
     def plan_batch(self, observations: Sequence[Observation]) -> List[Trajectory]:
@@ -296,6 +338,29 @@ class Planner:
     def plan(self, obs: Observation) -> Trajectory:
         """One observation -> its trajectory in base_link."""
         return self.plan_batch([obs])[0]
+
+    def explain_batch(self, observations: Sequence[Observation]
+                      ) -> List[Tuple[Trajectory, Explanation]]:
+        """Plan and explain in one forward pass; needs a planner built with explain=True."""
+        if not self.explains:
+            raise RuntimeError('this Planner has no action head: build it with explain=True')
+        out = self.run_batch(prepare_batch(observations, self.config))
+        return [(Trajectory(xy=out[T.TRAJ][i], heading=out[T.HEADING][i]), e)
+                for i, e in enumerate(explanations(out))]
+
+    def explain(self, obs: Observation) -> Tuple[Trajectory, Explanation]:
+        """One observation -> its trajectory and the action head's labels for it."""
+        return self.explain_batch([obs])[0]
+
+
+def explanations(out: Dict[str, np.ndarray]) -> List[Explanation]:
+    """Per-sample Explanations from run_batch outputs (empty when the head did not run)."""
+    keys = [T.ACTION_PROBS[cat] for cat in labels.LABEL_SETS]
+    if not all(k in out for k in keys):
+        return []
+    n = len(out[keys[0]])
+    return [Explanation({cat: out[T.ACTION_PROBS[cat]][i] for cat in labels.LABEL_SETS})
+            for i in range(n)]
 
 
 # ---- Run-time helpers shared by the node and the benchmark (no ROS) -------------------------

@@ -22,6 +22,7 @@ ODOM = '/odom'
 PLAN = '/vlmad/plan'
 COMMAND = '/vlmad/command'
 REASONING = '/vlmad/reasoning'
+EXPLANATION = '/vlmad/explanation'            # planner_node explain: the student's labels
 OBJECTS = '/vlmad/ground_truth/objects'        # GroundTruthObjectArray in base_link
 TRAFFIC_LIGHTS = '/vlmad/ground_truth/traffic_lights'
 KEYFRAME = '/vlmad/keyframe'

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from vlmad_ros import labels as _labels
 from vlmad_ros.rig import CameraRig
 from vlmad_ros.topics import PLAN_DT, PLAN_STEPS
 
@@ -92,6 +93,38 @@ class Trajectory:
 
 
 @dataclasses.dataclass
+class Explanation:
+    """
+    The action head's reading of one plan: a label index per category, and its probabilities.
+
+    Categories and indices are those of vlmad_ros.labels (= DrivingReasoning's constants).
+    """
+
+    probs: Dict[str, np.ndarray]      # category -> (classes,) softmax of the head's logits
+
+    @property
+    def labels(self) -> Dict[str, int]:
+        """Category -> argmax label index."""
+        return {cat: int(np.argmax(p)) for cat, p in self.probs.items()}
+
+    def confidence(self, category: str) -> float:
+        return float(np.max(self.probs[category]))
+
+    def text(self, category: str) -> str:
+        return _labels.label_text(category, self.labels[category])
+
+    def describe(self) -> str:
+        """One line for people: 'move slowly (0.81); turn left (0.64); no lane change (0.97)'."""
+        none = {'turn_action': 'no turn', 'lane_action': 'no lane change'}
+        parts = []
+        for cat in _labels.LABEL_SETS:
+            text = self.text(cat)
+            parts.append(f'{none.get(cat, text) if text == "none" else text} '
+                         f'({self.confidence(cat):.2f})')
+        return '; '.join(parts)
+
+
+@dataclasses.dataclass
 class Observation:
     """Everything the planner sees at one instant."""
 
@@ -147,3 +180,7 @@ FUTURE_BOXES = 'future_boxes'   # (B, 6, N, 5) float32, NaN-padded
 TEXT_EMB = 'text_emb'           # (B, 3, D) float32 teacher text embeddings
 TEXT_VALID = 'text_valid'       # (B,) bool: a valid teacher record exists
 ACTION_LABELS = 'action_labels'  # (B, 3) int64, labels.UNKNOWN where absent
+# Model outputs beside TRAJ and HEADING.
+EGO_FEATURE = 'ego_feature'     # (B, D) float32, where the VLM-AD heads attach
+# Planner.run_batch with the action head: category -> (B, classes) float32 probabilities.
+ACTION_PROBS: Dict[str, str] = {cat: f'{cat}_probs' for cat in _labels.LABEL_SETS}

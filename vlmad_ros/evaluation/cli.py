@@ -9,6 +9,10 @@ by stamp), or, without either, from the packaged default checkpoint. Prints a ma
 (and one per scenario type when the bags name scenarios) and writes JSON:
 {"samples": N, "l2": {"avg_over_horizon": {"1s", "2s", "3s"}, "at_horizon": {...}},
  "collision": {same shape}, ...}; L2 in metres, collision in percent.
+
+A checkpoint that carries the VLM-AD action head (`vlmad train --keep-action-head`) is also
+scored against the teacher's labels of the data (DrivingReasoning records): "action_head" holds
+the accuracy, per-class counts and confusion matrix of control, turn and lane.
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ from vlmad_ros import topics
 from vlmad_ros import types as T
 from vlmad_ros.bagschema import bag_paths, read_messages, stamp_to_ns
 from vlmad_ros.evaluation.baselines import ConstantVelocityPlanner, HARD_CV_ERROR_M, is_hard
-from vlmad_ros.evaluation.metrics import markdown_table, PlanningMetrics
+from vlmad_ros.evaluation.metrics import (action_table, ActionMetrics, markdown_table,
+                                          PlanningMetrics)
 from vlmad_ros.topics import PLAN_DT, PLAN_STEPS
 
 NS = 1_000_000_000
@@ -189,6 +194,7 @@ class EvalReport:
     source: str
     unmatched: Dict[str, int] = dataclasses.field(default_factory=collections.Counter)
     read_stats: Dict = dataclasses.field(default_factory=dict)
+    actions: Optional[ActionMetrics] = None      # the action head vs the teacher, if any
 
     def to_json(self) -> Dict:
         res = self.metrics.compute()
@@ -200,6 +206,8 @@ class EvalReport:
         res['samples_without_plan'] = dict(self.unmatched)
         res['samples_without_full_future'] = self.metrics.skipped
         res['read_stats'] = self.read_stats
+        if self.actions is not None:
+            res['action_head'] = self.actions.compute()
         return res
 
 
@@ -234,11 +242,16 @@ def evaluate_plans(bags: Sequence[pathlib.Path], plans_path, topic: str = topics
 
 def evaluate_planner(bags: Sequence[pathlib.Path], planner, batch_size: int = 8,
                      cache_dir=None) -> EvalReport:
-    """Run a Planner (vlmad_ros.planner) on every sample of the bags and score it."""
+    """
+    Run a Planner (vlmad_ros.planner) on every sample of the bags and score it.
+
+    An explaining planner's action head is scored too, against the teacher's labels.
+    """
     import torch
     from vlmad_ros.data.dataset import BagDataset, collate, SCENARIO
     dataset = BagDataset(bags, planner.config, cache_dir=cache_dir)
-    report = EvalReport(PlanningMetrics(), planner.describe())
+    report = EvalReport(PlanningMetrics(), planner.describe(),
+                        actions=ActionMetrics() if getattr(planner, 'explains', False) else None)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
     for batch in loader:
         inputs = {k: batch[k] for k in MODEL_INPUTS}
@@ -247,6 +260,9 @@ def evaluate_planner(bags: Sequence[pathlib.Path], planner, batch_size: int = 8,
                                                           batch[T.TRAJ].numpy())]
         report.metrics.add_batch(out[T.TRAJ], batch[T.TRAJ], batch[T.FUTURE_BOXES],
                                  batch[SCENARIO], hard)
+        if report.actions is not None:
+            predicted = {cat: out[key].argmax(-1) for cat, key in T.ACTION_PROBS.items()}
+            report.actions.add_batch(predicted, batch[T.ACTION_LABELS], batch[T.TEXT_VALID])
     report.read_stats = dataset.stats.as_dict()
     return report
 
@@ -279,8 +295,24 @@ def print_report(report: EvalReport, name: str, out=sys.stdout) -> None:
     if res.get('collision_steps_skipped'):
         notes.append(f'collision steps skipped (ground truth collides): '
                      f'{res["collision_steps_skipped"]}')
+    if report.actions is not None:
+        acts = report.actions.compute()
+        if acts['frames_with_teacher_record']:
+            print(f'\n## action head vs teacher ({acts["frames_with_teacher_record"]} frames '
+                  'with a teacher record)', file=out)
+            print(action_table(acts), file=out)
+        else:
+            notes.append('the checkpoint carries an action head, but the data has no teacher '
+                         'labels to score it against (vlmad annotate)')
     for note in notes:
         print(f'\n{note}', file=out)
+
+
+def _carries_action_head(checkpoint: str) -> bool:
+    """Score the action head whenever the checkpoint to run (given or default) has one."""
+    from vlmad_ros.model.checkpoint import default_checkpoint, has_action_head
+    path = checkpoint or default_checkpoint()
+    return bool(path) and pathlib.Path(path).is_file() and has_action_head(path)
 
 
 def main(args) -> int:
@@ -300,7 +332,8 @@ def main(args) -> int:
             name = args.name or args.baseline
         else:
             from vlmad_ros.planner import Planner
-            planner = Planner.from_options(args.checkpoint, device=args.device)
+            planner = Planner.from_options(args.checkpoint, device=args.device,
+                                           explain=_carries_action_head(args.checkpoint))
             report = evaluate_planner(bags, planner, args.batch_size, args.cache_dir or None)
             name = args.name or (pathlib.Path(args.checkpoint).name if args.checkpoint
                                  else 'default.pt')

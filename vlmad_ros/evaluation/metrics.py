@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from vlmad_ros import labels
 from vlmad_ros.topics import PLAN_DT, PLAN_STEPS
 from vlmad_ros.types import Trajectory
 
@@ -256,6 +257,71 @@ class PlanningMetrics:
                    counted=list(state['counted']), scenarios=list(state['scenarios']),
                    hard=list(state.get('hard', [False] * len(state['l2']))),
                    skipped=int(state['skipped']))
+
+
+# JSON / table names of the label categories (labels.LABEL_SETS order).
+ACTION_CATEGORIES: Dict[str, str] = {'control': 'control_action', 'turn': 'turn_action',
+                                     'lane': 'lane_action'}
+
+
+class ActionMetrics:
+    """
+    The action head against the teacher: one confusion matrix per label category.
+
+    Rows are the teacher's label, columns the head's. Only frames with a teacher record and a
+    known label in that category count (the same frames the action loss trains on).
+    """
+
+    def __init__(self):
+        self.confusion = {short: np.zeros((len(labels.LABEL_SETS[cat]),) * 2, np.int64)
+                          for short, cat in ACTION_CATEGORIES.items()}
+        self.records = 0          # frames with a teacher record
+
+    def add_batch(self, predicted: Dict[str, np.ndarray], teacher, valid) -> None:
+        """predicted: category (control_action ...) -> (B,) label; teacher (B, 3); valid (B,)."""
+        teacher = _numpy(teacher).astype(np.int64)
+        valid = _numpy(valid).astype(bool)
+        self.records += int(valid.sum())
+        for i, (short, cat) in enumerate(ACTION_CATEGORIES.items()):
+            conf = self.confusion[short]
+            y, p = teacher[:, i], _numpy(predicted[cat]).astype(np.int64)
+            known = valid & (y >= 0) & (y < len(conf))
+            np.add.at(conf, (y[known], p[known]), 1)
+
+    def compute(self) -> Dict:
+        """{'frames_with_teacher_record': N, 'control' | 'turn' | 'lane': {...}} (JSON-ready)."""
+        out: Dict = {'frames_with_teacher_record': self.records}
+        for short, cat in ACTION_CATEGORIES.items():
+            conf = self.confusion[short]
+            n = int(conf.sum())
+            names = labels.LABEL_SETS[cat]
+            per_class = {}
+            for k, name in enumerate(names):
+                teacher = int(conf[k].sum())
+                per_class[name] = {'teacher': teacher, 'predicted': int(conf[:, k].sum()),
+                                   'correct': int(conf[k, k]),
+                                   'recall': conf[k, k] / teacher if teacher else float('nan')}
+            out[short] = {'samples': n,
+                          'accuracy': float(np.trace(conf) / n) if n else float('nan'),
+                          'labels': list(names), 'confusion': conf.tolist(),
+                          'per_class': per_class}
+        return out
+
+
+def action_table(res: Dict) -> str:
+    """Markdown: accuracy per category, then teacher/head/correct counts per label."""
+    lines = ['| category | N | accuracy [%] |', '|---|---:|---:|']
+    for short in ACTION_CATEGORIES:
+        acc = res[short]['accuracy']
+        text = f'{100 * acc:.1f}' if np.isfinite(acc) else '-'
+        lines.append(f'| {short} | {res[short]["samples"]} | {text} |')
+    lines += ['', '| category | label | teacher | head | correct |', '|---|---|---:|---:|---:|']
+    for short in ACTION_CATEGORIES:
+        for name, c in res[short]['per_class'].items():
+            if c['teacher'] or c['predicted']:
+                lines.append(f'| {short} | {name} | {c["teacher"]} | {c["predicted"]} | '
+                             f'{c["correct"]} |')
+    return '\n'.join(lines)
 
 
 def _numpy(a) -> np.ndarray:

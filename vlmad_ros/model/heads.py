@@ -1,8 +1,9 @@
 """
 VLM-AD's training-only heads and their losses (DESIGN section 1).
 
-They read the planner's ego feature and are supervised by the teacher's answers; they never
-ship in a checkpoint, so inference is unchanged.
+They read the planner's ego feature and are supervised by the teacher's answers. By default they
+never ship in a checkpoint, so inference is unchanged; the action head ships only when training
+is asked to keep it (`--keep-action-head`), for the planner to explain its plans.
 
     ego_feature (B, D) --proj--> memory (B, M, H)
     alignment head: 3 learnable queries x 3 decoder layers (8-head cross-attention) -> (B, 3, T)
@@ -128,6 +129,7 @@ class ActionHead(nn.Module):
 
     def __init__(self, cfg: VLMADConfig):
         super().__init__()
+        self.config = cfg                 # saved beside the weights (save_checkpoint)
         self.memory = EgoMemory(cfg)
         self.decoder = QueryDecoder(cfg, len(NUM_ACTION_CLASSES))
         self.classifiers = nn.ModuleList(nn.Linear(cfg.d_model, n) for n in NUM_ACTION_CLASSES)

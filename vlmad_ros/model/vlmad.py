@@ -3,9 +3,10 @@ The training wrapper: planner + training-only VLM-AD heads -> forward(batch) -> 
 
 total = planning loss + align_weight * alignment + action_weight * action   (DESIGN section 1)
 
-Only `self.planner` is ever exported (`export()` -> save_checkpoint of the planner alone), so
-a checkpoint never carries the heads and inference runs exactly the planner it would without
-VLM-AD.
+By default only `self.planner` is exported (`export()` -> save_checkpoint of the planner alone),
+so a checkpoint carries no head and inference runs exactly the planner it would without VLM-AD.
+`export(keep_action_head=True)` also stores the Q2 action head, for a planner that explains
+itself (planner_node `explain`); the alignment head never ships.
 """
 from __future__ import annotations
 
@@ -46,7 +47,18 @@ class VLMADModel(nn.Module):
         logs['loss'] = float(loss.detach())
         return loss, logs
 
+    @property
+    def action_head(self) -> Optional[nn.Module]:
+        return self.heads.action if self.heads is not None else None
+
     def export(self, path, rig: Optional[CameraRig] = None,
-               extra: Optional[Dict[str, Any]] = None) -> pathlib.Path:
-        """Write the planner alone as a deployable checkpoint (the heads stay behind)."""
-        return save_checkpoint(path, self.planner, rig=rig, extra=extra)
+               extra: Optional[Dict[str, Any]] = None,
+               keep_action_head: bool = False) -> pathlib.Path:
+        """Write the planner as a deployable checkpoint; the heads stay behind unless asked."""
+        head = None
+        if keep_action_head:
+            head = self.action_head
+            if head is None:
+                raise ValueError('keep_action_head: this model has no action head '
+                                 '(VLMADConfig.action_weight is 0 or the heads are off)')
+        return save_checkpoint(path, self.planner, rig=rig, extra=extra, action_head=head)

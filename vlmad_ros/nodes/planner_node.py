@@ -11,6 +11,10 @@ libjpeg-turbo releases the GIL), runs the model and publishes. They meet in a La
 complete set that arrives while the worker is busy replaces the waiting one (counted), so
 latency stays bounded when the model is slower than the cameras, and a replaced set costs no
 decoding.
+
+With `explain:=true` the worker also runs the checkpoint's VLM-AD action head on the ego feature
+of the same forward pass and publishes its control / turn / lane labels as DrivingReasoning,
+with the plan's header, on `explanation_topic`.
 """
 from __future__ import annotations
 
@@ -34,20 +38,21 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from vlmad_ros import topics
 from vlmad_ros.images import ImageConversionError
-from vlmad_ros.msg import DrivingCommand
+from vlmad_ros.msg import DrivingCommand, DrivingReasoning
 # Short names keep the PARAMETERS table below readable.
 from vlmad_ros.nodes.common import describe as _d, float_range as _frange
 from vlmad_ros.nodes.common import int_range as _irange, LogThrottle, ParameterError
 from vlmad_ros.nodes.common import RELIABILITY, run_node
-from vlmad_ros.planner import (collate, EgoStateEstimator, features_from_parts, ImageSizeError,
-                               LatestWins, order_views, plan_poses, Planner, RateMeter,
-                               RollingStats)
+from vlmad_ros.planner import (collate, EgoStateEstimator, explanations, features_from_parts,
+                               ImageSizeError, LatestWins, order_views, plan_poses, Planner,
+                               RateMeter, RollingStats)
 from vlmad_ros.rig import CAMERA_NAMES, CameraRig, load_rig
 from vlmad_ros.sync import ApproximateTimeSynchronizer
-from vlmad_ros.types import Command, Trajectory
+from vlmad_ros.types import Command, Explanation, Trajectory
 
 NODE_NAME = 'planner_node'
 TRANSPORTS = ('compressed', 'raw')
+EXPLAINER = 'vlmad_ros action head'    # DrivingReasoning.teacher of the node's explanations
 
 
 # name -> (default, descriptor). Defaults equal config/planner.yaml.
@@ -72,6 +77,12 @@ PARAMETERS = {
                                    'message, transformed with the synchronised pose')),
     'publish_markers': (False, _d('also publish a MarkerArray of the plan')),
     'marker_topic': ('/vlmad/plan_markers', _d('MarkerArray topic')),
+    'explain': (False, _d("also run the checkpoint's VLM-AD action head (~0.5 ms on a CPU) and "
+                          'publish its control/turn/lane labels as DrivingReasoning with each '
+                          'plan; the checkpoint must carry the head (vlmad train '
+                          '--keep-action-head)')),
+    'explanation_topic': (topics.EXPLANATION, _d('output vlmad_ros/DrivingReasoning (when '
+                                                 'explain)')),
     'reliability': ('best_effort', _d('subscription QoS reliability: best_effort (sensor data) '
                                       'or reliable (e.g. the CARLA bridge)')),
     'qos_depth': (5, _d('subscription queue depth', **_irange(1, 1000))),
@@ -132,7 +143,8 @@ def validate(values: Dict[str, object]) -> Settings:
     for name in ('slop', 'reset_after', 'stale_timeout', 'diagnostics_period'):
         if not float(v[name]) > 0:
             raise ParameterError(f'{name}: must be > 0, got {v[name]}')
-    for name in ('odom_topic', 'command_topic', 'plan_topic'):
+    for name in ('odom_topic', 'command_topic', 'plan_topic') + (
+            ('explanation_topic',) if v['explain'] else ()):
         if not v[name]:
             raise ParameterError(f'{name}: must not be empty')
     return Settings(v)
@@ -180,7 +192,7 @@ class PlannerNode(Node):
         try:
             self.planner = Planner.from_options(
                 checkpoint=s.checkpoint, allow_random_weights=s.allow_random_weights,
-                device=s.device, num_threads=s.num_threads, fp16=s.fp16)
+                device=s.device, num_threads=s.num_threads, fp16=s.fp16, explain=s.explain)
         except FileNotFoundError as err:
             msg = str(err)
             raise ParameterError(msg if msg.startswith('checkpoint') else
@@ -211,6 +223,7 @@ class PlannerNode(Node):
         self.stage = {k: RollingStats() for k in ('decode', 'sync', 'model', 'publish')}
         self.latency = RollingStats()
         self.published = 0
+        self.explained = 0
         self.start_time = time.monotonic()
 
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=s.qos_depth,
@@ -232,6 +245,8 @@ class PlannerNode(Node):
         self.plan_pub = self.create_publisher(Path, s.plan_topic, 10)
         self.marker_pub = (self.create_publisher(MarkerArray, s.marker_topic, 10)
                            if s.publish_markers else None)
+        self.explanation_pub = (self.create_publisher(DrivingReasoning, s.explanation_topic, 10)
+                                if s.explain else None)
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.create_timer(s.diagnostics_period, self._publish_diagnostics)
         self._decode_pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix='decode')
@@ -241,7 +256,8 @@ class PlannerNode(Node):
         self.get_logger().info(
             f'{self.planner.describe()}; rig {self.rig.name}; {n} cameras '
             f'({",".join(sorted(set(s.camera_transports)))}), odometry {s.odom_topic} -> '
-            f'{s.plan_topic} in {s.plan_frame}')
+            f'{s.plan_topic} in {s.plan_frame}'
+            + (f', explanations -> {s.explanation_topic}' if s.explain else ''))
 
     # ---- set-up helpers ---------------------------------------------------------------------
 
@@ -364,14 +380,17 @@ class PlannerNode(Node):
         out = self.planner.run_batch(batch)
         traj = Trajectory(xy=out['traj'][0], heading=out['heading'][0])
         t1 = time.perf_counter()
-        self._publish(traj, cams[0].stamp_ns, odom)
+        header = self._publish(traj, cams[0].stamp_ns, odom)
+        if self.explanation_pub is not None:
+            self._publish_explanation(explanations(out)[0], header)
         t2 = time.perf_counter()
         self.stage['model'].add(t1 - t_decoded)
         self.stage['publish'].add(t2 - t1)
         self.latency.add(t2 - t_arrival)
         self.published += 1
 
-    def _publish(self, traj: Trajectory, stamp_ns: int, odom: OdomPart) -> None:
+    def _publish(self, traj: Trajectory, stamp_ns: int, odom: OdomPart):
+        """Publish the Path (and markers); returns its header for the explanation."""
         if self.settings.plan_frame == 'odom':
             poses = plan_poses(traj, odom.position, odom.orientation)
             frame = odom.frame_id or topics.ODOM_FRAME
@@ -392,6 +411,21 @@ class PlannerNode(Node):
         self.plan_pub.publish(path)
         if self.marker_pub is not None:
             self.marker_pub.publish(self._markers(path))
+        return path.header
+
+    def _publish_explanation(self, explanation: Explanation, header) -> None:
+        """Publish the head's labels with the plan's header, so a viewer pairs them by stamp."""
+        msg = DrivingReasoning(header=header)
+        msg.current_action = explanation.describe()     # labels + confidences, for people
+        msg.future_action = msg.reasoning = ''          # free text is the teacher's, not ours
+        labels = explanation.labels
+        msg.control_action = labels['control_action']
+        msg.turn_action = labels['turn_action']
+        msg.lane_action = labels['lane_action']
+        msg.teacher, msg.prompt_version = EXPLAINER, ''
+        msg.status = DrivingReasoning.STATUS_OK
+        self.explanation_pub.publish(msg)
+        self.explained += 1
 
     @staticmethod
     def _markers(path: Path) -> MarkerArray:
@@ -454,7 +488,8 @@ class PlannerNode(Node):
                            ('success_ratio', f'{st.success_ratio:.3f}'),
                            ('dropped_from_queue', st.dropped), ('resets', st.resets),
                            ('replaced_sets', self.slot.replaced),
-                           ('plans_published', self.published)):
+                           ('plans_published', self.published),
+                           ('explanations_published', self.explained)):
             sync.values.append(KeyValue(key=key, value=str(value)))
         statuses.append(sync)
 

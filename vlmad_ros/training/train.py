@@ -3,19 +3,23 @@
 
     vlmad train --data BAG_OR_DIR... --out RUN_DIR [--no-vlm-ad | --q1-only | --q2-only]
                 [--model planner|ego_mlp] [--config FILE] [--val-data ...] [--resume]
+                [--keep-action-head]
     torchrun --nproc_per_node N -m vlmad_ros.training.train --data ... --out ...   (DDP)
 
 Reads top to bottom like nanoGPT's train.py: config -> data -> text targets -> model ->
 optimizer (AdamW, warm-up + cosine) -> loop (train, validate with the shared metrics,
 checkpoint). RUN_DIR receives config.yaml, TensorBoard events, metrics.jsonl, deployable
 planner-only checkpoints (checkpoints/epoch_NNN.pt, best.pt by validation L2, last.pt) and
-train_state.pt (model + heads + optimizer, for --resume).
+train_state.pt (model + heads + optimizer, for --resume). With --keep-action-head
+(train.keep_action_head) the deployable checkpoints also carry the Q2 action head, for
+planner_node's `explain`.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -63,6 +67,9 @@ class TrainConfig:
     text_cache_only: bool = False
     log_images: int = 4           # validation samples drawn to TensorBoard per epoch
     keep_epoch_checkpoints: bool = True
+    # Also store the trained Q2 action head in the deployable checkpoints (planner_node
+    # `explain`); off so that default checkpoints stay planner-only.
+    keep_action_head: bool = False
 
     def __post_init__(self):
         for name in ('epochs', 'batch_size'):
@@ -107,6 +114,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     aux.add_argument('--q1-only', action='store_true', help='alignment head only (no actions)')
     aux.add_argument('--q2-only', action='store_true', help='action head only (no text)')
     parser.add_argument('--resume', action='store_true', help='continue RUN_DIR/train_state.pt')
+    parser.add_argument('--keep-action-head', action='store_true', default=None,
+                        help='store the trained action head in the checkpoints too, so the '
+                             'planner can explain its plans (overrides train.keep_action_head)')
     parser.add_argument('--cache-dir', default='',
                         help='decoded-sample cache (default: $VLMAD_CACHE or ~/.cache/vlmad_ros)')
     parser.add_argument('--text-cache', default='',
@@ -134,7 +144,7 @@ def resolve_configs(args) -> Dict[str, Any]:
                              '(use train:, model:, vlmad:)')
     train = dict(raw.get('train') or {})
     for name in ('epochs', 'batch_size', 'lr', 'seed', 'device', 'threads', 'num_workers',
-                 'text_encoder'):
+                 'text_encoder', 'keep_action_head'):
         if getattr(args, name, None) is not None:
             train[name] = getattr(args, name)
     if getattr(args, 'text_cache_only', False):
@@ -153,6 +163,9 @@ def resolve_configs(args) -> Dict[str, Any]:
     pc = _from_dict(PlannerConfig, model, 'model')
     vlmad.setdefault('ego_dim', pc.d_model)
     vc = _from_dict(VLMADConfig, vlmad, 'vlmad')
+    if tc.keep_action_head and not vc.use_action:
+        raise ValueError('train.keep_action_head (--keep-action-head) needs the action head: '
+                         'vlmad.action_weight > 0, not --no-vlm-ad or --q1-only')
     return {'train': tc, 'model': pc, 'vlmad': vc}
 
 
@@ -506,7 +519,9 @@ def main(args) -> int:
     rig = _first_rig(train_bags) if master else None
     meta = {'data': [str(p) for p in train_bags], 'seed': tc.seed,
             'vlm_ad': {'align_weight': vc.align_weight, 'action_weight': vc.action_weight},
-            'text_encoder': tc.text_encoder if vc.use_alignment else ''}
+            'text_encoder': tc.text_encoder if vc.use_alignment else '',
+            'keep_action_head': tc.keep_action_head}
+    export = functools.partial(model.export, rig=rig, keep_action_head=tc.keep_action_head)
 
     # -- loop
     from tqdm import tqdm
@@ -565,13 +580,13 @@ def main(args) -> int:
                 meta_epoch['val'] = {'l2_avg': score, 'samples': res['samples']}
                 if score < best:
                     best = score
-                    model.export(out_dir / 'best.pt', rig=rig, extra=meta_epoch)
+                    export(out_dir / 'best.pt', extra=meta_epoch)
                     record['best'] = True
             else:
-                model.export(out_dir / 'best.pt', rig=rig, extra=meta_epoch)
+                export(out_dir / 'best.pt', extra=meta_epoch)
             if tc.keep_epoch_checkpoints:
-                model.export(ckpt_dir / f'epoch_{epoch + 1:03d}.pt', rig=rig, extra=meta_epoch)
-            model.export(out_dir / 'last.pt', rig=rig, extra=meta_epoch)
+                export(ckpt_dir / f'epoch_{epoch + 1:03d}.pt', extra=meta_epoch)
+            export(out_dir / 'last.pt', extra=meta_epoch)
             torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
                         'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict(),
                         'epoch': epoch + 1, 'global_step': global_step, 'best': best,
