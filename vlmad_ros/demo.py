@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='give up after this many wall seconds')
     parser.add_argument('--no-video', action='store_true', help='skip the GIF and the PNG')
     parser.add_argument('--image-size', default='', metavar='WxH',
-                        help='rendered camera size (default: config/sim.yaml, 480x270); '
+                        help='rendered camera size (default: config/sim.yaml, 800x450); '
                              'e.g. the size a checkpoint was trained at')
 
 

@@ -158,9 +158,10 @@ def order_views(per_camera: Sequence[Sequence[tuple]]) -> List[tuple]:
     return [v[0] for v in per_camera] + [x for v in per_camera for x in v[1:]]
 
 
-def prepare_features(obs: Observation, config: PlannerConfig) -> Dict[str, np.ndarray]:
-    """Observation -> unbatched numpy features (keys of vlmad_ros.types, no batch axis)."""
-    per_cam = [camera_views(cam, img, config.image_size, config.zoom, config.zoom_camera)
+def prepare_features(obs: Observation, views) -> Dict[str, np.ndarray]:
+    """Observation -> unbatched numpy features at `views` (PlannerConfig, ViewSpec or size)."""
+    v = ViewSpec.of(views)
+    per_cam = [camera_views(cam, img, v.image_size, v.zoom, v.zoom_camera)
                for cam, img in zip(obs.rig.cameras, obs.images)]
     return features_from_parts(order_views(per_cam), obs.ego, obs.command)
 

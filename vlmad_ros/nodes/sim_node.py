@@ -57,9 +57,10 @@ class SimConfig:
     duration: float = 15.0          # [s] simulated, per episode
     physics_dt: float = 0.1         # [s]
     camera_period: float = 0.2      # [s] a multiple of physics_dt
-    image_width: int = 480          # rendered camera size (the rig is scaled to it)
-    image_height: int = 270
-    jpeg_quality: int = 85
+    image_width: int = 800          # rendered camera size (the rig is scaled to it): the
+                                    # benchmark's recording size, which the planner was trained on
+    image_height: int = 450
+    jpeg_quality: int = 90         # as `vlmad synth` records
     rig: str = 'nuscenes'
     bridge_topics: bool = False     # publish under the CARLA bridge's names and encodings
     role_name: str = carla.ROLE_NAME

@@ -42,9 +42,9 @@ class LoopConfig:
 
     physics_dt: float = 0.1          # [s]
     camera_period: float = 0.2       # [s] a plan every this
-    image_width: int = 480           # rendered camera size (the rig scaled to it)
-    image_height: int = 270
-    jpeg_quality: int = 85
+    image_width: int = 800           # rendered camera size (the rig scaled to it)
+    image_height: int = 450
+    jpeg_quality: int = 90
     rig: str = 'nuscenes'
 
     @property
