@@ -5,7 +5,7 @@ that has no text encoder (`vlmad train --text-cache-only`, experiments/benchmark
 
     experiments/benchmark/embed_texts.py --data DIR... --out TEXT_CACHE_DIR [--fp16]
 
-The texts are read straight from the bags' DrivingReasoning records (no image decoding).
+The texts are read straight from the bags' DrivingReasoning records (that topic only).
 --fp16 halves the file (embeddings are unit vectors; the largest change is ~5e-4 per
 component), to fit the device tool's transfer limit; say so where its results are reported.
 """
@@ -14,16 +14,17 @@ import pathlib
 import sys
 
 import numpy as np
-from vlmad_ros.bagschema import bag_paths
-from vlmad_ros.data.reader import read_samples
+from vlmad_ros import topics
+from vlmad_ros.bagschema import bag_paths, read_messages
+from vlmad_ros.labels import TEXT_FIELDS
 from vlmad_ros.training.text_encoder import TextEmbeddingCache
 
 
 def teacher_texts(bags):
+    """Every text field of every DrivingReasoning record (only that topic is read)."""
     for bag in bags:
-        for sample in read_samples(bag):
-            if sample.reasoning is not None:
-                yield from sample.reasoning.texts
+        for _, _, msg in read_messages(bag, topics=[topics.REASONING]):
+            yield from (str(getattr(msg, field)) for field in TEXT_FIELDS)
 
 
 def main() -> int:

@@ -61,14 +61,15 @@ def log(msg: str, out: pathlib.Path) -> None:
         f.write(line + '\n')
 
 
-def make_data(data: pathlib.Path, scale: float, workers: int, out: pathlib.Path) -> None:
+def make_data(data: pathlib.Path, scale: float, workers: int, out: pathlib.Path,
+              no_ablation: bool = False) -> None:
     cmd = VLMAD + ['benchmark', '--make-data', str(data), '--splits', 'train', 'val',
                    '--workers', str(workers), '--scale', str(scale)]
     subprocess.run(cmd, check=True)
     # The ablation: the same train scenes without knocks (vlmad synth + rule annotation).
     from vlmad_ros.benchmark.spec import SPLITS
     raw, final = data / 'raw_norecovery', data / 'train_norecovery'
-    if not (final / 'DONE').is_file():
+    if not no_ablation and not (final / 'DONE').is_file():
         args = SPLITS['train'].synth_args(scale * NORECOVERY_FRACTION)
         args[args.index('--perturb') + 1] = '0'
         subprocess.run(VLMAD + ['synth', *args, '--out', str(raw), '--workers', str(workers),
@@ -151,6 +152,8 @@ def main() -> int:
     p.add_argument('--scale', type=float, default=1.0)
     p.add_argument('--epochs', type=int, default=12)
     p.add_argument('--workers', type=int, default=os.cpu_count() or 2)
+    p.add_argument('--no-ablation', action='store_true',
+                   help='skip the no-recovery split (and its run)')
     p.add_argument('--device', default='cuda', help='cpu for a trial run of this script')
     p.add_argument('--runs', nargs='*', default=None, metavar='VARIANT_sSEED',
                    help='only these runs (default: all of RUNS)')
@@ -159,7 +162,7 @@ def main() -> int:
     out, work = pathlib.Path(args.out), pathlib.Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
     data, cache_dir, runs = work / 'data', work / 'cache', work / 'runs'
-    make_data(data, args.scale, args.workers, out)
+    make_data(data, args.scale, args.workers, out, args.no_ablation)
     log(f'data {time.time() - t0:.0f} s', out)
     n = build_caches(data, cache_dir, args.workers)
     log(f'caches: {n} samples, {time.time() - t0:.0f} s', out)
@@ -186,6 +189,9 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             os.killpg(pr.pid, signal.SIGKILL)
         log(f'{name}: exit {pr.returncode}', out)
+        if pr.returncode:
+            tail = (runs / f'{name}.log').read_text(errors='replace')[-1500:]
+            log(f'{name} log tail:\n{tail}', out)
     log(f'training done {time.time() - t0:.0f} s', out)
     if args.device == 'cuda':
         smi = subprocess.run(['nvidia-smi', '--query-gpu=name,memory.total', '--format=csv'],

@@ -514,8 +514,7 @@ def main(args) -> int:
     if master:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / 'config.yaml').write_text(yaml.safe_dump(resolved, sort_keys=False))
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(out_dir / 'tensorboard'))
+        writer = make_writer(out_dir / 'tensorboard', log)
     rig = _first_rig(train_bags) if master else None
     meta = {'data': [str(p) for p in train_bags], 'seed': tc.seed,
             'vlm_ad': {'align_weight': vc.align_weight, 'action_weight': vc.action_weight},
@@ -617,6 +616,24 @@ def main(args) -> int:
         torch.distributed.destroy_process_group()
     log(f'[done] {out_dir / "best.pt"} (best val L2 avg {best:.3f} m)')
     return 0
+
+
+class _NoWriter:
+    """Stands in for SummaryWriter where TensorBoard does not import (metrics.jsonl stays)."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def make_writer(path: pathlib.Path, log=print):
+    """TensorBoard's SummaryWriter, or a no-op with a warning when tensorboard is broken."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+        return SummaryWriter(str(path))
+    except Exception as err:  # a tensorboard/protobuf/numpy mismatch must not stop training
+        log(f'[warn] TensorBoard unavailable ({type(err).__name__}: {err}); '
+            'metrics.jsonl still records every epoch')
+        return _NoWriter()
 
 
 def _first_rig(bags):
