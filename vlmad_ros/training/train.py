@@ -203,8 +203,8 @@ def resolve_device(name: str, local_rank: int) -> torch.device:
     if name.startswith('cuda'):
         if not torch.cuda.is_available():
             raise ValueError(f'train.device: {name!r} requested but CUDA is not available')
-        if name == 'cuda' and int(os.environ.get('WORLD_SIZE', '1')) > 1:
-            name = f'cuda:{local_rank}'
+        if name == 'cuda':   # an explicit index: torch.cuda.set_device needs one
+            name = f'cuda:{local_rank if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0}'
     elif name != 'cpu':
         raise ValueError(f'train.device must be cpu, cuda, cuda:N or auto, got {name!r}')
     return torch.device(name)
