@@ -143,12 +143,14 @@ class Vehicle:
         self.v = v_new
         if self.lc_t >= 0:
             # Cubic Hermite from (d0, v0) to (0, 0) over lc_time: a lane change has v0 = 0.
+            # The d0 terms keep the lane change's original arithmetic, so that v0 = 0 gives
+            # bit-identical offsets and speeds (recorded bags stay byte-for-byte the same).
             self.lc_t += dt
             big_t = self.lc_time
             u = min(1.0, self.lc_t / big_t)
-            self.d = (self.lc_d0 * (1 - 3 * u * u + 2 * u ** 3)
+            self.d = (self.lc_d0 * (1.0 - (3 * u * u - 2 * u ** 3))
                       + big_t * self.lc_v0 * (u - 2 * u * u + u ** 3))
-            self.v_lat = (self.lc_d0 * (-6 * u + 6 * u * u) / big_t
+            self.v_lat = (-self.lc_d0 * 6 * u * (1 - u) / big_t
                           + self.lc_v0 * (1 - 4 * u + 3 * u * u))
             if u >= 1.0:
                 self.lc_t, self.d, self.v_lat = -1.0, 0.0, 0.0

@@ -405,7 +405,7 @@ def main(args) -> int:
 
     # -- data (rank 0 builds the sample caches first; the others then read them)
     from vlmad_ros.bagschema import bag_paths
-    from vlmad_ros.data.dataset import BagDataset
+    from vlmad_ros.data.dataset import BagDataset, TEXTS
     from vlmad_ros.training.text_encoder import default_cache_dir
     cache_dir = args.cache_dir or None
     try:
@@ -446,13 +446,22 @@ def main(args) -> int:
                                             log=log, cache_only=tc.text_cache_only)
             if dist_info.enabled:
                 torch.distributed.barrier()
-        if not table:
+        if not table and tc.text_cache_only and any(
+                rec for c in full_train.caches for rec in c.meta[TEXTS]):
+            # Teacher texts exist but none is cached: every frame trains without the
+            # alignment loss (the action head still reads the records).
+            log('[text] cache only: no teacher text is cached; training without the '
+                'alignment loss (Q1)')
+            vc = dataclasses.replace(vc, align_weight=0.0)
+            use_heads = vc.use_alignment or vc.use_action
+        elif not table:
             print('vlmad train: the alignment head needs DrivingReasoning records in the '
                   'training bags (run `vlmad annotate`), or pass --no-vlm-ad / --q2-only',
                   file=sys.stderr)
             return 2
-        text_dim = len(next(iter(table.values())))
-        vc = dataclasses.replace(vc, text_dim=text_dim)
+        else:
+            text_dim = len(next(iter(table.values())))
+            vc = dataclasses.replace(vc, text_dim=text_dim)
     n_records = int(sum(np.sum(c.arrays['text_valid']) for c in full_train.caches
                         if c.count)) if full_train.caches else 0
     if vc.use_action and not vc.use_alignment and n_records == 0:
