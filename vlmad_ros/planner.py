@@ -104,7 +104,7 @@ class ViewSpec:
 
 def zoom_view(camera: Camera, image: np.ndarray, zoom: float) -> Tuple[Camera, np.ndarray]:
     """
-    The central 1/zoom of a camera image as a camera of its own (a digital telephoto).
+    Cut the central 1/zoom of a camera image out as a camera of its own (a digital telephoto).
 
     The window is cut at whole pixels of the image as decoded (any DCT scale), and the returned
     camera's intrinsics describe exactly that window, so the ray encoding stays exact.
@@ -128,8 +128,10 @@ def decode_size(camera_name: str, image_size: Tuple[int, int], zoom: float = 0.0
 def camera_views(camera: Camera, image: np.ndarray, image_size: Tuple[int, int],
                  zoom: float = 0.0, zoom_camera: str = '') -> List[tuple]:
     """
-    One camera's views at model resolution: the whole frame, plus the zoom view when it is
-    the zoom camera. Each view is (image (3, H, W) uint8, K (3, 3), cam_to_base (4, 4)).
+    Return one camera's views at model resolution.
+
+    The whole frame, plus the zoom view when it is the zoom camera. Each view is
+    (image (3, H, W) uint8, K (3, 3), cam_to_base (4, 4)).
     """
     views = [prepare_camera(camera, image, image_size)]
     if zoom > 0 and camera.name == zoom_camera:

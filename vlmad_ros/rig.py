@@ -101,7 +101,7 @@ class Camera:
             cx=self.cx * sx, cy=self.cy * sy)
 
     def cropped(self, x0: int, y0: int, width: int, height: int, name: str = '') -> 'Camera':
-        """Return the camera of a pixel window (x0, y0, width, height): same pose, shifted centre."""
+        """Return the camera of a pixel window (x0, y0, w, h): same pose, shifted centre."""
         return dataclasses.replace(self, name=name or self.name, width=int(width),
                                    height=int(height), cx=self.cx - x0, cy=self.cy - y0)
 

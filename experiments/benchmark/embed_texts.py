@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """
-Embed the teacher texts of annotated bags into a text-embedding cache folder, for a machine
-that has no text encoder (`vlmad train --text-cache-only`, experiments/benchmark/gpu_run.py).
+Embed the teacher texts of annotated bags into a text-embedding cache folder.
+
+For a machine that has no text encoder (`vlmad train --text-cache-only`).
 
     experiments/benchmark/embed_texts.py --data DIR... --out TEXT_CACHE_DIR [--fp16]
 

@@ -50,8 +50,8 @@ VARIANTS = {
 # perturbed ones (~8,600) and the comparison is not one of data size.
 NORECOVERY_FRACTION = 0.5
 RUNS = ([('baseline', s) for s in (0, 1, 2)] + [('vlmad', s) for s in (0, 1, 2)]
-        + [('ego_mlp', s) for s in (0, 1, 2)] + [('q1', 0), ('q2', 0),
-                                                  ('baseline_norecovery', 0)])
+        + [('ego_mlp', s) for s in (0, 1, 2)]
+        + [('q1', 0), ('q2', 0), ('baseline_norecovery', 0)])
 
 
 def log(msg: str, out: pathlib.Path) -> None:

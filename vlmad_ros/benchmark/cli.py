@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--workers', type=int, default=max(1, (os.cpu_count() or 2)),
                         help='processes for recording and annotating')
     parser.add_argument('--scale', type=float, default=1.0,
-                        help='record this fraction of each split\'s scenes (trials only)')
+                        help="record this fraction of each split's scenes (trials only)")
     parser.add_argument('--data', default='', metavar='DIR', help='benchmark data (--make-data)')
     parser.add_argument('--split', choices=('val', 'test'), default='val',
                         help='split to score (keep test for the final numbers)')
@@ -145,7 +145,7 @@ def _policies(args, planners: Dict[str, object]) -> Dict[str, object]:
 
 
 def markdown(results: Dict) -> str:
-    """The two tables of a run."""
+    """Format a run's open- and closed-loop tables as markdown."""
     lines = []
     if 'open_loop' in results:
         lines += [f'### Open loop, {results["split"]} split ({results["version"]})', '',

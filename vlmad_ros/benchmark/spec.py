@@ -56,7 +56,7 @@ SPLITS: Dict[str, SplitSpec] = {
 
 
 def closed_loop_episodes(split: str) -> List[EpisodeSpec]:
-    """The closed-loop episodes of a split ('val' or 'test'), in a fixed order."""
+    """Return the closed-loop episodes of a split ('val' or 'test'), in a fixed order."""
     if split not in CLOSED_LOOP_SEED_BASE:
         raise ValueError(f'closed-loop split must be one of {sorted(CLOSED_LOOP_SEED_BASE)}, '
                          f'got {split!r}')

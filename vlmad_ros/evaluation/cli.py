@@ -256,8 +256,8 @@ def evaluate_planner(bags: Sequence[pathlib.Path], planner, batch_size: int = 8,
     for batch in loader:
         inputs = {k: batch[k] for k in MODEL_INPUTS}
         out = planner.run_batch(inputs)
-        hard = [is_hard(e[0], e[1], gt) for e, gt in zip(batch[T.EGO].numpy(),
-                                                          batch[T.TRAJ].numpy())]
+        egos, gts = batch[T.EGO].numpy(), batch[T.TRAJ].numpy()
+        hard = [is_hard(e[0], e[1], gt) for e, gt in zip(egos, gts)]
         report.metrics.add_batch(out[T.TRAJ], batch[T.TRAJ], batch[T.FUTURE_BOXES],
                                  batch[SCENARIO], hard)
         if report.actions is not None:

@@ -227,7 +227,7 @@ class PlanningMetrics:
         }
 
     def compute_hard(self) -> Dict:
-        """The hard subset (evaluation.baselines.is_hard): futures ego state cannot predict."""
+        """Compute the hard subset (baselines.is_hard): futures ego state cannot predict."""
         return self.compute(np.array(self.hard, dtype=bool))
 
     def by_scenario(self) -> Dict[str, Dict]:

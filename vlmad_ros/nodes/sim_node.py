@@ -57,8 +57,8 @@ class SimConfig:
     duration: float = 15.0          # [s] simulated, per episode
     physics_dt: float = 0.1         # [s]
     camera_period: float = 0.2      # [s] a multiple of physics_dt
-    image_width: int = 800          # rendered camera size (the rig is scaled to it): the
-                                    # benchmark's recording size, which the planner was trained on
+    # Rendered camera size (the rig is scaled to it): the benchmark's recording size.
+    image_width: int = 800
     image_height: int = 450
     jpeg_quality: int = 90         # as `vlmad synth` records
     rig: str = 'nuscenes'

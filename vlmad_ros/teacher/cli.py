@@ -232,8 +232,8 @@ class Summary:
         for r in results:
             if not r.ok:
                 continue
-            for category, index in zip(label_sets.LABEL_SETS, (r.control_action, r.turn_action,
-                                                                 r.lane_action)):
+            indices = (r.control_action, r.turn_action, r.lane_action)
+            for category, index in zip(label_sets.LABEL_SETS, indices):
                 text = label_sets.label_text(category, index)
                 self.labels[category][text] = self.labels[category].get(text, 0) + 1
 

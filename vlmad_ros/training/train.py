@@ -635,7 +635,7 @@ class _NoWriter:
 
 
 def make_writer(path: pathlib.Path, log=print):
-    """TensorBoard's SummaryWriter, or a no-op with a warning when tensorboard is broken."""
+    """Return TensorBoard's SummaryWriter, or a no-op with a warning where it is broken."""
     try:
         from torch.utils.tensorboard import SummaryWriter
         return SummaryWriter(str(path))
