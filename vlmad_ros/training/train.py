@@ -114,6 +114,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     aux.add_argument('--q1-only', action='store_true', help='alignment head only (no actions)')
     aux.add_argument('--q2-only', action='store_true', help='action head only (no text)')
     parser.add_argument('--resume', action='store_true', help='continue RUN_DIR/train_state.pt')
+    parser.add_argument('--init', default='', metavar='CHECKPOINT',
+                        help="start the planner from this checkpoint's weights (same model "
+                        'config; a new run: optimizer, schedule and heads start fresh)')
     parser.add_argument('--keep-action-head', action='store_true', default=None,
                         help='store the trained action head in the checkpoints too, so the '
                              'planner can explain its plans (overrides train.keep_action_head)')
@@ -482,7 +485,15 @@ def main(args) -> int:
                   if val_set is not None and master else None)
 
     # -- model: planner + training-only heads
-    model = VLMADModel(build_model(pc), vc if use_heads else None).to(device)
+    model = VLMADModel(build_model(pc), vc if use_heads else None)
+    if args.init:
+        try:
+            init_planner(model, args.init, pc)
+        except (FileNotFoundError, ValueError) as err:
+            print(f'vlmad train: --init: {err}', file=sys.stderr)
+            return 2
+        log(f'[model] planner weights from {args.init} (heads start fresh)')
+    model = model.to(device)
     n_planner = sum(p.numel() for p in model.planner.parameters())
     n_heads = sum(p.numel() for p in model.heads.parameters()) if model.heads else 0
     log(f'[model] {pc.kind}: {n_planner / 1e6:.2f} M parameters; VLM-AD heads '
@@ -625,6 +636,19 @@ def main(args) -> int:
         torch.distributed.destroy_process_group()
     log(f'[done] {out_dir / "best.pt"} (best val L2 avg {best:.3f} m)')
     return 0
+
+
+def init_planner(model, path, config: PlannerConfig) -> None:
+    """Load a deployable checkpoint's planner weights into `model.planner` (configs must match)."""
+    from vlmad_ros.model.checkpoint import load_checkpoint
+    if not pathlib.Path(path).is_file():
+        raise FileNotFoundError(f'{path} not found')
+    source = load_checkpoint(path)
+    if source.config.to_dict() != config.to_dict():
+        diff = {k: (v, config.to_dict()[k]) for k, v in source.config.to_dict().items()
+                if config.to_dict().get(k) != v}
+        raise ValueError(f'{path} has another model config (checkpoint, --config): {diff}')
+    model.planner.load_state_dict(source.state_dict())
 
 
 class _NoWriter:
