@@ -76,12 +76,14 @@ class ExpertPolicy:
     """
     The ceiling: the privileged expert drives a copy of the world for 3 s from the car's pose.
 
-    Off its lane centre (the follower is never exact), the copy's expert first steers back
-    onto it (the same recovery the training data shows), so the plan is what the expert
-    would do from here.
+    More than RECOVER_FROM_M off its lane centre, the copy's expert first steers back onto it
+    (the same recovery the training data shows), so the plan is what the expert would do from
+    here. Closer, it drives as it is: a recovery in progress would also hold off the lane
+    change a stalled vehicle asks for.
     """
 
     name = 'expert'
+    RECOVER_FROM_M = 0.3
 
     def reset(self) -> None:
         pass
@@ -89,7 +91,7 @@ class ExpertPolicy:
     def plan(self, episode: Episode, ego: EgoState) -> np.ndarray:
         world = copy.deepcopy(episode.world)
         e = world.ego
-        if e.lc_t < 0 and abs(e.d) > 0.05:
+        if e.lc_t < 0 and abs(e.d) > self.RECOVER_FROM_M:
             e.start_lateral_move(e.d, 0.0, 2.5)
         per = int(round(PLAN_DT / episode.dt))
         pts = []
