@@ -1,11 +1,13 @@
 """
 The floor of every table: constant velocity, and the rule that defines the hard subset.
 
-A keyframe is *hard* when holding today's speed and yaw rate for 3 s misses the expert's
-3 s position by more than HARD_CV_ERROR_M: its future cannot be extrapolated from ego state
-(a light changing ahead, a lead car braking, a pedestrian stepping out, a turn, a lane
+A keyframe is *hard* when extrapolating the whole ego state for 3 s (speed, yaw rate and
+acceleration held, the car stopping rather than reversing) misses the expert's 3 s position
+by more than HARD_CV_ERROR_M: its future cannot be extrapolated from ego history (a light
+changing ahead, a lead car starting to brake, a pedestrian stepping out, a turn, a lane
 change). Open-loop averages are dominated by easy cruising frames; the hard subset is where
-a planner has to see.
+a planner has to see. (Constant velocity alone misses by that much on 61 % of the val
+keyframes, mostly smooth speed changes; the full ego state on 35 %.)
 """
 from __future__ import annotations
 
@@ -30,9 +32,20 @@ def constant_velocity_plan(speed: float, yaw_rate: float) -> np.ndarray:
     return np.stack([r * np.sin(wz * OFFSETS), r * (1 - np.cos(wz * OFFSETS))], axis=1)
 
 
-def is_hard(speed: float, yaw_rate: float, gt_xy) -> bool:
-    """Whether constant velocity misses the ground-truth 3 s position by > HARD_CV_ERROR_M."""
-    end = constant_velocity_plan(speed, yaw_rate)[-1]
+def constant_acceleration_end(speed: float, yaw_rate: float, accel: float,
+                              horizon: float = OFFSETS[-1], steps: int = 300) -> np.ndarray:
+    """(2,) base_link position after `horizon` s holding yaw rate and acceleration (v >= 0)."""
+    t = np.linspace(0.0, horizon, steps + 1)[:-1]
+    dt = horizon / steps
+    v = np.maximum(0.0, float(speed) + float(accel) * (t + 0.5 * dt))   # midpoint rule
+    yaw = float(yaw_rate) * (t + 0.5 * dt)
+    return np.array([np.sum(v * np.cos(yaw)) * dt, np.sum(v * np.sin(yaw)) * dt])
+
+
+def is_hard(ego, gt_xy) -> bool:
+    """Whether the ego state (speed, yaw rate, accel) extrapolated misses 3 s by > 2.5 m."""
+    speed, yaw_rate, accel = (float(x) for x in ego[:3])
+    end = constant_acceleration_end(speed, yaw_rate, accel)
     return bool(np.hypot(*(np.asarray(gt_xy, dtype=np.float64)[-1] - end)) > HARD_CV_ERROR_M)
 
 

@@ -200,8 +200,8 @@ class EvalReport:
         res = self.metrics.compute()
         res['by_scenario'] = self.metrics.by_scenario()
         res['hard'] = self.metrics.compute_hard()
-        res['hard_rule'] = (f'constant velocity misses the 3 s position by > '
-                            f'{HARD_CV_ERROR_M} m')
+        res['hard_rule'] = (f'the ego state (speed, yaw rate, acceleration) extrapolated '
+                            f'misses the 3 s position by > {HARD_CV_ERROR_M} m')
         res['source'] = self.source
         res['samples_without_plan'] = dict(self.unmatched)
         res['samples_without_full_future'] = self.metrics.skipped
@@ -235,7 +235,7 @@ def evaluate_plans(bags: Sequence[pathlib.Path], plans_path, topic: str = topics
                 report.unmatched['plan_unusable'] += 1
                 continue
             report.metrics.add(xy, raw.trajectory.xy, raw.future_boxes, raw.scenario,
-                               is_hard(raw.ego.speed, raw.ego.yaw_rate, raw.trajectory.xy))
+                               is_hard(raw.ego.as_array(), raw.trajectory.xy))
     report.read_stats = stats.as_dict()
     return report
 
@@ -257,7 +257,7 @@ def evaluate_planner(bags: Sequence[pathlib.Path], planner, batch_size: int = 8,
         inputs = {k: batch[k] for k in MODEL_INPUTS}
         out = planner.run_batch(inputs)
         egos, gts = batch[T.EGO].numpy(), batch[T.TRAJ].numpy()
-        hard = [is_hard(e[0], e[1], gt) for e, gt in zip(egos, gts)]
+        hard = [is_hard(e, gt) for e, gt in zip(egos, gts)]
         report.metrics.add_batch(out[T.TRAJ], batch[T.TRAJ], batch[T.FUTURE_BOXES],
                                  batch[SCENARIO], hard)
         if report.actions is not None:
