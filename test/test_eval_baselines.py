@@ -13,9 +13,9 @@ import pytest
 import torch
 from vlmad_ros import types as T
 from vlmad_ros.data.reader import read_samples
-from vlmad_ros.evaluation.baselines import (constant_velocity_plan, ConstantVelocityPlanner,
-                                            HARD_CV_ERROR_M, is_hard, OFFSETS)
-from vlmad_ros.evaluation.baselines import constant_acceleration_end
+from vlmad_ros.evaluation.baselines import (constant_acceleration_end, constant_velocity_plan,
+                                            ConstantVelocityPlanner, HARD_CV_ERROR_M, is_hard,
+                                            OFFSETS)
 from vlmad_ros.evaluation.metrics import PlanningMetrics
 
 TIMES = 0.5 * np.arange(1, 7)
@@ -147,7 +147,7 @@ def bags(tmp_path_factory):
 
 
 def _expected_ego_error(bag):
-    """The ego state's extrapolation miss at 3 s per sample."""
+    """Return the ego state's extrapolation miss at 3 s per sample."""
     return np.array([np.linalg.norm(constant_acceleration_end(*s.ego.as_array())
                                     - s.trajectory.xy[-1]) for s in read_samples(bag)])
 

@@ -44,6 +44,18 @@ def check_path(path, stamps, frame='base_link'):
     return stamp
 
 
+def _startup_error(ros_env, *args) -> str:
+    """Start the node with parameter overrides; it must exit non-zero: return its stderr."""
+    proc = hp.start_node(ros_env, *args)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, err[-2000:]
+    return err
+
+
 @pytest.mark.slow
 def test_paths_bad_inputs_and_silent_camera(ros_env):
     proc = hp.start_node(ros_env, 'allow_random_weights:=true', 'diagnostics_period:=0.3',
@@ -179,13 +191,7 @@ def test_bad_parameter_stops_startup_naming_it(ros_env, override, name):
         ['allow_random_weights:=true', override]
     if override.startswith('allow'):   # an install without the packaged default checkpoint
         ros_env = dict(ros_env, VLMAD_DEFAULT_CHECKPOINT='/nonexistent/default.pt')
-    proc = hp.start_node(ros_env, *args)
-    try:
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode != 0
+    err = _startup_error(ros_env, *args)
     assert 'invalid parameter' in err and name in err, err[-2000:]
     if override.startswith('allow'):
         assert 'allow_random_weights' in err and 'vlmad train' in err   # says how to get one
@@ -256,12 +262,6 @@ def test_explain_publishes_driving_reasoning_with_each_plan(ros_env, tmp_path):
 
 def test_explain_without_an_action_head_stops_startup_naming_it(ros_env, tmp_path):
     ckpt = small_checkpoint(tmp_path / 'planner_only.pt', with_head=False)
-    proc = hp.start_node(ros_env, f'checkpoint:={ckpt}', 'explain:=true')
-    try:
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode != 0
+    err = _startup_error(ros_env, f'checkpoint:={ckpt}', 'explain:=true')
     assert 'invalid parameter' in err and 'explain' in err, err[-2000:]
     assert '--keep-action-head' in err      # says how to get a checkpoint with the head

@@ -122,6 +122,18 @@ def light_target(town: Town, veh: Vehicle, t: float) -> Optional[float]:
     return None
 
 
+def free_speed(veh: Vehicle) -> float:
+    """Return the desired speed, lowered ahead of curves (the driver's speed on a free road)."""
+    p = veh.params
+    v0 = p.v0
+    kmax, s_k = veh.path.max_curvature(veh.s, veh.s + p.lookahead)
+    if kmax > 1e-3:
+        v_curve = math.sqrt(p.a_lat / kmax)
+        dist = max(0.0, s_k - veh.s - veh.front)
+        v0 = min(v0, math.sqrt(v_curve ** 2 + 2.0 * p.b_comf * 0.5 * dist))
+    return v0
+
+
 def decide(town: Town, veh: Vehicle, obs: Obstacles, self_index: int, t: float,
            stalled: np.ndarray) -> Tuple[float, Optional[int]]:
     """Return the acceleration for the next decision period, and a lane to change to."""
@@ -136,13 +148,7 @@ def decide(town: Town, veh: Vehicle, obs: Obstacles, self_index: int, t: float,
         forced = veh.brake.accel(t, veh.v)
         if forced is not None:
             return forced, None
-    # Desired speed, lowered before curves.
-    v0 = p.v0
-    kmax, s_k = veh.path.max_curvature(veh.s, veh.s + p.lookahead)
-    if kmax > 1e-3:
-        v_curve = math.sqrt(p.a_lat / kmax)
-        dist = max(0.0, s_k - veh.s - veh.front)
-        v0 = min(v0, math.sqrt(v_curve ** 2 + 2.0 * p.b_comf * 0.5 * dist))
+    v0 = free_speed(veh)
     acc = idm(veh.v, v0, None, 0.0, p, p.s0)
     for gap, v_lead, _ in lead:
         acc = min(acc, idm(veh.v, v0, gap, veh.v - v_lead, p, p.s0))

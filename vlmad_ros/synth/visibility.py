@@ -67,18 +67,6 @@ class Reaction:
     censored: bool        # at the first decision: the object was already inside its range
 
 
-def _free_speed(veh) -> float:
-    """Return the desired speed lowered before curves, exactly as expert.decide does."""
-    p = veh.params
-    v0 = p.v0
-    kmax, s_k = veh.path.max_curvature(veh.s, veh.s + p.lookahead)
-    if kmax > 1e-3:
-        v_curve = math.sqrt(p.a_lat / kmax)
-        dist = max(0.0, s_k - veh.s - veh.front)
-        v0 = min(v0, math.sqrt(v_curve ** 2 + 2.0 * p.b_comf * 0.5 * dist))
-    return v0
-
-
 def ego_constraints(world: World, obs: expert.Obstacles) -> Tuple[float, Dict[str, float]]:
     """
     Free-road IDM acceleration of the ego's expert and the acceleration each source alone asks.
@@ -87,7 +75,7 @@ def ego_constraints(world: World, obs: expert.Obstacles) -> Tuple[float, Dict[st
     (expert.decide), so the binding source is the one the expert reacts to.
     """
     veh, p = world.ego, world.ego.params
-    v0 = _free_speed(veh)
+    v0 = expert.free_speed(veh)
     out: Dict[str, float] = {}
     for gap, v_lead, j in expert.leaders(veh, obs, 0):
         a = expert.idm(veh.v, v0, gap, veh.v - v_lead, p, p.s0)
