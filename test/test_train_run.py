@@ -138,3 +138,27 @@ def test_ddp_two_cpu_processes_gloo(data, tmp_path):
     # in ceil(6 / 4) = 2 steps.
     assert log[0]['step'] == 2
     assert load_checkpoint(out / 'best.pt') is not None
+
+
+def test_init_starts_from_a_checkpoint_and_refuses_another_config(data, tmp_path, capsys):
+    first = tmp_path / 'first'
+    assert run(common(data, first, '--epochs', '1', '--no-vlm-ad')) == 0
+    source = load_checkpoint(first / 'best.pt')
+    second = tmp_path / 'second'
+    # lr so small the weights cannot move visibly in one epoch: they must be the source's.
+    assert run(common(data, second, '--epochs', '1', '--no-vlm-ad', '--lr', '1e-12',
+                      '--init', str(first / 'best.pt'))) == 0
+    assert 'planner weights from' in capsys.readouterr().out
+    started = load_checkpoint(second / 'best.pt')
+    for (name, a), b in zip(source.state_dict().items(), started.state_dict().values()):
+        if a.is_floating_point() and 'running' not in name:
+            assert torch.allclose(a, b, atol=1e-6), name
+    other = dict(TINY, model=dict(TINY['model'], d_model=64))
+    (tmp_path / 'other.yaml').write_text(yaml.safe_dump(other))
+    argv = common(data, tmp_path / 'third', '--epochs', '1', '--init', str(first / 'best.pt'))
+    argv[argv.index('--config') + 1] = str(tmp_path / 'other.yaml')
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    assert '--init' in err and 'd_model' in err
+    assert run(common(data, tmp_path / 'fourth', '--init', str(tmp_path / 'missing.pt'))) == 2
+    assert 'not found' in capsys.readouterr().err
