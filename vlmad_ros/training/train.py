@@ -543,40 +543,15 @@ def main(args) -> int:
     export = functools.partial(model.export, rig=rig, keep_action_head=tc.keep_action_head)
 
     # -- loop
-    from tqdm import tqdm
     for epoch in range(start_epoch, tc.epochs):
         t0 = time.time()
         model.train()
         if sampler is not None:
             sampler.set_epoch(epoch)
         generator.manual_seed(tc.seed * 1000 + epoch)   # same order after --resume
-        sums: Dict[str, float] = {}
-        counts: Dict[str, int] = {}
-        bar = tqdm(train_loader, desc=f'epoch {epoch + 1}/{tc.epochs}', disable=not master,
-                   mininterval=2.0, dynamic_ncols=True, file=sys.stdout)
-        for batch in bar:
-            batch = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
-                     for k, v in batch.items()}
-            with autocast():
-                loss, logs = ddp_model(batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if tc.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            global_step += 1
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-                counts[k] = counts.get(k, 0) + 1
-            if master:
-                writer.add_scalar('train/lr', scheduler.get_last_lr()[0], global_step)
-                for k, v in logs.items():
-                    writer.add_scalar(f'train/{k}', float(v), global_step)
-                bar.set_postfix(loss=f'{logs["loss"]:.3f}', refresh=False)
-        train_logs = {k: sums[k] / counts[k] for k in sums}
+        train_logs, global_step = train_epoch(
+            ddp_model, model, train_loader, (optimizer, scheduler, scaler), tc, device,
+            autocast, writer, global_step, f'epoch {epoch + 1}/{tc.epochs}')
 
         record: Dict[str, Any] = {'epoch': epoch + 1, 'step': global_step,
                                   'lr': scheduler.get_last_lr()[0],
@@ -613,21 +588,7 @@ def main(args) -> int:
             state_path.with_suffix('.tmp').replace(state_path)
             with open(out_dir / 'metrics.jsonl', 'a') as f:
                 f.write(json.dumps(record) + '\n')
-            val_txt = ''
-            if 'val' in record:
-                r = record['val']
-                val_txt = (' | val L2 avg 1/2/3 s '
-                           + '/'.join(f'{v:.2f}' for v in r['l2']['avg_over_horizon'].values())
-                           + ' m, coll. '
-                           + '/'.join(f'{v:.2f}' for v in
-                                      r['collision']['avg_over_horizon'].values()) + ' %')
-            log(f'[epoch {epoch + 1}] loss {train_logs.get("loss", float("nan")):.3f} '
-                f'(plan {train_logs.get("loss_planning", float("nan")):.3f}'
-                + (f', align {train_logs["align_loss"]:.3f}' if 'align_loss' in train_logs
-                   else '')
-                + (f', action {train_logs["action_loss"]:.3f}' if 'action_loss' in train_logs
-                   else '')
-                + f'){val_txt} [{record["seconds"]} s]')
+            log(epoch_line(record))
         if dist_info.enabled:
             torch.distributed.barrier()
     if writer is not None:
@@ -649,6 +610,60 @@ def init_planner(model, path, config: PlannerConfig) -> None:
                 if config.to_dict().get(k) != v}
         raise ValueError(f'{path} has another model config (checkpoint, --config): {diff}')
     model.planner.load_state_dict(source.state_dict())
+
+
+def train_epoch(ddp_model, model, loader, optim, tc: TrainConfig, device, autocast, writer,
+                global_step: int, desc: str):
+    """One pass over the training data; returns the epoch's mean losses and the step count."""
+    from tqdm import tqdm
+    optimizer, scheduler, scaler = optim
+    sums: Dict[str, float] = {}
+    counts: Dict[str, int] = {}
+    bar = tqdm(loader, desc=desc, disable=writer is None, mininterval=2.0, dynamic_ncols=True,
+               file=sys.stdout)
+    for batch in bar:
+        batch = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
+                 for k, v in batch.items()}
+        with autocast():
+            loss, logs = ddp_model(batch)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if tc.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        global_step += 1
+        for k, v in logs.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+            counts[k] = counts.get(k, 0) + 1
+        if writer is not None:     # rank 0 only
+            writer.add_scalar('train/lr', scheduler.get_last_lr()[0], global_step)
+            for k, v in logs.items():
+                writer.add_scalar(f'train/{k}', float(v), global_step)
+            bar.set_postfix(loss=f'{logs["loss"]:.3f}', refresh=False)
+    return {k: sums[k] / counts[k] for k in sums}, global_step
+
+
+def epoch_line(record: Dict[str, Any]) -> str:
+    """Format the one log line of an epoch: losses, validation L2 and collisions, time."""
+    train_logs = record['train']
+    val_txt = ''
+    if 'val' in record:
+        r = record['val']
+        val_txt = (' | val L2 avg 1/2/3 s '
+                   + '/'.join(f'{v:.2f}' for v in r['l2']['avg_over_horizon'].values())
+                   + ' m, coll. '
+                   + '/'.join(f'{v:.2f}' for v in r['collision']['avg_over_horizon'].values())
+                   + ' %')
+    nan = float('nan')
+    return (f'[epoch {record["epoch"]}] loss {train_logs.get("loss", nan):.3f} '
+            f'(plan {train_logs.get("loss_planning", nan):.3f}'
+            + (f', align {train_logs["align_loss"]:.3f}' if 'align_loss' in train_logs else '')
+            + (f', action {train_logs["action_loss"]:.3f}' if 'action_loss' in train_logs
+               else '')
+            + f'){val_txt} [{record["seconds"]} s]')
 
 
 class _NoWriter:
