@@ -10,6 +10,7 @@ from vlmad_ros.bagschema import read_messages, stamp_to_ns
 from vlmad_ros.data import nuscenes_converter
 from vlmad_ros.data.reader import read_samples, ReadStats
 from vlmad_ros.rig import CAMERA_NAMES, quat_wxyz_to_matrix
+from vlmad_ros.types import Command
 
 US = 1000
 
@@ -93,7 +94,7 @@ def test_odometry_is_ego_pose_with_finite_difference_velocity(converted):
     for _, m in odom:
         ep = poses[stamp_to_ns(m.header.stamp)]
         p, q = m.pose.pose.position, m.pose.pose.orientation
-        assert (m.header.frame_id, m.child_frame_id) == (topics.MAP_FRAME, topics.BASE_FRAME)
+        assert (m.header.frame_id, m.child_frame_id) == (topics.ODOM_FRAME, topics.BASE_FRAME)
         np.testing.assert_allclose([p.x, p.y, p.z], ep['translation'], atol=1e-9)
         np.testing.assert_allclose([q.w, q.x, q.y, q.z], ep['rotation'], atol=1e-12)
         tw = m.twist.twist   # in base_link: straight ahead at the known speed and yaw rate
@@ -101,6 +102,14 @@ def test_odometry_is_ego_pose_with_finite_difference_velocity(converted):
         assert tw.linear.y == pytest.approx(0.0, abs=0.03)
         assert tw.angular.z == pytest.approx(helpers_nuscenes.YAW_RATE, abs=1e-3)
     assert len(msgs[topics.TF]) == len(odom)
+    for (_, m), (_, tf) in zip(odom, msgs[topics.TF]):   # REP 105: odom -> base_link
+        (t,) = tf.transforms
+        assert (t.header.frame_id, t.child_frame_id) == (topics.ODOM_FRAME, topics.BASE_FRAME)
+        assert t.transform.translation.x == m.pose.pose.position.x
+    (_, static), = msgs[topics.TF_STATIC]
+    map_odom = [t for t in static.transforms if t.child_frame_id == topics.ODOM_FRAME]
+    assert [t.header.frame_id for t in map_odom] == [topics.MAP_FRAME]
+    assert (map_odom[0].transform.rotation.w, map_odom[0].transform.translation.x) == (1.0, 0.0)
 
 
 def test_keyframes_and_boxes_in_base_link(converted):
@@ -166,7 +175,38 @@ def test_reader_waypoints_equal_the_known_circle(converted):
         np.testing.assert_allclose(s.trajectory.heading, yaws - yaw0, atol=1e-5)
         assert s.ego.speed == pytest.approx(helpers_nuscenes.SPEED, abs=0.01)
         assert s.command == s.command.LEFT       # the circle turns left by > 2 m in 3 s
-        assert not s.command_from_bag
+        assert s.command_from_bag                # the converter wrote it
+
+
+def test_one_route_command_per_keyframe_before_its_first_image(converted):
+    """The endpoint rule per sample, stamped 1 ms before the sample's earliest image."""
+    ds, bags = converted
+    msgs = _by_topic(bags[0])
+    scene = _rows(ds, 'scene', name='scene-0001')[0]
+    samples = sorted(_rows(ds, 'sample', scene_token=scene['token']),
+                     key=lambda s: s['timestamp'])
+    first_image = {}
+    for sd in ds.tables['sample_data']:
+        if sd['is_key_frame'] and sd['filename'].split('/')[1] in CAMERA_NAMES:
+            t = first_image.get(sd['sample_token'], sd['timestamp'])
+            first_image[sd['sample_token']] = min(t, sd['timestamp'])
+    commands = [m for _, m in msgs[topics.COMMAND]]
+    assert [stamp_to_ns(c.header.stamp) for c in commands] == [
+        first_image[s['token']] * US - nuscenes_converter.COMMAND_LEAD_NS for s in samples]
+    # The circle moves 4.4 m left in 3 s (the 6 keyframes with 3 s ahead); the log ends
+    # 0.46 s after the last keyframe, whose endpoint is 0.5 m to the left: STRAIGHT.
+    assert [c.command for c in commands[:6]] == [Command.LEFT] * 6
+    assert commands[-1].command == Command.STRAIGHT
+
+
+def test_endpoint_command_from_the_pose_three_seconds_on():
+    t_ns = np.arange(0, 61) * 100_000_000          # 6 s at 10 Hz
+    t = t_ns / 1e9
+    for lateral, expect in ((0.0, 'STRAIGHT'), (0.5, 'LEFT'), (-0.5, 'RIGHT')):
+        xyz = np.stack([10.0 * t, lateral * t ** 2, 0.0 * t], 1)   # |y| = 4.5 m at 3 s
+        quats = np.tile([1.0, 0.0, 0.0, 0.0], (len(t), 1))         # heading stays +x
+        got = nuscenes_converter.endpoint_command(0, t_ns, xyz, quats)
+        assert got.name == expect, lateral
 
 
 def test_cli_converts_selected_scenes_and_names_bad_ones(tmp_path, converted):

@@ -97,9 +97,9 @@ def test_bag_layout_topics_types_rates_frames(bag):
         assert len(by_topic[topic][1]) == n_sets
 
     odom = by_topic[topics.ODOM][1][0][1]
-    assert (odom.header.frame_id, odom.child_frame_id) == (topics.MAP_FRAME, topics.BASE_FRAME)
+    assert (odom.header.frame_id, odom.child_frame_id) == (topics.ODOM_FRAME, topics.BASE_FRAME)
     tf = by_topic[topics.TF][1][0][1].transforms[0]
-    assert (tf.header.frame_id, tf.child_frame_id) == (topics.MAP_FRAME, topics.BASE_FRAME)
+    assert (tf.header.frame_id, tf.child_frame_id) == (topics.ODOM_FRAME, topics.BASE_FRAME)
     assert by_topic[topics.OBJECTS][1][0][1].header.frame_id == topics.BASE_FRAME
     assert by_topic[topics.TRAFFIC_LIGHTS][1][0][1].header.frame_id == topics.MAP_FRAME
     kf = [m for _, m in by_topic[topics.KEYFRAME][1]]
@@ -138,7 +138,9 @@ def test_cameras_fire_in_sequence_with_calibration_from_the_rig(bag):
         np.testing.assert_allclose(np.array(info.k).reshape(3, 3), rig[cam].K)
         np.testing.assert_allclose(np.array(info.d), np.zeros(5))
     tfs = {t.child_frame_id: t for t in static.transforms}
-    assert set(tfs) == {topics.camera_optical_frame(c) for c in CAMERA_NAMES}
+    assert set(tfs) == {topics.camera_optical_frame(c) for c in CAMERA_NAMES} | {
+        topics.ODOM_FRAME}
+    assert tfs[topics.ODOM_FRAME].header.frame_id == topics.MAP_FRAME   # REP 105
     for cam in CAMERA_NAMES:
         t = tfs[topics.camera_optical_frame(cam)]
         assert t.header.frame_id == topics.BASE_FRAME

@@ -11,7 +11,10 @@ The benchmark experiment on one GPU machine, start to finish, inside a fixed wal
 3. trains all variants at once on the one GPU (small models: the GPU is shared; each run
    has its own process and DataLoader workers): baseline x3 seeds, VLM-AD (Q1+Q2) x3,
    ego-state MLP x3, Q1 only, Q2 only, baseline without recovery data;
-4. at the end of the budget stops what still runs (every epoch already wrote best.pt) and
+4. with --closed-loop SPLIT..., drives every trained run through the split's closed-loop
+   episodes (`vlmad benchmark --closed-loop-only --no-baselines`), one process per run and
+   split on the machine's cores, results as OUT/cl_<split>_<run>.json;
+5. at the end of the budget stops what still runs (every epoch already wrote best.pt) and
    packs checkpoints, metrics.jsonl, configs and logs into OUT (tar files under 16 MB).
 
 The text encoder runs once on the GPU over every teacher text of the train split (from the
@@ -30,6 +33,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from typing import Dict, List
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -119,6 +123,42 @@ def start_run(name: str, seed: int, data: pathlib.Path, runs: pathlib.Path,
                             start_new_session=True)
 
 
+def closed_loop_runs(runs: pathlib.Path, out: pathlib.Path, names: List[str],
+                     splits: List[str], device: str, stop_at: float) -> None:
+    """Score every trained run in closed loop, all (run, split) pairs at once, until stop_at."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    procs = {}
+    for name in names:
+        ckpt = runs / name / 'best.pt'
+        if not ckpt.is_file():
+            log(f'{name}: no best.pt, no closed loop', out)
+            continue
+        for split in splits:
+            cmd = VLMAD + ['benchmark', '--split', split, '--closed-loop-only', '--no-baselines',
+                           '--checkpoint', str(ckpt), '--name', name, '--device', device,
+                           '--json', str(out / f'cl_{split}_{name}.json')]
+            logf = open(out / f'cl_{split}_{name}.log', 'w')
+            procs[f'{split}/{name}'] = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                                                        env=env, start_new_session=True)
+    wait_or_stop(procs, stop_at, out)
+
+
+def wait_or_stop(procs: Dict[str, subprocess.Popen], stop_at: float, out: pathlib.Path) -> None:
+    """Wait for every process; at stop_at, SIGTERM what still runs (SIGKILL 10 s later)."""
+    while any(pr.poll() is None for pr in procs.values()) and time.time() < stop_at:
+        time.sleep(5.0)
+    for name, pr in procs.items():
+        if pr.poll() is None:
+            log(f'{name}: stopped at the budget', out)
+            os.killpg(pr.pid, signal.SIGTERM)
+    for name, pr in procs.items():
+        try:
+            pr.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(pr.pid, signal.SIGKILL)
+        log(f'{name}: exit {pr.returncode}', out)
+
+
 def pack(runs: pathlib.Path, out: pathlib.Path, max_files: int = 6,
          max_bytes: int = 14_000_000) -> None:
     """Checkpoints, metrics and logs in at most `max_files` tars of under ~14 MB each."""
@@ -157,6 +197,10 @@ def main() -> int:
     p.add_argument('--device', default='cuda', help='cpu for a trial run of this script')
     p.add_argument('--runs', nargs='*', default=None, metavar='VARIANT_sSEED',
                    help='only these runs (default: all of RUNS)')
+    p.add_argument('--closed-loop', nargs='*', default=[], choices=('val', 'test'),
+                   metavar='SPLIT', help='score every trained run on these closed-loop splits')
+    p.add_argument('--closed-loop-s', type=float, default=200.0,
+                   help='seconds of the budget kept for the closed loop')
     args = p.parse_args()
     t0 = time.time()
     out, work = pathlib.Path(args.out), pathlib.Path(args.work)
@@ -177,18 +221,8 @@ def main() -> int:
                                     args.device)
              for n, s in todo}
     stop_at = t0 + args.budget_s - 40.0
-    while any(pr.poll() is None for pr in procs.values()) and time.time() < stop_at:
-        time.sleep(5.0)
+    wait_or_stop(procs, stop_at - (args.closed_loop_s if args.closed_loop else 0.0), out)
     for name, pr in procs.items():
-        if pr.poll() is None:
-            log(f'{name}: stopped at the budget', out)
-            os.killpg(pr.pid, signal.SIGTERM)
-    for name, pr in procs.items():
-        try:
-            pr.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(pr.pid, signal.SIGKILL)
-        log(f'{name}: exit {pr.returncode}', out)
         if pr.returncode:
             tail = (runs / f'{name}.log').read_text(errors='replace')[-1500:]
             log(f'{name} log tail:\n{tail}', out)
@@ -197,6 +231,9 @@ def main() -> int:
         smi = subprocess.run(['nvidia-smi', '--query-gpu=name,memory.total', '--format=csv'],
                              capture_output=True, text=True)
         log(smi.stdout.strip().replace('\n', ' | '), out)
+    if args.closed_loop:
+        closed_loop_runs(runs, out, list(procs), args.closed_loop, args.device, stop_at)
+        log(f'closed loop done {time.time() - t0:.0f} s', out)
     pack(runs, out)
     log(f'packed {time.time() - t0:.0f} s', out)
     return 0

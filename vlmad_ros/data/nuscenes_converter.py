@@ -3,9 +3,11 @@
 
 One bag per scene (docs/BAG_LAYOUT.md): the six cameras' JPEG files copied byte for byte into
 CompressedImage (keyframes and sweeps, ~12 Hz), CameraInfo and /tf_static from
-calibrated_sensor, Odometry and /tf from ego_pose (velocity by finite differences), a Keyframe
-mark per sample (stamped with its CAM_FRONT image) and the sample's annotations as a
-GroundTruthObjectArray in base_link. nuScenes' ego frame is base_link (x forward, y left,
+calibrated_sensor, Odometry in odom and /tf odom -> base_link from ego_pose (velocity by
+finite differences; map -> odom a static identity, REP 105), a Keyframe mark per sample
+(stamped with its CAM_FRONT image), the sample's route command (the nuScenes endpoint rule,
+see endpoint_command) and the sample's annotations as a GroundTruthObjectArray in
+base_link. nuScenes' ego frame is base_link (x forward, y left,
 z up, rear axle) and its camera sensor frame is the optical frame, so no axes change here.
 
     vlmad convert-nuscenes --dataroot /data/sets/nuscenes --version v1.0-mini --out bags/
@@ -26,8 +28,11 @@ from vlmad_ros.bagschema import BagWriter, STORAGES
 from vlmad_ros.data import rosmsgs
 from vlmad_ros.data.geometry import finite_difference_twist, yaw_from_quat_wxyz
 from vlmad_ros.rig import Camera, CAMERA_NAMES, quat_wxyz_to_matrix
+from vlmad_ros.topics import PLAN_DT, PLAN_STEPS
+from vlmad_ros.types import Command, command_from_endpoint
 
 US = 1000  # nuScenes timestamps are microseconds; bags use nanoseconds
+COMMAND_LEAD_NS = 1_000_000   # the command precedes its keyframe's first image by 1 ms
 
 # nuScenes category prefix -> GroundTruthObject class (first match wins).
 CATEGORY_CLASSES = (
@@ -148,6 +153,7 @@ class SceneConverter:
         static = [rosmsgs.transform_stamped(t_start, topics.BASE_FRAME,
                                             topics.camera_optical_frame(c.name), c.translation,
                                             c.rotation_wxyz) for c in calib.values()]
+        static.append(rosmsgs.map_to_odom(t_start))
         events.add(t_start, topics.TF_STATIC, lambda: rosmsgs.tf_message(static), order=0)
 
         root = pathlib.Path(nusc.dataroot)
@@ -173,17 +179,22 @@ class SceneConverter:
         for i in range(len(t_ns)):
             lin = (v_body[i, 0], v_body[i, 1], 0.0)
             ang = (0.0, 0.0, yaw_rate[i])
-            events.add(t_ns[i], topics.ODOM, lambda i=i, lin=lin, ang=ang: rosmsgs.odometry(
-                int(t_ns[i]), topics.MAP_FRAME, topics.BASE_FRAME, xyz[i], quats[i], lin, ang))
-            events.add(t_ns[i], topics.TF, lambda i=i: rosmsgs.tf_message([
-                rosmsgs.transform_stamped(int(t_ns[i]), topics.MAP_FRAME, topics.BASE_FRAME,
-                                          xyz[i], quats[i])]))
+            odom, tf = rosmsgs.ego_motion(int(t_ns[i]), xyz[i], quats[i], lin, ang)
+            events.add(t_ns[i], topics.ODOM, lambda m=odom: m)
+            events.add(t_ns[i], topics.TF, lambda m=tf: m)
 
         for sample in samples:
             front = sample['data'].get('CAM_FRONT')
             if front is None:
                 continue
             kf_stamp = int(nusc.get('sample_data', front)['timestamp']) * US
+            # The route command, stamped before the sample's first image so that a replayed
+            # planner holds it when the set completes (the reader takes the latest at t0).
+            first = min(int(nusc.get('sample_data', tok)['timestamp']) * US
+                        for ch, tok in sample['data'].items() if ch in CAMERA_NAMES)
+            command = endpoint_command(kf_stamp, t_ns, xyz, quats)
+            events.add(first - COMMAND_LEAD_NS, topics.COMMAND,
+                       lambda s=first - COMMAND_LEAD_NS, c=command: rosmsgs.driving_command(s, c))
             events.add(kf_stamp, topics.KEYFRAME, lambda s=kf_stamp, tok=sample['token']:
                        rosmsgs.keyframe(s, topics.BASE_FRAME, tok, scene['name'], ''))
             stamp = int(sample['timestamp']) * US
@@ -224,6 +235,23 @@ def _ego_pose_at(stamp_ns: int, t_ns: np.ndarray, xyz: np.ndarray, quats: np.nda
     return xyz[i - 1] + a * (xyz[i] - xyz[i - 1]), np.array([q.w, q.x, q.y, q.z])
 
 
+def endpoint_command(stamp_ns: int, t_ns: np.ndarray, xyz: np.ndarray,
+                     quats: np.ndarray) -> Command:
+    """
+    Return the nuScenes planners' route command at a keyframe: where the ego is 3 s later.
+
+    This is how UniAD, VAD and the papers after them derive LEFT / RIGHT / STRAIGHT for
+    nuScenes (no route exists in the logs): the lateral offset of the ground-truth 3 s
+    endpoint in the keyframe's base_link (types.command_from_endpoint). Near the end of a
+    log the last pose stands in for the missing future.
+    """
+    end_ns = min(stamp_ns + int(PLAN_STEPS * PLAN_DT * 1e9), int(t_ns[-1]))
+    pos, quat = _ego_pose_at(stamp_ns, t_ns, xyz, quats)
+    end, _ = _ego_pose_at(end_ns, t_ns, xyz, quats)
+    local = quat_wxyz_to_matrix(quat).T @ (np.asarray(end) - np.asarray(pos))
+    return command_from_endpoint(local[:2])
+
+
 def _layout():
     """Topics and types every converted bag declares (readers see them even when empty)."""
     yield topics.TF_STATIC, rosmsgs.TF_MESSAGE
@@ -233,6 +261,7 @@ def _layout():
         yield image, rosmsgs.COMPRESSED_IMAGE
         yield info, rosmsgs.CAMERA_INFO
     yield topics.KEYFRAME, rosmsgs.KEYFRAME
+    yield topics.COMMAND, rosmsgs.COMMAND
     yield topics.OBJECTS, rosmsgs.OBJECTS
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from vlmad_ros.bagschema import msg_class, ns_to_stamp, stamp_to_ns
 from vlmad_ros.rig import Camera
-from vlmad_ros.topics import camera_optical_frame
+from vlmad_ros.topics import BASE_FRAME, camera_optical_frame, MAP_FRAME, ODOM_FRAME
 
 CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
 COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
@@ -91,6 +91,29 @@ def odometry(stamp_ns: int, frame_id: str, child_frame_id: str, position: Sequen
     twc = msg_class('geometry_msgs/msg/TwistWithCovariance')(twist=twist, covariance=cov.copy())
     return msg_class(ODOMETRY)(header=header(stamp_ns, frame_id), child_frame_id=child_frame_id,
                                pose=pwc, twist=twc)
+
+
+def ego_motion(stamp_ns: int, position: Sequence[float], q_wxyz: Sequence[float],
+               linear: Sequence[float], angular: Sequence[float]):
+    """REP 105 ego pose: Odometry in odom (child base_link) and the odom -> base_link /tf."""
+    odom = odometry(stamp_ns, ODOM_FRAME, BASE_FRAME, position, q_wxyz, linear, angular)
+    tf = tf_message([transform_stamped(stamp_ns, ODOM_FRAME, BASE_FRAME, position, q_wxyz)])
+    return odom, tf
+
+
+def map_to_odom(stamp_ns: int):
+    """
+    Return the static identity map -> odom transform of a recording.
+
+    Recorded poses (ground truth, nuScenes ego_pose) are already localised and never jump, so
+    odom coincides with map; the transform completes REP 105's map -> odom -> base_link.
+    """
+    return transform_stamped(stamp_ns, MAP_FRAME, ODOM_FRAME, (0.0, 0.0, 0.0),
+                             (1.0, 0.0, 0.0, 0.0))
+
+
+def driving_command(stamp_ns: int, command: int):
+    return msg_class(COMMAND)(header=header(stamp_ns, BASE_FRAME), command=int(command))
 
 
 def keyframe(stamp_ns: int, frame_id: str, token: str, scene: str, scenario: str = ''):

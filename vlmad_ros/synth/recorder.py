@@ -31,7 +31,6 @@ from vlmad_ros.synth.world import interpolate, ObjectState, Snapshot, World
 
 NS = 1_000_000_000
 GROUND_TRUTH_RADIUS = 80.0     # agents recorded around the ego [m] (World.objects' default)
-COMMAND_TYPE = 'vlmad_ros/msg/DrivingCommand'
 LIGHTS_TYPE = 'vlmad_ros/msg/TrafficLightArray'
 LIGHT_TYPE = 'vlmad_ros/msg/TrafficLight'
 
@@ -96,7 +95,7 @@ def layout() -> List[Tuple[str, str]]:
            (topics.ODOM, rosmsgs.ODOMETRY)]
     for image, info in zip(topics.CAMERA_IMAGE_TOPICS, topics.CAMERA_INFO_TOPICS):
         out += [(image, rosmsgs.COMPRESSED_IMAGE), (info, rosmsgs.CAMERA_INFO)]
-    out += [(topics.COMMAND, COMMAND_TYPE), (topics.OBJECTS, rosmsgs.OBJECTS),
+    out += [(topics.COMMAND, rosmsgs.COMMAND), (topics.OBJECTS, rosmsgs.OBJECTS),
             (topics.TRAFFIC_LIGHTS, LIGHTS_TYPE), (topics.KEYFRAME, rosmsgs.KEYFRAME)]
     return out
 
@@ -129,11 +128,6 @@ def lights_msg(stamp_ns: int, world: World, states: Dict) -> object:
                                 stop_line_end=point(x=float(p1[0]), y=float(p1[1]), z=0.0)))
     return msg_class(LIGHTS_TYPE)(header=rosmsgs.header(stamp_ns, topics.MAP_FRAME),
                                   lights=lights)
-
-
-def command_msg(stamp_ns: int, command: int):
-    return msg_class(COMMAND_TYPE)(header=rosmsgs.header(stamp_ns, topics.BASE_FRAME),
-                                   command=int(command))
 
 
 def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfig(),
@@ -184,6 +178,7 @@ def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfi
         static = [rosmsgs.transform_stamped(t0_ns, topics.BASE_FRAME,
                                             topics.camera_optical_frame(c.name), c.translation,
                                             c.rotation_wxyz) for c in rig.cameras]
+        static.append(rosmsgs.map_to_odom(t0_ns))
         push(t0_ns, 0, topics.TF_STATIC, rosmsgs.tf_message(static))
         history: collections.deque = collections.deque(maxlen=8)   # (snapshot, command)
         frame_k = 0
@@ -210,11 +205,10 @@ def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfi
             tw = world.ego_twist()
             q = quat_wxyz_from_yaw(e.yaw)
             stamp = ns(world.t)
-            push(stamp, 1, topics.ODOM, rosmsgs.odometry(
-                stamp, topics.MAP_FRAME, topics.BASE_FRAME, (e.x, e.y, 0.0), q,
-                (tw['vx'], tw['vy'], 0.0), (0.0, 0.0, tw['wz'])))
-            push(stamp, 1, topics.TF, rosmsgs.tf_message([rosmsgs.transform_stamped(
-                stamp, topics.MAP_FRAME, topics.BASE_FRAME, (e.x, e.y, 0.0), q)]))
+            odom, tf = rosmsgs.ego_motion(stamp, (e.x, e.y, 0.0), q, (tw['vx'], tw['vy'], 0.0),
+                                          (0.0, 0.0, tw['wz']))
+            push(stamp, 1, topics.ODOM, odom)
+            push(stamp, 1, topics.TF, tf)
             # Later sets are stamped after now - max offset: everything before is final.
             flush(ns(now - max(offsets) - dt))
         flush(None)
@@ -255,7 +249,7 @@ def _render_set(push, renderer, rig, cfg, world, name, k, t_set, offsets, histor
             push(stamp, 2, topics.camera_image_topic(cam.name), rosmsgs.compressed_image(
                 stamp, topics.camera_optical_frame(cam.name), jpeg))
             push(stamp, 3, topics.camera_info_topic(cam.name), rosmsgs.camera_info(stamp, cam))
-    push(set_stamp, 4, topics.COMMAND, command_msg(set_stamp, cmd))
+    push(set_stamp, 4, topics.COMMAND, rosmsgs.driving_command(set_stamp, cmd))
     push(set_stamp, 5, topics.OBJECTS, objects_msg(set_stamp, ref.ego, ref.objects))
     push(set_stamp, 6, topics.TRAFFIC_LIGHTS, lights_msg(set_stamp, world, ref.lights))
     if keyframe:
