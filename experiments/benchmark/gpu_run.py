@@ -160,8 +160,20 @@ def wait_or_stop(procs: Dict[str, subprocess.Popen], stop_at: float, out: pathli
 
 
 def pack(runs: pathlib.Path, out: pathlib.Path, max_files: int = 6,
-         max_bytes: int = 14_000_000) -> None:
-    """Checkpoints, metrics and logs in at most `max_files` tars of under ~14 MB each."""
+         max_bytes: int = 12_000_000) -> None:
+    """
+    Checkpoints, metrics and logs in at most `max_files` tars of under ~12 MB each.
+
+    The device tool brings back at most 8 files of under ~16 MB: every loose result in OUT
+    (closed-loop JSON and logs, log.txt) goes into one results.tar.gz first.
+    """
+    loose = [f for f in sorted(out.iterdir()) if f.is_file()]
+    if loose:
+        with tarfile.open(out / 'results.tar.gz', 'w:gz') as tar:
+            for f in loose:
+                tar.add(f, arcname=f.name)
+        for f in loose:
+            f.unlink()
     groups, size = [[]], 0
     for run in sorted(p for p in runs.iterdir() if p.is_dir()):
         ckpt = run / 'best.pt'
@@ -234,8 +246,8 @@ def main() -> int:
     if args.closed_loop:
         closed_loop_runs(runs, out, list(procs), args.closed_loop, args.device, stop_at)
         log(f'closed loop done {time.time() - t0:.0f} s', out)
+    log(f'packing {time.time() - t0:.0f} s', out)
     pack(runs, out)
-    log(f'packed {time.time() - t0:.0f} s', out)
     return 0
 
 
