@@ -49,8 +49,10 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    from vlmad_ros.children import exit_on_signals
     try:
-        return int(module.main(args) or 0)
+        with exit_on_signals():   # SIGTERM / SIGHUP unwind like Ctrl-C: children are stopped
+            return int(module.main(args) or 0)
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         return 130

@@ -21,12 +21,12 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from vlmad_ros import children
 from vlmad_ros.paths import config_dir, share_dir
 
 # Held-out scenes: seeds far from those `vlmad synth` records for training.
@@ -114,22 +114,6 @@ def command(name: str, params_file: str, overrides: Dict[str, object],
     return args
 
 
-def _stop(procs: Dict[str, subprocess.Popen]) -> None:
-    """SIGINT, then SIGTERM, then SIGKILL, each process by its own pid."""
-    for sig, wait in ((signal.SIGINT, 5.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
-        alive = [p for p in procs.values() if p.poll() is None]
-        if not alive:
-            return
-        for p in alive:
-            p.send_signal(sig)
-        deadline = time.monotonic() + wait
-        for p in alive:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-
-
 def run_loop(out: pathlib.Path, params: Dict[str, Dict[str, object]], timeout: float,
              env: Dict[str, str]) -> int:
     """Start planner, follower and sim; wait for the sim to finish; stop the others."""
@@ -143,7 +127,7 @@ def run_loop(out: pathlib.Path, params: Dict[str, Dict[str, object]], timeout: f
         for name in ('planner_node', 'path_follower', 'sim_node'):
             log = open(logs / f'{name}.log', 'w')
             handles.append(log)
-            procs[name] = subprocess.Popen(
+            procs[name] = children.spawn(
                 command(name, str(config_dir() / files[name]), params[name]), env=env,
                 stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -163,7 +147,7 @@ def run_loop(out: pathlib.Path, params: Dict[str, Dict[str, object]], timeout: f
                   file=sys.stderr)
         return rc
     finally:
-        _stop(procs)
+        children.stop(procs.values())
         for h in handles:
             h.close()
 

@@ -13,7 +13,6 @@ import json
 import os
 import pathlib
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ import time
 from typing import Dict, List, Optional
 
 import numpy as np
+
+from vlmad_ros import children
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,8 +89,8 @@ def _feeder(rate: float, duration: float, log: str, args, env, warmup: float = 1
            '--height', str(args.height)] + (['--reliable'] if args.reliable else [])
     if args.feeder_profile:
         env = dict(env, FASTDDS_DEFAULT_PROFILES_FILE=args.feeder_profile)
-    return subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True, timeout=duration + 120)
+    return children.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                        text=True, timeout=duration + 120)
 
 
 def _percentiles(values: List[float]) -> List[float]:
@@ -118,8 +119,8 @@ def run(args) -> int:
     load_before = [round(x, 2) for x in os.getloadavg()]
     print(f'[bench planner] ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]}; load average {load_before}; '
           f'node: {" ".join(node_args)}', flush=True)
-    node = subprocess.Popen(node_args, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    node = children.spawn(node_args, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
     receiver = Receiver()
     results = []
     tmp = pathlib.Path(tempfile.mkdtemp(prefix='vlmad_bench_'))
@@ -139,12 +140,7 @@ def run(args) -> int:
             _print_result(results[-1])
     finally:
         receiver.close()
-        if node.poll() is None:
-            node.send_signal(signal.SIGINT)
-            try:
-                node.wait(10)
-            except subprocess.TimeoutExpired:
-                node.kill()
+        children.stop([node], waits=(10.0, 3.0, 2.0))
     load_after = [round(x, 2) for x in os.getloadavg()]
     print(f'[bench planner] load average after: {load_after}', flush=True)
     summary = {'command': ' '.join(sys.argv), 'node': ' '.join(node_args),

@@ -23,6 +23,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+from vlmad_ros import children
 from vlmad_ros.benchmark.spec import BENCHMARK_VERSION, closed_loop_episodes, SPLITS
 
 
@@ -67,15 +68,19 @@ def make_data(out: pathlib.Path, splits: List[str], workers: int, scale: float) 
             continue
         t0 = time.time()
         shutil.rmtree(raw, ignore_errors=True)
-        subprocess.run(vlmad + ['synth', *spec.synth_args(scale), '--out', str(raw),
-                                '--workers', str(workers), '--quiet'],
-                       check=True, stdout=subprocess.DEVNULL)
-        shards = [subprocess.Popen(vlmad + ['annotate', str(raw), '--out', str(final),
-                                            '--teacher', 'rule', '--no-progress',
-                                            '--shard', f'{k}/{workers}'],
-                                   stdout=subprocess.DEVNULL)
+        children.run(vlmad + ['synth', *spec.synth_args(scale), '--out', str(raw),
+                              '--workers', str(workers), '--quiet'],
+                     check=True, stdout=subprocess.DEVNULL)
+        shards = [children.spawn(vlmad + ['annotate', str(raw), '--out', str(final),
+                                          '--teacher', 'rule', '--no-progress',
+                                          '--shard', f'{k}/{workers}'],
+                                 stdout=subprocess.DEVNULL)
                   for k in range(workers)]
-        if any(p.wait() != 0 for p in shards):
+        try:
+            failed = [p.wait() for p in shards]
+        finally:
+            children.stop(shards)
+        if any(failed):
             print(f'vlmad benchmark: annotating {raw} failed', file=sys.stderr)
             return 1
         shutil.rmtree(raw)
