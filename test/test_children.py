@@ -16,7 +16,7 @@ import pytest
 
 
 def _alive(pid: int) -> bool:
-    """A process exists and is not a zombie waiting to be reaped."""
+    """Tell whether a process exists and is not a zombie waiting to be reaped."""
     try:
         state = pathlib.Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
     except (FileNotFoundError, ProcessLookupError):
