@@ -585,6 +585,8 @@ class PlannerNode(LifecycleNode):
                            ('dropped_from_queue', st.dropped), ('resets', st.resets),
                            ('replaced_sets', self.slot.replaced),
                            ('plans_published', self.published),
+                           ('command', 'none' if self.command is None
+                            else Command(self.command).name),
                            ('explanations_published', self.explained)):
             sync.values.append(KeyValue(key=key, value=str(value)))
         return sync

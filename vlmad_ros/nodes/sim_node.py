@@ -64,6 +64,7 @@ except ImportError:   # tf2_msgs has no PyPI wheel; every ROS distro has it
 NODE_NAME = 'sim_node'
 EPISODE_GAP_S = 5.0          # simulated pause between episodes (controllers reset on it)
 START_TIME_S = 1.0           # first stamp (0 reads as "unset" in some tools)
+PEER_SETTLE_S = 2.0          # [s wall] after the peers appear, before the first message
 NS = 1_000_000_000
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
@@ -199,6 +200,23 @@ def transform(t_ns: int, parent: str, child: str, xyz=(0.0, 0.0, 0.0),
     tr.x, tr.y, tr.z = (float(v) for v in xyz)
     rot.w, rot.x, rot.y, rot.z = (float(v) for v in wxyz)
     return tf
+
+
+def static_transforms(rig: CameraRig, t_ns: int, odom_frame: str,
+                      base_frame: str) -> List[TransformStamped]:
+    """Return map -> odom (identity: the odometry is exact) and base_link -> each camera."""
+    out = [transform(t_ns, base_frame, topics.camera_optical_frame(cam.name), cam.translation,
+                     cam.rotation_wxyz) for cam in rig.cameras]
+    if odom_frame != topics.MAP_FRAME:   # bridge mode: the bridge's odometry is in map
+        out.append(transform(t_ns, topics.MAP_FRAME, odom_frame))
+    return out
+
+
+def ego_transform(ep: Episode, t_ns: int, odom_frame: str, base_frame: str) -> TransformStamped:
+    """Return odom -> base_link: the ego pose, as the odometry says."""
+    x, y, yaw = ep.ego_pose()
+    return transform(t_ns, odom_frame, base_frame, (x, y, 0.0),
+                     (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)))
 
 
 def odometry_msg(ep: Episode, t_ns: int, frame: str, child: str) -> Odometry:
@@ -371,10 +389,8 @@ class SimNode(Node):
     def _publish_tf(self, ep: Episode, t_ns: int) -> None:
         if self.pub_tf is None:
             return
-        x, y, yaw = ep.ego_pose()
-        tf = transform(t_ns, self.odom_frame, self.base_frame, (x, y, 0.0),
-                       (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)))
-        self.pub_tf.publish(TFMessage(transforms=[tf]))
+        self.pub_tf.publish(TFMessage(transforms=[
+            ego_transform(ep, t_ns, self.odom_frame, self.base_frame)]))
 
     def publish_tf_static(self) -> None:
         """Publish map -> odom (identity: odometry is exact) and base_link -> cameras."""
@@ -382,12 +398,8 @@ class SimNode(Node):
             self.get_logger().warn('tf2_msgs is not installed: /tf and /tf_static are not '
                                    'published (the planner does not need them)')
             return
-        t0 = ns_of(START_TIME_S)
-        out = [transform(t0, self.base_frame, topics.camera_optical_frame(cam.name),
-                         cam.translation, cam.rotation_wxyz) for cam in self.rig.cameras]
-        if self.odom_frame != topics.MAP_FRAME:
-            out.append(transform(t0, topics.MAP_FRAME, self.odom_frame))
-        self.pub_tf_static.publish(TFMessage(transforms=out))
+        self.pub_tf_static.publish(TFMessage(transforms=static_transforms(
+            self.rig, ns_of(START_TIME_S), self.odom_frame, self.base_frame)))
 
     # ----- the loop -----
     def wait_for_peers(self) -> bool:
@@ -404,7 +416,12 @@ class SimNode(Node):
                 outs.append(self.sub_ack.get_publisher_count() > 0)
             outs.append(self.sub_cmd.get_publisher_count() > 0)
             return all(outs)
-        return self.wait(ready, self.cfg.startup_timeout)
+        if not self.wait(ready, self.cfg.startup_timeout):
+            return False
+        # Discovery is two-sided: this side seeing a reader does not mean that reader already
+        # accepts this writer's samples (the first camera set was lost under load without this).
+        self.wait(lambda: False, PEER_SETTLE_S)
+        return True
 
     def _publish_cameras(self, ep: Episode, t_ns: int, want_jpegs: bool) -> List[bytes]:
         """Render, publish every camera with its CameraInfo; the JPEGs for a trace."""
