@@ -38,7 +38,7 @@ def test_transforms_chain_map_odom_base_link_cameras():
 
 
 def test_bridge_mode_keeps_the_bridge_frames():
-    """CARLA's bridge has map -> ego_vehicle: no odom frame is invented there."""
+    """Keep the bridge's map -> ego_vehicle in bridge mode: no odom frame is invented."""
     from vlmad_ros.nodes import sim_node
     from vlmad_ros.rig import load_rig
     static = sim_node.static_transforms(load_rig('carla'), 1, 'map', 'ego_vehicle')

@@ -1,5 +1,5 @@
 """
-Default topic names and frames. DESIGN.md section 4.
+Default topic names and frames (docs/DESIGN.md section 4).
 
 Two spellings of each name. The constants (ODOM = '/odom', ...) are bag topics: what a stack in
 the root namespace records, and what the bag reader and writers use. Nodes default to the
