@@ -190,4 +190,4 @@ def test_busy_teacher_overflow_counted_and_pending_recorded_failed(ros_env, cont
 def test_bad_parameter_names_itself(ros_env, tmp_path):
     proc = start_node(ros_env, 'teacher:=gpt5')
     out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 2 and 'teacher: must be rule or openai' in out
+    assert proc.returncode == 2 and "teacher: must be one of ['rule', 'openai']" in out, out

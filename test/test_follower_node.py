@@ -167,3 +167,54 @@ def test_timer_trigger_runs_at_control_rate_and_stops_without_odometry(ros_env):
     assert h.twists[-1].linear.x < h.twists[n_moving - 1].linear.x
     assert h.twists[-1].linear.x == 0.0    # stopped, not just slower
     assert 'odometry timed out' in out
+
+
+def set_parameters(h, proc, **values):
+    """Call /path_follower/set_parameters from the test process; one result per value."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    client = h.node.create_client(SetParameters, '/path_follower/set_parameters')
+    assert client.wait_for_service(timeout_sec=20)
+    request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                for k, v in values.items()])
+    future = client.call_async(request)
+    h.spin_until(future.done, 10, proc)
+    return future.result().results
+
+
+def test_controller_parameters_apply_at_run_time_and_bad_ones_are_refused(ros_env):
+    """max_speed set while driving caps the speed from the next command; bad values refused."""
+    from helpers_control import KinematicBicycle, VehicleState
+    proc = start_follower(ros_env)
+    h = Harness()
+    try:
+        h.spin_until(lambda: h.pub_odom.get_subscription_count() > 0
+                     and h.pub_plan.get_subscription_count() > 0
+                     and h.sub_cmd.get_publisher_count() > 0, 20, proc)
+        car = KinematicBicycle(VehicleState(speed=5.0))
+        speeds, commands = [], []
+        for k in range(int(4.0 / DT)):
+            t = k * DT
+            if k == int(2.0 / DT):
+                (ok,) = set_parameters(h, proc, max_speed=2.0)
+                assert ok.successful, ok.reason
+            if k % 4 == 0:   # straight ahead at 5 m/s
+                h.plan(t, np.stack([5.0 * OFFSETS, np.zeros(6)], 1))
+            n = len(h.twists)
+            h.odom(t, car.state)
+            h.spin_until(lambda: len(h.twists) > n, 10, proc)
+            car.step(DT, h.twists[n].linear.x, h.twists[n].angular.z)
+            speeds.append(car.state.speed)
+            commands.append(h.twists[n].linear.x)
+        bad, read_only = set_parameters(h, proc, max_accel=-1.0, control_trigger='timer')
+    finally:
+        h.close()
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0]
+    assert abs(speeds[int(1.9 / DT)] - 5.0) < 0.3          # before: the plan's 5 m/s
+    # After: commands fall at max_decel (6 m/s^2, 0.5 s from 5 to 2 m/s), then stay capped.
+    assert max(commands[int(2.6 / DT):]) <= 2.0 + 1e-6, commands
+    assert abs(speeds[-1] - 2.0) < 0.1
+    assert not bad.successful and 'max_accel' in bad.reason
+    assert not read_only.successful                          # node-level: read-only
+    assert 'parameters applied: max_speed=2.0' in out

@@ -8,14 +8,14 @@ import pytest
 pytest.importorskip('rclpy')
 pytestmark = pytest.mark.ros
 
-PLANNER = {'allow_random_weights': True, 'odom_topic': '/vlmad/sim/planner_odom',
+PLANNER = {'allow_random_weights': True, 'odom_topic': 'vlmad/sim/planner_odom',
            'reliability': 'reliable', 'use_sim_time': True, 'num_threads': 1}
 FOLLOWER = {'stamped_cmd_vel': True, 'ack_plans': True, 'use_sim_time': True}
 
 
 def run_sim(ros_env, tmp_path, name, **overrides):
     params = {'episodes': ['lead_brake:5'], 'duration': 3.0, 'startup_timeout': 60.0,
-              'plan_ack_topic': '/vlmad/follower/plan_ack',
+              'plan_ack_topic': 'vlmad/follower/plan_ack',
               'result_file': str(tmp_path / f'{name}.json'), **overrides}
     sim = start('sim_node', ros_env, params, tmp_path / f'{name}.log')
     try:

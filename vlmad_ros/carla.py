@@ -70,7 +70,7 @@ def follower_parameters() -> Dict[str, object]:
 
 
 def follower_remappings(role: str = ROLE_NAME) -> List[Tuple[str, str]]:
-    return [(topics.ODOM, odometry_topic(role)), ('cmd_vel', twist_topic(role))]
+    return [(topics.relative(topics.ODOM), odometry_topic(role)), ('cmd_vel', twist_topic(role))]
 
 
 # A stand-in for CARLA's vehicle physics behind carla_twist_to_control (sim_node bridge mode).

@@ -69,15 +69,15 @@ def node_parameters(out_dir: str, checkpoint: str, random_weights: bool, episode
     return {
         'planner_node': {
             'checkpoint': checkpoint, 'allow_random_weights': random_weights,
-            'odom_topic': '/vlmad/sim/planner_odom', 'reliability': 'reliable',
+            'odom_topic': 'vlmad/sim/planner_odom', 'reliability': 'reliable',
             'use_sim_time': True, 'num_threads': 1,
         },
         'path_follower': {'stamped_cmd_vel': True, 'ack_plans': True, 'use_sim_time': True},
         'sim_node': {
             'episodes': list(episodes), 'duration': float(duration),
             'result_file': str(out / 'results.json'), 'trace_dir': str(out / 'traces'),
-            'planner_odom_topic': '/vlmad/sim/planner_odom', 'exit_when_done': True,
-            'plan_ack_topic': '/vlmad/follower/plan_ack', **size,
+            'planner_odom_topic': 'vlmad/sim/planner_odom', 'exit_when_done': True,
+            'plan_ack_topic': 'vlmad/follower/plan_ack', **size,
         },
     }
 

@@ -221,6 +221,9 @@ class _Context:
                               .reshape(-1, 2))))
 
     def _command(self, _, msg) -> None:
+        if int(msg.command) not in {int(c) for c in Command}:   # UNKNOWN (255): no route given
+            self.stats.bad_messages['command_unknown'] += 1
+            return
         self.commands.append((stamp_to_ns(msg.header.stamp), int(Command(msg.command))))
 
     def _reasoning(self, _, msg) -> None:

@@ -3,8 +3,8 @@ annotator_node: the VLM teacher live, next to `ros2 bag play`.
 
 Subscribes to the front camera (CompressedImage or Image), its CameraInfo (intrinsics; the
 camera's pose on the car comes from the `rig` parameter), odometry and, for the rule teacher,
-ground-truth objects and traffic lights. Publishes DrivingReasoning on /vlmad/reasoning and
-records the same records to a bag.
+ground-truth objects and traffic lights. Publishes DrivingReasoning on vlmad/reasoning and
+records the same records to a bag. Topic names are relative (a namespace moves them all).
 
 What runs concurrently: the executor thread runs the subscription callbacks, which only store
 messages and hand keyframes to vlmad_ros.teacher.live.LiveAnnotator (never blocking; a full
@@ -31,72 +31,64 @@ from vlmad_ros.bagschema import BagWriter, STORAGES
 from vlmad_ros.data.geometry import yaw_from_quat_wxyz
 from vlmad_ros.images import compressed_to_rgb, image_to_rgb
 from vlmad_ros.msg import DrivingReasoning, GroundTruthObjectArray, TrafficLightArray
-# Short names keep the PARAMETERS table below readable.
-from vlmad_ros.nodes.common import describe as _d, float_range as _frange
-from vlmad_ros.nodes.common import int_range as _irange, LogThrottle, ParameterError
-from vlmad_ros.nodes.common import RELIABILITY, run_node
+from vlmad_ros.nodes.common import (declare, LogThrottle, Param, ParameterError, RELIABILITY,
+                                    run_node)
 from vlmad_ros.rig import CAMERA_NAMES, load_rig
 from vlmad_ros.teacher.live import LiveAnnotator, LiveConfig
 
 NODE_NAME = 'annotator_node'
 
 
-# name -> (default, descriptor). Defaults equal config/annotator.yaml.
-PARAMETERS = {
-    'teacher': ('rule', _d('rule (offline, deterministic) or openai (any OpenAI-compatible '
-                           'vision endpoint)')),
-    'camera': ('CAM_FRONT', _d('rig camera shown to the teacher')),
-    'rig': ('nuscenes', _d('camera pose on the car (intrinsics come from CameraInfo): '
-                           'nuscenes, carla or a rig yaml path')),
-    'image_topic': (topics.camera_image_topic('CAM_FRONT'), _d('front camera image topic')),
-    'image_transport': ('compressed', _d('compressed (CompressedImage) or raw (Image)')),
-    'camera_info_topic': (topics.camera_info_topic('CAM_FRONT'), _d('its CameraInfo')),
-    'odom_topic': (topics.ODOM, _d('nav_msgs/Odometry: future trajectories come from it')),
-    'use_ground_truth': (True, _d('subscribe to ground-truth objects and lights (rule teacher)')),
-    'objects_topic': (topics.OBJECTS, _d('vlmad_ros/GroundTruthObjectArray')),
-    'lights_topic': (topics.TRAFFIC_LIGHTS, _d('vlmad_ros/TrafficLightArray')),
-    'reasoning_topic': (topics.REASONING, _d('output DrivingReasoning')),
-    'output_bag': ('', _d('record the DrivingReasoning messages to this new bag folder '
-                          '(empty: do not record)')),
-    'storage': ('mcap', _d('bag storage: mcap or sqlite3')),
-    'keyframe_rate': (2.0, _d('keyframes per second at most [Hz]', **_frange(0.01, 100.0))),
-    'queue_size': (8, _d('keyframes waiting for the teacher; more are dropped and counted',
-                         **_irange(1, 10000))),
-    'concurrency': (2, _d('teacher requests in parallel', **_irange(1, 256))),
-    'shutdown_timeout': (10.0, _d('on shutdown, wait this long [s] for queued requests; the '
-                                  'rest are recorded FAILED', **_frange(0.0, 3600.0))),
-    'reliability': ('reliable', _d('subscription QoS: reliable (ros2 bag play) or best_effort '
-                                   '(sensor drivers)')),
-    'qos_depth': (50, _d('subscription queue depth', **_irange(1, 10000))),
-    'base_url': ('https://api.openai.com/v1', _d('openai teacher: API root')),
-    'model': ('gpt-4o', _d('openai teacher: model name')),
-    'api_key_env': ('OPENAI_API_KEY', _d('openai teacher: environment variable with the key')),
-    'timeout': (60.0, _d('openai teacher: seconds per request', **_frange(0.001, 3600.0))),
-    'max_retries': (5, _d('openai teacher: retries on 429/5xx/timeouts', **_irange(0, 100))),
-    'backoff_base': (1.0, _d('openai teacher: first retry delay [s]', **_frange(0.0, 600.0))),
-    'backoff_max': (60.0, _d('openai teacher: longest retry delay [s]', **_frange(0.0, 3600.0))),
-    'image_width': (1600, _d('openai teacher: prompt image width (0: as received)',
-                             **_irange(0, 10000))),
-    'prompt_version': ('', _d('openai teacher: prompt version (empty: the default)')),
-    'cache_dir': ('', _d('openai teacher: answer cache (empty: ~/.cache/vlmad_ros/teacher)')),
-    'use_cache': (True, _d('openai teacher: reuse cached answers')),
-}
+# Defaults equal config/annotator.yaml. Topics are relative: the node's namespace applies.
+PARAMETERS = (
+    Param('teacher', 'rule', 'rule (offline, deterministic) or openai (any OpenAI-compatible '
+          'vision endpoint)', choices=('rule', 'openai')),
+    Param('camera', 'CAM_FRONT', 'rig camera shown to the teacher', choices=CAMERA_NAMES),
+    Param('rig', 'nuscenes', 'camera pose on the car (intrinsics come from CameraInfo): '
+          'nuscenes, carla or a rig yaml path'),
+    Param('image_topic', topics.relative(topics.camera_image_topic('CAM_FRONT')),
+          'front camera image topic'),
+    Param('image_transport', 'compressed', 'compressed (CompressedImage) or raw (Image)',
+          choices=('compressed', 'raw')),
+    Param('camera_info_topic', topics.relative(topics.camera_info_topic('CAM_FRONT')),
+          'its CameraInfo'),
+    Param('odom_topic', topics.relative(topics.ODOM),
+          'nav_msgs/Odometry: future trajectories come from it'),
+    Param('use_ground_truth', True, 'subscribe to ground-truth objects and lights (rule '
+          'teacher)'),
+    Param('objects_topic', topics.relative(topics.OBJECTS), 'vlmad_ros/GroundTruthObjectArray'),
+    Param('lights_topic', topics.relative(topics.TRAFFIC_LIGHTS), 'vlmad_ros/TrafficLightArray'),
+    Param('reasoning_topic', topics.relative(topics.REASONING), 'output DrivingReasoning'),
+    Param('output_bag', '', 'record the DrivingReasoning messages to this new bag folder '
+          '(empty: do not record)'),
+    Param('storage', 'mcap', 'bag storage', choices=tuple(sorted(STORAGES))),
+    Param('keyframe_rate', 2.0, 'keyframes per second at most [Hz]', bounds=(0.01, 100.0)),
+    Param('queue_size', 8, 'keyframes waiting for the teacher; more are dropped and counted',
+          bounds=(1, 10000)),
+    Param('concurrency', 2, 'teacher requests in parallel', bounds=(1, 256)),
+    Param('shutdown_timeout', 10.0, 'on shutdown, wait this long [s] for queued requests; the '
+          'rest are recorded FAILED', bounds=(0.0, 3600.0)),
+    Param('reliability', 'reliable', 'subscription QoS: reliable (ros2 bag play) or '
+          'best_effort (sensor drivers)', choices=tuple(sorted(RELIABILITY))),
+    Param('qos_depth', 50, 'subscription queue depth', bounds=(1, 10000)),
+    Param('base_url', 'https://api.openai.com/v1', 'openai teacher: API root'),
+    Param('model', 'gpt-4o', 'openai teacher: model name'),
+    Param('api_key_env', 'OPENAI_API_KEY', 'openai teacher: environment variable with the key'),
+    Param('timeout', 60.0, 'openai teacher: seconds per request', bounds=(0.001, 3600.0)),
+    Param('max_retries', 5, 'openai teacher: retries on 429/5xx/timeouts', bounds=(0, 100)),
+    Param('backoff_base', 1.0, 'openai teacher: first retry delay [s]', bounds=(0.0, 600.0)),
+    Param('backoff_max', 60.0, 'openai teacher: longest retry delay [s]', bounds=(0.0, 3600.0)),
+    Param('image_width', 1600, 'openai teacher: prompt image width (0: as received)',
+          bounds=(0, 10000)),
+    Param('prompt_version', '', 'openai teacher: prompt version (empty: the default)'),
+    Param('cache_dir', '', 'openai teacher: answer cache (empty: ~/.cache/vlmad_ros/teacher)'),
+    Param('use_cache', True, 'openai teacher: reuse cached answers'),
+)
+PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
 
 
 def validate(v: Dict[str, object]) -> None:
-    """Check what descriptors cannot; errors name the parameter."""
-    if v['teacher'] not in ('rule', 'openai'):
-        raise ParameterError(f'teacher: must be rule or openai, got {v["teacher"]!r}')
-    if v['camera'] not in CAMERA_NAMES:
-        raise ParameterError(f'camera: must be one of {CAMERA_NAMES}, got {v["camera"]!r}')
-    if v['image_transport'] not in ('compressed', 'raw'):
-        raise ParameterError(f'image_transport: must be compressed or raw, got '
-                             f'{v["image_transport"]!r}')
-    if v['reliability'] not in RELIABILITY:
-        raise ParameterError(f'reliability: must be one of {sorted(RELIABILITY)}, got '
-                             f'{v["reliability"]!r}')
-    if v['storage'] not in STORAGES:
-        raise ParameterError(f'storage: must be one of {sorted(STORAGES)}, got {v["storage"]!r}')
+    """Check what the Param table cannot; errors name the parameter."""
     if v['output_bag'] and pathlib.Path(v['output_bag']).exists():
         raise ParameterError(f'output_bag: {v["output_bag"]} already exists (bags are never '
                              'overwritten)')
@@ -121,7 +113,8 @@ def make_teacher(v: Dict[str, object]):
     except ValueError as err:
         text = str(err)
         name = text.split(' ')[0]
-        raise ParameterError(text if name in PARAMETERS else f'{v["teacher"]}: {text}') from None
+        raise ParameterError(text if name in PARAMETER_NAMES
+                             else f'{v["teacher"]}: {text}') from None
 
 
 class AnnotatorNode(Node):
@@ -130,8 +123,7 @@ class AnnotatorNode(Node):
     def __init__(self):
         super().__init__(NODE_NAME)
         self.throttle = LogThrottle(5.0)   # per-key throttled warnings for bad input
-        v = {name: self.declare_parameter(name, default, descriptor).value
-             for name, (default, descriptor) in PARAMETERS.items()}
+        v = declare(self, PARAMETERS)
         validate(v)
         self.values = v
         try:
@@ -140,15 +132,17 @@ class AnnotatorNode(Node):
             raise ParameterError(f'rig: {err}') from None
         self._camera_lock = threading.Lock()
         self.teacher = make_teacher(v)
+        self.pub = self.create_publisher(DrivingReasoning, v['reasoning_topic'], 50)
+        # The bag records under the resolved name (/car1/vlmad/reasoning in namespace /car1).
+        self.bag_topic = self.pub.topic_name
         self.bag = None
         self._bag_lock = threading.Lock()
         if v['output_bag']:
             self.bag = BagWriter(v['output_bag'], storage=v['storage'])
             self.bag.open()
-            self.bag.add_topic(v['reasoning_topic'], 'vlmad_ros/msg/DrivingReasoning')
+            self.bag.add_topic(self.bag_topic, 'vlmad_ros/msg/DrivingReasoning')
         self.recorded = 0
         self.bad: Dict[str, int] = {}
-        self.pub = self.create_publisher(DrivingReasoning, v['reasoning_topic'], 50)
         self.live = LiveAnnotator(
             self.teacher,
             LiveConfig(keyframe_rate=v['keyframe_rate'], queue_size=v['queue_size'],
@@ -230,7 +224,6 @@ class AnnotatorNode(Node):
         return image_to_rgb(msg)
 
     def _on_result(self, stamp_ns: int, result) -> None:
-        frame = self.values['reasoning_topic']
         msg = result.fill_msg(DrivingReasoning(), stamp_ns, topics.BASE_FRAME)
         if rclpy.ok():
             try:
@@ -239,7 +232,7 @@ class AnnotatorNode(Node):
                 self.get_logger().debug(f'publish failed: {err}')
         with self._bag_lock:
             if self.bag is not None:
-                self.bag.write(frame, result.to_rosbags_msg(stamp_ns, topics.BASE_FRAME),
+                self.bag.write(self.bag_topic, result.to_rosbags_msg(stamp_ns, topics.BASE_FRAME),
                                stamp_ns)
                 self.recorded += 1
         if not result.ok:

@@ -1,40 +1,131 @@
 """
-What every vlmad_ros node shares: parameters, QoS names, throttled logging, main().
+What every vlmad_ros node shares: parameter declaration, QoS names, throttled logging, main().
 
-A bad parameter stops a node at start-up with exit code 2 and a message that names it.
+Every node declares its parameters the same way: a list of `Param` (name, default that fixes
+the type, description, range or choices, read-only or live) declared by `declare`, which
+builds the ParameterDescriptor (ranges included, so `ros2 param describe` shows them) and
+checks type, range and choices itself. A bad parameter stops a node at start-up with exit
+code 2 and a message that names it.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import sys
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
 from rclpy.node import Node
-from rclpy.qos import ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
                'reliable': ReliabilityPolicy.RELIABLE}
+# The route command changes rarely: a subscriber that starts late must still get the last one,
+# so publisher and subscriber both keep it (transient local, depth 1).
+LATCHED_COMMAND = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# rclpy cannot declare a parameter whose default is infinite from YAML; this stands in.
+LARGE = 1e9
 
 
 class ParameterError(ValueError):
     """A bad parameter value; the message starts with the parameter's name."""
 
 
-def describe(text: str, **kw) -> ParameterDescriptor:
-    """Read-only parameter descriptor (parameters are validated once, at start-up)."""
-    return ParameterDescriptor(description=text, read_only=True, **kw)
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One node parameter: the default fixes its type; range/choices are checked at start-up."""
+
+    name: str
+    default: object
+    description: str
+    bounds: Optional[Tuple[float, float]] = None   # inclusive [lo, hi]
+    choices: Tuple[str, ...] = ()
+    read_only: bool = True                          # False: the node applies changes live
+
+    def descriptor(self) -> ParameterDescriptor:
+        text = self.description + (f' (one of: {", ".join(self.choices)})' if self.choices
+                                   else '')
+        kw = {}
+        if self.bounds is not None and isinstance(self.default, bool):
+            raise TypeError(f'{self.name}: a bool has no range')
+        if self.bounds is not None and isinstance(self.default, int):
+            kw['integer_range'] = [IntegerRange(from_value=int(self.bounds[0]),
+                                                to_value=int(self.bounds[1]), step=1)]
+        elif self.bounds is not None:
+            kw['floating_point_range'] = [FloatingPointRange(
+                from_value=float(self.bounds[0]), to_value=float(self.bounds[1]), step=0.0)]
+        # Floats take integers too (`-p max_accel:=3`); the type is checked in `check`.
+        dynamic = isinstance(self.default, float)
+        return ParameterDescriptor(description=text, read_only=self.read_only,
+                                   dynamic_typing=dynamic, **kw)
+
+    def check(self, value):
+        """Return `value` as this parameter's type; ParameterError naming it when wrong."""
+        d = self.default
+        if isinstance(d, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(d, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+            ok = ok and not math.isnan(value)
+        else:
+            ok = isinstance(value, type(d)) and not isinstance(value, bool) or (
+                isinstance(d, list) and isinstance(value, (list, tuple)))
+        if not ok:
+            raise ParameterError(f'{self.name}: must be a {type(d).__name__}, got {value!r}')
+        if self.bounds is not None and not self.bounds[0] <= value <= self.bounds[1]:
+            raise ParameterError(f'{self.name}: must be in [{self.bounds[0]}, {self.bounds[1]}], '
+                                 f'got {value}')
+        if self.choices and value not in self.choices:
+            raise ParameterError(f'{self.name}: must be one of {list(self.choices)}, got '
+                                 f'{value!r}')
+        return list(value) if isinstance(d, list) else value
 
 
-def int_range(lo: int, hi: int) -> Dict:
-    """Descriptor keywords for an integer range [lo, hi]."""
-    return {'integer_range': [IntegerRange(from_value=lo, to_value=hi, step=1)]}
+def declare(node: Node, params: Iterable[Param]) -> Dict[str, object]:
+    """Declare every parameter with its descriptor; return the checked values by name."""
+    values = {}
+    for p in params:
+        try:
+            raw = node.declare_parameter(p.name, p.default, p.descriptor()).value
+        except Exception as err:   # rclpy's own type / range errors
+            raise ParameterError(f'{p.name}: {err}') from None
+        values[p.name] = p.check(raw)
+    return values
 
 
-def float_range(lo: float, hi: float) -> Dict:
-    """Descriptor keywords for a floating point range [lo, hi]."""
-    return {'floating_point_range': [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]}
+def params_of(config_cls, descriptions: Mapping[str, str], prefix: str = '',
+              ranges: Mapping[str, Tuple[float, float]] = None,
+              choices: Mapping[str, Sequence[str]] = None,
+              live: Iterable[str] = ()) -> List[Param]:
+    """Params for every field of a config dataclass (its defaults); nested ones get `prefix.`."""
+    ranges, choices, live = ranges or {}, choices or {}, set(live)
+    defaults = config_cls()
+    out = []
+    for f in dataclasses.fields(config_cls):
+        default = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(default):
+            continue
+        if isinstance(default, tuple):
+            default = list(default)
+        if isinstance(default, float) and math.isinf(default):
+            default = LARGE
+        name = prefix + f.name
+        out.append(Param(name, default, descriptions.get(name, name), ranges.get(name),
+                         tuple(choices.get(name, ())), read_only=name not in live))
+    return out
+
+
+def build(config_cls, values: Mapping[str, object], prefix: str = ''):
+    """config_cls(**values of its fields); its ValueError becomes a ParameterError."""
+    names = [f.name for f in dataclasses.fields(config_cls)]
+    try:
+        return config_cls(**{n: values[prefix + n] for n in names if prefix + n in values})
+    except ValueError as err:
+        raise ParameterError(str(err)) from None
 
 
 def run_node(node_name: str, make_node: Callable[[], Node]) -> int:
@@ -69,6 +160,16 @@ def run_node(node_name: str, make_node: Callable[[], Node]) -> int:
         if rclpy.ok():
             rclpy.shutdown()
     return code
+
+
+def stamp_ns(stamp) -> int:
+    """builtin_interfaces/Time -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def clock_s(node: Node) -> float:
+    """Return the node clock [s]: sim time under use_sim_time, so staleness pauses with a sim."""
+    return node.get_clock().now().nanoseconds * 1e-9
 
 
 # rclpy's own `throttle_duration_sec` raised "Requested logging filters cannot be changed between

@@ -15,6 +15,11 @@ decoding.
 With `explain:=true` the worker also runs the checkpoint's VLM-AD action head on the ego feature
 of the same forward pass and publishes its control / turn / lane labels as DrivingReasoning,
 with the plan's header, on `explanation_topic`.
+
+A managed (lifecycle) node: with `autostart:=false` it waits for configure (load and warm the
+model) and activate (subscribe) from a lifecycle manager or `ros2 lifecycle set`; deactivate
+unsubscribes and publishes nothing more, cleanup releases the model. Topic names are relative,
+so a namespace (`-r __ns:=/car1`) moves every input and output; /diagnostics stays global.
 """
 from __future__ import annotations
 
@@ -30,8 +35,9 @@ from typing import Dict, List, Optional
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry, Path
+import numpy as np
 import rclpy
-from rclpy.node import Node
+from rclpy.lifecycle import Node as LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import Marker, MarkerArray
@@ -39,68 +45,71 @@ from visualization_msgs.msg import Marker, MarkerArray
 from vlmad_ros import topics
 from vlmad_ros.images import ImageConversionError
 from vlmad_ros.msg import DrivingCommand, DrivingReasoning
-# Short names keep the PARAMETERS table below readable.
-from vlmad_ros.nodes.common import describe as _d, float_range as _frange
-from vlmad_ros.nodes.common import int_range as _irange, LogThrottle, ParameterError
-from vlmad_ros.nodes.common import RELIABILITY, run_node
-from vlmad_ros.planner import (collate, EgoStateEstimator, explanations, features_from_parts,
-                               ImageSizeError, LatestWins, order_views, plan_poses, Planner,
-                               RateMeter, RollingStats)
+from vlmad_ros.nodes.common import (clock_s, declare, LATCHED_COMMAND, LogThrottle, Param,
+                                    ParameterError, RELIABILITY, run_node)
+from vlmad_ros.planner import (camera_views, collate, EgoStateEstimator, explanations,
+                               features_from_parts, ImageSizeError, LatestWins, order_views,
+                               plan_poses, Planner, RateMeter, RollingStats)
 from vlmad_ros.rig import CAMERA_NAMES, CameraRig, load_rig
 from vlmad_ros.sync import ApproximateTimeSynchronizer
-from vlmad_ros.types import Command, Explanation, Trajectory
+from vlmad_ros.types import Command, EgoState, Explanation, Trajectory
 
 NODE_NAME = 'planner_node'
 TRANSPORTS = ('compressed', 'raw')
 EXPLAINER = 'vlmad_ros action head'    # DrivingReasoning.teacher of the node's explanations
 
 
-# name -> (default, descriptor). Defaults equal config/planner.yaml.
-PARAMETERS = {
-    'checkpoint': ('', _d('planner checkpoint (.pt from `vlmad train`); empty: the packaged '
-                          'default vlmad_ros/checkpoints/default.pt if installed')),
-    'allow_random_weights': (False, _d('run an untrained model when no checkpoint exists '
-                                       '(tests and benchmarks only)')),
-    'rig': ('nuscenes', _d('camera rig: nuscenes, carla, or a rig yaml path')),
-    'cameras': (list(CAMERA_NAMES), _d("rig camera names, in the model's order")),
-    'camera_topics': ([topics.camera_image_topic(c) for c in CAMERA_NAMES],
-                      _d('image topic per camera')),
-    'camera_transports': (['compressed'], _d('per camera: compressed (CompressedImage) or raw '
-                                             '(Image); one entry applies to all')),
-    'use_camera_info': (False, _d('override the rig intrinsics from CameraInfo')),
-    'camera_info_topics': ([topics.camera_info_topic(c) for c in CAMERA_NAMES],
-                           _d('CameraInfo topic per camera (when use_camera_info)')),
-    'odom_topic': (topics.ODOM, _d('nav_msgs/Odometry, part of the synchronised set')),
-    'command_topic': (topics.COMMAND, _d('vlmad_ros/DrivingCommand, latest value used')),
-    'plan_topic': (topics.PLAN, _d('output nav_msgs/Path')),
-    'plan_frame': ('base_link', _d('base_link, or odom: the plan in the frame of the odometry '
-                                   'message, transformed with the synchronised pose')),
-    'publish_markers': (False, _d('also publish a MarkerArray of the plan')),
-    'marker_topic': ('/vlmad/plan_markers', _d('MarkerArray topic')),
-    'explain': (False, _d("also run the checkpoint's VLM-AD action head (~0.5 ms on a CPU) and "
-                          'publish its control/turn/lane labels as DrivingReasoning with each '
-                          'plan; the checkpoint must carry the head (vlmad train '
-                          '--keep-action-head)')),
-    'explanation_topic': (topics.EXPLANATION, _d('output vlmad_ros/DrivingReasoning (when '
-                                                 'explain)')),
-    'reliability': ('best_effort', _d('subscription QoS reliability: best_effort (sensor data) '
-                                      'or reliable (e.g. the CARLA bridge)')),
-    'qos_depth': (5, _d('subscription queue depth', **_irange(1, 1000))),
-    'queue_size': (10, _d('synchroniser queue per input (message_filters meaning)',
-                          **_irange(1, 1000))),
-    'slop': (0.05, _d('max stamp spread of a synchronised set [s]', **_frange(0.0, 10.0))),
-    'reset_after': (1.0, _d('stamps jumping back by more than this [s] reset the synchroniser',
-                            **_frange(0.0, 3600.0))),
-    'device': ('cpu', _d('cpu, cuda, cuda:N or auto')),
-    'num_threads': (1, _d('torch intra-op threads (0: torch default); 1 leaves the other '
-                          'core to JPEG decoding', **_irange(0, 256))),
-    'decode_threads': (2, _d('threads decoding camera images in parallel (libjpeg-turbo '
-                             'releases the GIL)', **_irange(1, 64))),
-    'fp16': (False, _d('half precision (CUDA only)')),
-    'stale_timeout': (0.5, _d('a camera silent this long [s] is reported stale',
-                              **_frange(0.0, 60.0))),
-    'diagnostics_period': (1.0, _d('diagnostics publishing period [s]', **_frange(0.0, 60.0))),
-}
+# Defaults equal config/planner.yaml. Topics are relative: the node's namespace applies.
+PARAMETERS = (
+    Param('autostart', True, 'configure and activate at start-up (false: wait for the '
+          'lifecycle transitions, e.g. from nav2_lifecycle_manager)'),
+    Param('checkpoint', '', 'planner checkpoint (.pt from `vlmad train`); empty: the packaged '
+          'default vlmad_ros/checkpoints/default.pt if installed'),
+    Param('allow_random_weights', False, 'run an untrained model when no checkpoint exists '
+          '(tests and benchmarks only)'),
+    Param('rig', 'nuscenes', 'camera rig: nuscenes, carla, or a rig yaml path'),
+    Param('cameras', list(CAMERA_NAMES), "rig camera names, in the model's order"),
+    Param('camera_topics', [topics.relative(topics.camera_image_topic(c)) for c in CAMERA_NAMES],
+          'image topic per camera'),
+    Param('camera_transports', ['compressed'], 'per camera: compressed (CompressedImage) or '
+          'raw (Image); one entry applies to all'),
+    Param('use_camera_info', False, 'override the rig intrinsics from CameraInfo'),
+    Param('camera_info_topics', [topics.relative(topics.camera_info_topic(c))
+                                 for c in CAMERA_NAMES],
+          'CameraInfo topic per camera (when use_camera_info)'),
+    Param('odom_topic', topics.relative(topics.ODOM),
+          'nav_msgs/Odometry, part of the synchronised set'),
+    Param('command_topic', topics.relative(topics.COMMAND),
+          'vlmad_ros/DrivingCommand (transient local: the last one is kept), latest value used'),
+    Param('plan_topic', topics.relative(topics.PLAN), 'output nav_msgs/Path'),
+    Param('plan_frame', 'base_link', 'base_link, or odom: the plan in the frame of the odometry '
+          'message, transformed with the synchronised pose', choices=('base_link', 'odom')),
+    Param('publish_markers', False, 'also publish a MarkerArray of the plan'),
+    Param('marker_topic', topics.relative(topics.PLAN_MARKERS), 'MarkerArray topic'),
+    Param('explain', False, "also run the checkpoint's VLM-AD action head (~0.5 ms on a CPU) "
+          'and publish its control/turn/lane labels as DrivingReasoning with each plan; the '
+          'checkpoint must carry the head (vlmad train --keep-action-head)'),
+    Param('explanation_topic', topics.relative(topics.EXPLANATION),
+          'output vlmad_ros/DrivingReasoning (when explain)'),
+    Param('reliability', 'best_effort', 'subscription QoS reliability: best_effort (sensor '
+          'data) or reliable (e.g. the CARLA bridge)', choices=tuple(sorted(RELIABILITY))),
+    Param('qos_depth', 5, 'subscription queue depth', bounds=(1, 1000)),
+    Param('queue_size', 10, 'synchroniser queue per input (message_filters meaning)',
+          bounds=(1, 1000)),
+    Param('slop', 0.05, 'max stamp spread of a synchronised set [s]', bounds=(0.0, 10.0)),
+    Param('reset_after', 1.0, 'stamps jumping back by more than this [s] reset the '
+          'synchroniser', bounds=(0.0, 3600.0)),
+    Param('device', 'cpu', 'cpu, cuda, cuda:N or auto'),
+    Param('num_threads', 1, 'torch intra-op threads (0: torch default); 1 leaves the other '
+          'core to JPEG decoding', bounds=(0, 256)),
+    Param('decode_threads', 2, 'threads decoding camera images in parallel (libjpeg-turbo '
+          'releases the GIL)', bounds=(1, 64)),
+    Param('fp16', False, 'half precision (CUDA only)'),
+    Param('stale_timeout', 0.5, 'an input silent this long [s, node clock: sim time under '
+          'use_sim_time] is reported stale', bounds=(0.0, 60.0)),
+    Param('diagnostics_period', 1.0, 'diagnostics publishing period [s]', bounds=(0.0, 60.0)),
+)
+PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
 
 
 @dataclasses.dataclass
@@ -135,11 +144,6 @@ def validate(values: Dict[str, object]) -> Settings:
     if v['use_camera_info'] and len(v['camera_info_topics']) != n:
         raise ParameterError(f'camera_info_topics: need {n} topics, got '
                              f'{len(v["camera_info_topics"])}')
-    if v['plan_frame'] not in ('base_link', 'odom'):
-        raise ParameterError(f'plan_frame: must be base_link or odom, got {v["plan_frame"]!r}')
-    if v['reliability'] not in RELIABILITY:
-        raise ParameterError(f'reliability: must be one of {sorted(RELIABILITY)}, got '
-                             f'{v["reliability"]!r}')
     for name in ('slop', 'reset_after', 'stale_timeout', 'diagnostics_period'):
         if not float(v[name]) > 0:
             raise ParameterError(f'{name}: must be > 0, got {v[name]}')
@@ -178,19 +182,73 @@ class OdomPart:
     orientation: tuple        # x, y, z, w
 
 
-class PlannerNode(Node):
-    """Subscribes to cameras + odometry + command, publishes the plan and diagnostics."""
+class PlannerNode(LifecycleNode):
+    """
+    A managed node: cameras + odometry + command in, the plan and diagnostics out.
+
+    configure loads and warms the model and creates the publishers; activate subscribes;
+    deactivate unsubscribes (nothing more is published); cleanup releases the model. With
+    autostart (the default) the node goes through configure and activate at start-up.
+    """
 
     def __init__(self):
         super().__init__(NODE_NAME)
         self.throttle = LogThrottle(5.0)   # per-key throttled warnings for bad input
-        values = {}
-        for name, (default, descriptor) in PARAMETERS.items():
-            values[name] = self.declare_parameter(name, default, descriptor).value
-        self.settings = s = validate(values)
+        self.settings = s = validate(declare(self, PARAMETERS))
         self.rig = self._load_rig(s)
+        self.planner: Optional[Planner] = None
+        self._subs: List = []
+        self._error: Optional[ParameterError] = None
+        if s.autostart:
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise self._error or ParameterError('autostart: configure failed')
+            self.trigger_activate()
+
+    # ---- lifecycle transitions ----------------------------------------------------------------
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        """Load and warm the model, create the publishers and the inference worker."""
         try:
-            self.planner = Planner.from_options(
+            self.planner = self._load_planner(self.settings)
+        except ParameterError as err:
+            self._error = err
+            self.get_logger().error(f'configure failed: invalid parameter: {err}')
+            return TransitionCallbackReturn.FAILURE
+        self._warm_up()
+        self._reset_state()
+        self._create_publishers()
+        self._start_worker()
+        s = self.settings
+        self.get_logger().info(
+            f'{self.planner.describe()}; rig {self.rig.name}; {len(s.cameras)} cameras '
+            f'({",".join(sorted(set(s.camera_transports)))}), odometry {s.odom_topic} -> '
+            f'{s.plan_topic} in {s.plan_frame}'
+            + (f', explanations -> {s.explanation_topic}' if s.explain else ''))
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._subscribe()
+        self.get_logger().info('active: planning')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._unsubscribe()
+        self.slot.take(timeout=0.0)          # a waiting set is not planned any more
+        self.get_logger().info('inactive: not planning')
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._unsubscribe()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _load_planner(self, s: Settings) -> Planner:
+        try:
+            planner = Planner.from_options(
                 checkpoint=s.checkpoint, allow_random_weights=s.allow_random_weights,
                 device=s.device, num_threads=s.num_threads, fp16=s.fp16, explain=s.explain)
         except FileNotFoundError as err:
@@ -199,15 +257,28 @@ class PlannerNode(Node):
                                  f'checkpoint: {msg}') from None
         except ValueError as err:  # device / fp16 / num_threads / checkpoint contents
             text = str(err)
-            raise ParameterError(text if text.split(':')[0] in PARAMETERS
+            raise ParameterError(text if text.split(':')[0] in PARAMETER_NAMES
                                  else f'checkpoint: {text}') from None
-        if self.planner.config.num_cameras != len(s.cameras):
-            raise ParameterError(f'cameras: the model expects {self.planner.config.num_cameras} '
+        if planner.config.num_cameras != len(s.cameras):
+            raise ParameterError(f'cameras: the model expects {planner.config.num_cameras} '
                                  f'cameras, {len(s.cameras)} configured')
-        if self.planner.rig is not None and self.planner.rig.names != self.rig.names:
-            self.get_logger().warning(f'checkpoint trained on rig {self.planner.rig.name} '
-                                      f'{self.planner.rig.names}, running on {self.rig.name}')
-        n = len(s.cameras)
+        if planner.rig is not None and planner.rig.names != self.rig.names:
+            self.get_logger().warning(f'checkpoint trained on rig {planner.rig.name} '
+                                      f'{planner.rig.names}, running on {self.rig.name}')
+        return planner
+
+    def _warm_up(self) -> None:
+        """One forward pass on grey images: the first real set is not slowed by lazy set-up."""
+        cfg = self.planner.config
+        views = [camera_views(cam, np.full((cam.height, cam.width, 3), 128, np.uint8),
+                              cfg.image_size, cfg.zoom, cfg.zoom_camera)
+                 for cam in self.rig.cameras]
+        still = EgoState(speed=0.0, yaw_rate=0.0, accel=0.0)
+        self.planner.run_batch(collate([features_from_parts(order_views(views), still,
+                                                            int(Command.STRAIGHT))]))
+
+    def _reset_state(self) -> None:
+        s, n = self.settings, len(self.settings.cameras)
         self.sync = ApproximateTimeSynchronizer(n + 1, s.queue_size, s.slop, s.reset_after)
         self.sync.register_callback(self._on_set)
         self.slot = LatestWins()
@@ -224,12 +295,31 @@ class PlannerNode(Node):
         self.latency = RollingStats()
         self.published = 0
         self.explained = 0
-        self.start_time = time.monotonic()
+        self.start_time = clock_s(self)
 
+    def _create_publishers(self) -> None:
+        s = self.settings
+        self.plan_pub = self.create_lifecycle_publisher(Path, s.plan_topic, 10)
+        self.marker_pub = (self.create_lifecycle_publisher(MarkerArray, s.marker_topic, 10)
+                           if s.publish_markers else None)
+        self.explanation_pub = (
+            self.create_lifecycle_publisher(DrivingReasoning, s.explanation_topic, 10)
+            if s.explain else None)
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
+        self.diag_timer = self.create_timer(s.diagnostics_period, self._publish_diagnostics)
+
+    def _start_worker(self) -> None:
+        self._decode_pool = ThreadPoolExecutor(self.settings.decode_threads,
+                                               thread_name_prefix='decode')
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name='planner_inference', daemon=True)
+        self._worker.start()
+
+    def _subscribe(self) -> None:
+        s = self.settings
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=s.qos_depth,
                          reliability=RELIABILITY[s.reliability],
                          durability=DurabilityPolicy.VOLATILE)
-        self._subs = []
         for i, (name, topic, transport) in enumerate(zip(s.cameras, s.camera_topics,
                                                          s.camera_transports)):
             msg_type = CompressedImage if transport == 'compressed' else Image
@@ -241,23 +331,27 @@ class PlannerNode(Node):
                     lambda m, name=name: self._on_camera_info(name, m), qos))
         self._subs.append(self.create_subscription(Odometry, s.odom_topic, self._on_odom, qos))
         self._subs.append(self.create_subscription(DrivingCommand, s.command_topic,
-                                                   self._on_command, 10))
-        self.plan_pub = self.create_publisher(Path, s.plan_topic, 10)
-        self.marker_pub = (self.create_publisher(MarkerArray, s.marker_topic, 10)
-                           if s.publish_markers else None)
-        self.explanation_pub = (self.create_publisher(DrivingReasoning, s.explanation_topic, 10)
-                                if s.explain else None)
-        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
-        self.create_timer(s.diagnostics_period, self._publish_diagnostics)
-        self._decode_pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix='decode')
-        self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name='planner_inference', daemon=True)
-        self._worker.start()
-        self.get_logger().info(
-            f'{self.planner.describe()}; rig {self.rig.name}; {n} cameras '
-            f'({",".join(sorted(set(s.camera_transports)))}), odometry {s.odom_topic} -> '
-            f'{s.plan_topic} in {s.plan_frame}'
-            + (f', explanations -> {s.explanation_topic}' if s.explain else ''))
+                                                   self._on_command, LATCHED_COMMAND))
+
+    def _unsubscribe(self) -> None:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+
+    def _release(self) -> None:
+        """Stop the worker, drop publishers, timer and model (cleanup and shutdown)."""
+        if self.planner is None:
+            return
+        self._stop.set()
+        self._decode_pool.shutdown(wait=True, cancel_futures=True)
+        if self._worker.is_alive():
+            self._worker.join(timeout=2.0)
+        for pub in (self.plan_pub, self.marker_pub, self.explanation_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self.destroy_publisher(self.diag_pub)
+        self.destroy_timer(self.diag_timer)
+        self.planner = None
 
     # ---- set-up helpers ---------------------------------------------------------------------
 
@@ -285,7 +379,7 @@ class PlannerNode(Node):
         # Only stamp and queue: images are decoded once their set is complete and about to be
         # planned, so sets replaced under overload (or never completed) cost no decoding.
         t_arrival = time.perf_counter()
-        self.rates[index].tick(time.monotonic())
+        self.rates[index].tick(clock_s(self))
         part = CameraPart(_stamp_ns(msg.header.stamp), t_arrival, index, msg)
         self._add_to_sync(index, part, t_arrival)
 
@@ -313,7 +407,7 @@ class PlannerNode(Node):
             self._bad('odometry', 'bad_quaternion', f'|q| != 1: {q}')
             return
         stamp = _stamp_ns(msg.header.stamp)
-        self.odom_rate.tick(time.monotonic())
+        self.odom_rate.tick(clock_s(self))
         ego = self.ego_estimator.update(stamp * 1e-9, tw.linear.x, tw.angular.z)
         part = OdomPart(stamp, t_arrival, ego, msg.header.frame_id,
                         (pose.position.x, pose.position.y, pose.position.z), q)
@@ -344,6 +438,9 @@ class PlannerNode(Node):
                 self.rig = self.rig.replace_camera(cam.with_intrinsics(msg.width, msg.height, k))
 
     def _on_command(self, msg: DrivingCommand) -> None:
+        if msg.command == DrivingCommand.UNKNOWN:
+            self.command = None        # as if none was received: STRAIGHT, with a warning
+            return
         if msg.command not in (c.value for c in Command):
             self._bad('command', 'unknown_command', str(msg.command))
             return
@@ -379,6 +476,8 @@ class PlannerNode(Node):
         batch = collate([features_from_parts(order_views(decoded), odom.ego, command)])
         out = self.planner.run_batch(batch)
         traj = Trajectory(xy=out['traj'][0], heading=out['heading'][0])
+        if not self._subs:
+            return                                                 # deactivated meanwhile
         t1 = time.perf_counter()
         header = self._publish(traj, cams[0].stamp_ns, odom)
         if self.explanation_pub is not None:
@@ -448,55 +547,56 @@ class PlannerNode(Node):
     # ---- diagnostics (executor thread) -------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
-        now = time.monotonic()
-        s = self.settings
-        hw = f'{NODE_NAME}'
-        statuses = []
+        msg = DiagnosticArray(status=[self._inputs_status(), self._sync_status(),
+                                      self._inference_status(), self._bad_status()])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
 
-        cam = DiagnosticStatus(name=f'{NODE_NAME}: cameras', hardware_id=hw)
+    def _inputs_status(self) -> DiagnosticStatus:
+        """Rates and staleness on the node clock (sim time under use_sim_time)."""
+        now, s = clock_s(self), self.settings
+        cam = DiagnosticStatus(name=f'{NODE_NAME}: cameras', hardware_id=NODE_NAME)
         stale, missing = [], []
-        for name, meter in zip(s.cameras, self.rates):
-            rate = meter.rate(now)
-            cam.values.append(KeyValue(key=f'{name} rate_hz', value=f'{rate:.2f}'))
+        for name, meter in list(zip(s.cameras, self.rates)) + [('odometry', self.odom_rate)]:
+            cam.values.append(KeyValue(key=f'{name} rate_hz', value=f'{meter.rate(now):.2f}'))
             if meter.last is None:
                 missing.append(name)
             elif now - meter.last > s.stale_timeout:
                 stale.append(name)
-        odom_rate = self.odom_rate.rate(now)
-        cam.values.append(KeyValue(key='odometry rate_hz', value=f'{odom_rate:.2f}'))
-        if self.odom_rate.last is None:
-            missing.append('odometry')
-        elif now - self.odom_rate.last > s.stale_timeout:
-            stale.append('odometry')
         cam.values.append(KeyValue(key='missing', value=','.join(missing)))
         cam.values.append(KeyValue(key='stale', value=','.join(stale)))
-        if missing or stale:
-            cam.level = DiagnosticStatus.WARN
-            cam.message = '; '.join(p for p in (
-                f'missing: {", ".join(missing)}' if missing else '',
-                f'stale: {", ".join(stale)}' if stale else '') if p)
-            if now - self.start_time > 2 * s.stale_timeout:
-                self.throttle(self.get_logger().warning, 'inputs', f'inputs {cam.message}')
-        else:
+        if not (missing or stale):
             cam.level, cam.message = DiagnosticStatus.OK, 'all inputs arriving'
-        statuses.append(cam)
+            return cam
+        cam.level = DiagnosticStatus.WARN
+        cam.message = '; '.join(p for p in (
+            f'missing: {", ".join(missing)}' if missing else '',
+            f'stale: {", ".join(stale)}' if stale else '') if p)
+        if now - self.start_time > 2 * s.stale_timeout and self._subs:
+            self.throttle(self.get_logger().warning, 'inputs', f'inputs {cam.message}')
+        return cam
 
+    def _sync_status(self) -> DiagnosticStatus:
         st = self.sync.stats
-        sync = DiagnosticStatus(name=f'{NODE_NAME}: sync', hardware_id=hw,
+        sync = DiagnosticStatus(name=f'{NODE_NAME}: sync', hardware_id=NODE_NAME,
                                 level=DiagnosticStatus.OK, message=f'{st.sets} sets')
         for key, value in (('sets', st.sets), ('received', st.received), ('used', st.used),
                            ('success_ratio', f'{st.success_ratio:.3f}'),
                            ('dropped_from_queue', st.dropped), ('resets', st.resets),
                            ('replaced_sets', self.slot.replaced),
                            ('plans_published', self.published),
+                           ('command', 'none' if self.command is None
+                            else Command(self.command).name),
                            ('explanations_published', self.explained)):
             sync.values.append(KeyValue(key=key, value=str(value)))
-        statuses.append(sync)
+        return sync
 
-        inf = DiagnosticStatus(name=f'{NODE_NAME}: inference', hardware_id=hw,
+    def _inference_status(self) -> DiagnosticStatus:
+        inf = DiagnosticStatus(name=f'{NODE_NAME}: inference', hardware_id=NODE_NAME,
                                level=DiagnosticStatus.OK, message=self.planner.describe())
         inf.values.append(KeyValue(key='model', value=self.planner.describe()))
         inf.values.append(KeyValue(key='device', value=str(self.planner.device)))
+        inf.values.append(KeyValue(key='active', value=str(bool(self._subs)).lower()))
         p50, p95, p99 = (1e3 * v for v in self.latency.percentiles())
         for key, value in (('latency_ms_p50', p50), ('latency_ms_p95', p95),
                            ('latency_ms_p99', p99)):
@@ -505,10 +605,10 @@ class PlannerNode(Node):
             q50, q95 = (1e3 * v for v in stats.percentiles((50, 95)))
             inf.values.append(KeyValue(key=f'{stage}_ms_p50', value=f'{q50:.3f}'))
             inf.values.append(KeyValue(key=f'{stage}_ms_p95', value=f'{q95:.3f}'))
-        statuses.append(inf)
+        return inf
 
-        bad = DiagnosticStatus(name=f'{NODE_NAME}: bad inputs', hardware_id=hw)
-        total = 0
+    def _bad_status(self) -> DiagnosticStatus:
+        bad = DiagnosticStatus(name=f'{NODE_NAME}: bad inputs', hardware_id=NODE_NAME)
         with self._bad_lock:
             counts = {f'{source} {reason}': count for source, counter in self.bad_inputs.items()
                       for reason, count in counter.items()}
@@ -516,20 +616,14 @@ class PlannerNode(Node):
             counts['sync time_jump_back'] = self.sync.stats.resets
         for key, count in sorted(counts.items()):
             bad.values.append(KeyValue(key=key, value=str(count)))
-            total += count
+        total = sum(counts.values())
         bad.level = DiagnosticStatus.WARN if total else DiagnosticStatus.OK
         bad.message = f'{total} skipped'
-        statuses.append(bad)
-
-        msg = DiagnosticArray(status=statuses)
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(msg)
+        return bad
 
     def destroy_node(self):
-        self._stop.set()
-        self._decode_pool.shutdown(wait=True, cancel_futures=True)
-        if self._worker.is_alive():
-            self._worker.join(timeout=2.0)
+        self._unsubscribe()
+        self._release()
         return super().destroy_node()
 
 
