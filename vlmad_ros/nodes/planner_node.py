@@ -59,6 +59,8 @@ EXPLAINER = 'vlmad_ros action head'    # DrivingReasoning.teacher of the node's 
 PARAMETERS = {
     'checkpoint': ('', _d('planner checkpoint (.pt from `vlmad train`); empty: the packaged '
                           'default vlmad_ros/checkpoints/default.pt if installed')),
+    'backend': ('torch', _d('torch (checkpoint: .pt) or onnxruntime (checkpoint: the .onnx '
+                            'of `vlmad export`)')),
     'allow_random_weights': (False, _d('run an untrained model when no checkpoint exists '
                                        '(tests and benchmarks only)')),
     'rig': ('nuscenes', _d('camera rig: nuscenes, carla, or a rig yaml path')),
@@ -192,7 +194,8 @@ class PlannerNode(Node):
         try:
             self.planner = Planner.from_options(
                 checkpoint=s.checkpoint, allow_random_weights=s.allow_random_weights,
-                device=s.device, num_threads=s.num_threads, fp16=s.fp16, explain=s.explain)
+                device=s.device, num_threads=s.num_threads, fp16=s.fp16, explain=s.explain,
+                backend=s.backend)
         except FileNotFoundError as err:
             msg = str(err)
             raise ParameterError(msg if msg.startswith('checkpoint') else
