@@ -20,7 +20,8 @@ def _bn(name, c):
 
 
 def expected_resnet18():
-    """Keys and shapes of torchvision's resnet18 state_dict (fc aside), from the paper's table.
+    """
+    Keys and shapes of torchvision's resnet18 state_dict (fc aside), from the paper's table.
 
     Stem 7x7/64; four stages of two basic blocks (two 3x3 convs) at 64, 128, 256, 512 channels;
     the first block of stages 2-4 halves the size and projects its shortcut with a 1x1 conv + BN
@@ -41,7 +42,7 @@ def expected_resnet18():
 
 
 def torchvision_file(path, name='resnet18', seed=0, wrap=False):
-    """A file laid out like torchvision's ImageNet download: the body plus fc (1000 classes)."""
+    """Write a file laid out like torchvision's ImageNet download: body plus fc (1000 classes)."""
     torch.manual_seed(seed)
     net = ResNet(name)
     for t in net.state_dict().values():         # non-trivial BN statistics too
@@ -55,8 +56,8 @@ def torchvision_file(path, name='resnet18', seed=0, wrap=False):
 
 
 def small_cfg(**kw):
-    base = dict(backbone='resnet18', image_width=64, image_height=64, d_model=32,
-                num_heads=2, ffn_dim=64, decoder_layers=1)
+    base = {'backbone': 'resnet18', 'image_width': 64, 'image_height': 64, 'd_model': 32,
+            'num_heads': 2, 'ffn_dim': 64, 'decoder_layers': 1}
     base.update(kw)
     return PlannerConfig(**base)
 
@@ -178,3 +179,14 @@ def test_checkpoint_rebuilds_the_backbone(tmp_path, backbone):
     assert torch.equal(want[T.TRAJ], got[T.TRAJ])
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.modules())
     assert (fused[T.TRAJ] - want[T.TRAJ]).abs().max() < 1e-3
+
+
+def test_resolution_presets_build(repo_root):
+    import yaml
+    presets = sorted((repo_root / 'experiments' / 'presets').glob('*.yaml'))
+    assert len(presets) == 3
+    for path in presets:
+        cfg = PlannerConfig(**yaml.safe_load(path.read_text())['model'])
+        model = PlannerModel(cfg)
+        h, w = model.feature_size((cfg.image_height, cfg.image_width))
+        assert f'Feature map {w}x{h} per camera, {6 * w * h} tokens' in path.read_text(), path

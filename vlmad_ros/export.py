@@ -11,10 +11,14 @@ file's metadata. OnnxPlanner runs such a file with ONNX Runtime behind the Plann
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import logging
 import pathlib
 import sys
 from typing import Dict, Optional, Tuple
+import warnings
 
 import numpy as np
 import torch
@@ -84,10 +88,27 @@ def example_inputs(cfg: PlannerConfig, batch: int = 1, seed: int = 0) -> Dict[st
     }
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's progress prints, warnings and log lines (errors still raise)."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter('ignore')
+            yield
+    finally:
+        logging.disable(previous)
+
+
 def export_onnx(model: PlannerModel, rig: CameraRig, out, source: str = '') -> pathlib.Path:
     """Write the model (eval, BN folded) for `rig` to an ONNX file with its metadata."""
     import copy
-    import onnx
+    try:
+        import onnx
+    except ImportError as err:
+        raise ValueError(f'exporting needs the onnx and onnxscript packages ({err}); '
+                         'make setup installs the pinned ones (requirements/lock.txt)') from None
     cfg = model.config
     if cfg.kind != 'camera':
         raise ValueError(f'only the camera planner exports (this checkpoint is {cfg.kind!r})')
@@ -97,10 +118,11 @@ def export_onnx(model: PlannerModel, rig: CameraRig, out, source: str = '') -> p
     args = tuple(torch.from_numpy(v) for v in example_inputs(cfg, batch=2).values())
     out = pathlib.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    axes = {name: {0: 'batch'} for name in INPUTS + OUTPUTS}
-    with torch.no_grad():
+    batch = torch.export.Dim('batch', min=1, max=4096)
+    shapes = {'images': {0: batch}, 'ego': {0: batch}, 'command': {0: batch}}   # forward's args
+    with torch.no_grad(), _quiet():
         torch.onnx.export(net, args, str(out), input_names=list(INPUTS),
-                          output_names=list(OUTPUTS), dynamic_axes=axes, opset_version=OPSET,
+                          output_names=list(OUTPUTS), dynamic_shapes=shapes, opset_version=OPSET,
                           dynamo=True, external_data=False, verbose=False)
     proto = onnx.load(str(out))
     meta = {'vlmad_format': METADATA_FORMAT, 'vlmad_config': json.dumps(cfg.to_dict()),
