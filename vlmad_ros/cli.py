@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     'annotate': ('vlmad_ros.teacher.cli', 'record VLM teacher reasoning into bags (offline)'),
     'train': ('vlmad_ros.training.train', 'train the planner (with or without VLM-AD heads)'),
     'eval': ('vlmad_ros.evaluation.cli', 'open-loop L2 / collision metrics on bags'),
+    'export': ('vlmad_ros.export', 'export a planner checkpoint to ONNX (docs/EXPORT.md)'),
     'bench': ('vlmad_ros.bench.cli', 'benchmarks (planner over DDS, renderer, data loader)'),
     'demo': ('vlmad_ros.demo', 'closed-loop demo: sim + planner + follower over DDS'),
     'benchmark': ('vlmad_ros.benchmark.cli',

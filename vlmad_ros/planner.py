@@ -36,6 +36,7 @@ from vlmad_ros.types import EgoState, Explanation, Observation, Trajectory
 ASPECT_TOLERANCE = 0.02
 ZOOM_SUFFIX = '_ZOOM'     # name of a camera's zoom view (Camera.name + suffix)
 
+BACKENDS = ('torch', 'onnxruntime')
 NO_CHECKPOINT_HELP = (
     'no planner checkpoint: set the parameter/option "checkpoint" to a file written by '
     '`vlmad train` (or install the package default vlmad_ros/checkpoints/default.pt); '
@@ -226,9 +227,8 @@ class Planner:
                              f'{self.device.type}')
         self.fp16 = bool(fp16)
         # Inference copy: batch norms folded into the convs (the caller's model is untouched).
-        cache, model._pos_cache = getattr(model, '_pos_cache', None), None
         self.model = fuse_batch_norms(copy.deepcopy(model).eval()).to(self.device)
-        model._pos_cache = cache
+        self._rays: Optional[tuple] = None   # (intrinsics, cam_to_base, image_hw, encoding)
         self.channels_last = bool(channels_last) and self.config.kind == 'camera'
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -272,16 +272,26 @@ class Planner:
 
     @classmethod
     def from_options(cls, checkpoint: str = '', allow_random_weights: bool = False,
-                     **kwargs) -> 'Planner':
+                     backend: str = 'torch', **kwargs) -> 'Planner':
         """
         Load what the node and CLIs ask for.
 
         The given checkpoint, else the packaged default, else random weights when allowed,
-        else an error that says how to get a checkpoint.
+        else an error that says how to get a checkpoint. backend 'onnxruntime' runs the
+        `.onnx` file of `vlmad export` that `checkpoint` names (export.OnnxPlanner).
         """
+        if backend not in BACKENDS:
+            raise ValueError(f'backend: must be one of {BACKENDS}, got {backend!r}')
+        if checkpoint and not pathlib.Path(checkpoint).is_file():
+            raise FileNotFoundError(f'checkpoint: file not found: {checkpoint}')
+        if backend == 'onnxruntime':
+            if not checkpoint.endswith('.onnx'):
+                raise ValueError('backend: onnxruntime needs checkpoint:=FILE.onnx (from '
+                                 f'`vlmad export CHECKPOINT --onnx FILE.onnx`), got '
+                                 f'{checkpoint!r}')
+            from vlmad_ros.export import OnnxPlanner
+            return OnnxPlanner(checkpoint, **kwargs)
         if checkpoint:
-            if not pathlib.Path(checkpoint).is_file():
-                raise FileNotFoundError(f'checkpoint: file not found: {checkpoint}')
             return cls.from_checkpoint(checkpoint, **kwargs)
         default = default_checkpoint()
         if default is not None:
@@ -326,12 +336,24 @@ class Planner:
                 memory_format=torch.channels_last).unflatten(0, (b, c))
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16,
                                                     enabled=self.fp16):
+            if self.config.kind == 'camera':
+                batch[T.RAY_ENCODING] = self._ray_encoding(batch)
             out = self.model(batch)
             if self.action_head is not None:
                 logits = self.action_head(out[T.EGO_FEATURE])
                 for cat, lg in zip(labels.LABEL_SETS, logits):
                     out[T.ACTION_PROBS[cat]] = lg.float().softmax(-1)
         return {k: v.float().cpu().numpy() for k, v in out.items()}
+
+    def _ray_encoding(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Return the batch's ray encoding; computed again only when the calibration changes."""
+        k, pose = batch[T.INTRINSICS], batch[T.CAM_TO_BASE]
+        hw = tuple(batch[T.IMAGES].shape[-2:])
+        c = self._rays
+        if not (c is not None and c[2] == hw and c[0].shape == k.shape
+                and torch.equal(c[0], k) and torch.equal(c[1], pose)):
+            c = self._rays = (k.clone(), pose.clone(), hw, self.model.encode_rays(k, pose, hw))
+        return c[3]
 
     def plan_batch(self, observations: Sequence[Observation]) -> List[Trajectory]:
         out = self.run_batch(prepare_batch(observations, self.config))

@@ -174,6 +174,9 @@ INTRINSICS = 'intrinsics'       # (B, C, 3, 3) float32, at the images' resolutio
 CAM_TO_BASE = 'cam_to_base'     # (B, C, 4, 4) float32, optical frame -> base_link
 EGO = 'ego'                     # (B, 3) float32: speed, yaw_rate, accel
 COMMAND = 'command'             # (B,) int64
+# Optional: the ray encoding of INTRINSICS/CAM_TO_BASE, (B or 1, C, h, w, D), computed once by
+# the Planner while the calibration stays the same (PlannerModel.encode_rays).
+RAY_ENCODING = 'ray_encoding'
 TRAJ = 'traj'                   # (B, 6, 2) float32 target waypoints
 HEADING = 'heading'             # (B, 6) float32 target headings
 FUTURE_BOXES = 'future_boxes'   # (B, 6, N, 5) float32, NaN-padded

@@ -19,6 +19,9 @@ BENCHES = {
                 'process; output Hz, latency, replaced sets, per-stage time'),
     'planner-stages': ('vlmad_ros.bench.planner_stages',
                        'in-process: what each decode/model speed-up buys (interleaved runs)'),
+    'export': ('vlmad_ros.bench.export',
+               'planner model step, torch vs onnxruntime backend (same camera sets, '
+               'interleaved): median / p10 / p90 ms'),
     'renderer': ('vlmad_ros.synth.bench', 'synthetic six-camera renderer: frame time per size'),
     'loader': ('vlmad_ros.data.bench',
                'training data: bag read, JPEG decode + resize, cache, DataLoader samples/s'),

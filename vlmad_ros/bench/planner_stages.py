@@ -89,9 +89,12 @@ def _model_stages(repeats: int) -> Dict[str, float]:
             b['images'] = imgs.flatten(0, 1).contiguous(
                 memory_format=torch.channels_last).unflatten(0, imgs.shape[:2])
 
+        if cache:   # what the Planner does: rays encoded once per calibration
+            with torch.inference_mode():
+                b['ray_encoding'] = model.encode_rays(b['intrinsics'], b['cam_to_base'],
+                                                      tuple(b['images'].shape[-2:]))
+
         def run():
-            if not cache:
-                model._pos_cache = None
             with torch.inference_mode():
                 model(b)
         return run

@@ -12,6 +12,11 @@ from vlmad_ros.rig import CAMERA_NAMES
 from vlmad_ros.topics import PLAN_STEPS
 
 MODEL_KINDS = ('camera', 'ego_mlp')
+# 'cnn': the project's small net (backbone_channels/blocks); the ResNets: torchvision's layout,
+# stride 32, ImageNet weights from a local torchvision file (model/resnet.py, docs/MODEL.md).
+BACKBONES = ('cnn', 'resnet18', 'resnet34', 'resnet50')
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass
@@ -29,11 +34,16 @@ class PlannerConfig:
     # (docs/VISIBILITY.md). 0 = no zoom view. The view's rays follow from its intrinsics.
     zoom: float = 0.0
     zoom_camera: str = 'CAM_FRONT'
-    # Image encoder: one stride-2 conv per stage (stem included), channels per stage.
+    # Image encoder: 'cnn' or a ResNet (BACKBONES). The cnn: one stride-2 conv per stage (stem
+    # included), channels per stage; backbone_channels/blocks do not apply to the ResNets.
+    backbone: str = 'cnn'
     backbone_channels: Tuple[int, ...] = (16, 32, 64, 128)
     # Residual blocks after the downsampling conv of each stage.
     backbone_blocks: Tuple[int, ...] = (0, 1, 1, 1)
-    backbone_weights: str = ''           # optional file with pretrained ImageEncoder weights
+    # Optional local state_dict file loaded into the backbone when the model is built (never
+    # downloaded): for a ResNet, torchvision's ImageNet file (resnet18-f37072fd.pth ...), fc.*
+    # ignored; for the cnn, weights of that same net. Checkpoints carry the trained weights.
+    backbone_weights: str = ''
     d_model: int = 128                   # token / ego_feature width
     num_heads: int = 4
     decoder_layers: int = 2
@@ -48,8 +58,8 @@ class PlannerConfig:
     mlp_hidden: int = 256                # hidden width of the ego-state MLP baseline
     heading_loss_weight: float = 0.5
     # Image normalisation (applied inside the model to uint8 input; ImageNet statistics).
-    image_mean: Tuple[float, ...] = (0.485, 0.456, 0.406)
-    image_std: Tuple[float, ...] = (0.229, 0.224, 0.225)
+    image_mean: Tuple[float, ...] = IMAGENET_MEAN
+    image_std: Tuple[float, ...] = IMAGENET_STD
 
     def __post_init__(self):
         # YAML/JSON and torch.load give lists: keep tuples so configs compare equal.
@@ -74,7 +84,8 @@ class PlannerConfig:
                 b < 0 for b in self.backbone_blocks):
             raise ValueError('PlannerConfig.backbone_blocks needs one count >= 0 per stage of '
                              f'backbone_channels, got {self.backbone_blocks}')
-        stride = 2 ** len(self.backbone_channels)
+        self._check_backbone()
+        stride = self.backbone_stride
         if self.image_width < stride or self.image_height < stride:
             raise ValueError(f'PlannerConfig.image_width/image_height must be >= the backbone '
                              f'stride {stride}, got {self.image_width}x{self.image_height}')
@@ -103,6 +114,21 @@ class PlannerConfig:
                 raise ValueError(f'PlannerConfig.{name} needs 3 values (RGB), got {values}')
         if any(s <= 0 for s in self.image_std):
             raise ValueError(f'PlannerConfig.image_std must be > 0, got {self.image_std}')
+
+    def _check_backbone(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f'PlannerConfig.backbone must be one of {BACKBONES}, got '
+                             f'{self.backbone!r}')
+        imagenet = (self.image_mean, self.image_std) == (IMAGENET_MEAN, IMAGENET_STD)
+        if self.backbone != 'cnn' and self.backbone_weights and not imagenet:
+            raise ValueError(f'PlannerConfig.image_mean/image_std must be the ImageNet '
+                             f'statistics {IMAGENET_MEAN}/{IMAGENET_STD} with ImageNet '
+                             f'backbone_weights, got {self.image_mean}/{self.image_std}')
+
+    @property
+    def backbone_stride(self) -> int:
+        """Image pixels per feature cell (the feature map is ceil(H/stride) x ceil(W/stride))."""
+        return 2 ** len(self.backbone_channels) if self.backbone == 'cnn' else 32
 
     @property
     def image_size(self) -> Tuple[int, int]:

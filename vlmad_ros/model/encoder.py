@@ -2,17 +2,19 @@
 Encoders: the boxes left of the plan decoder in the figure.
 
 ImageEncoder        one compact conv backbone shared by the six cameras (plain torch)
+ResNetEncoder       or a ResNet-18/34/50 with torchvision's names (ImageNet weights load)
 CameraRayEncoding   each feature cell's viewing ray in base_link -> positional encoding
 EgoCommandEmbedding ego state + route command -> the initial ego/plan query
 """
 from __future__ import annotations
 
 import math
-import pathlib
 from typing import Sequence
 
 import torch
 from torch import nn
+
+from vlmad_ros.model.resnet import load_matching, ResNet, STRIDE as RESNET_STRIDE
 
 
 class ConvBNReLU(nn.Sequential):
@@ -58,21 +60,38 @@ class ImageEncoder(nn.Module):
         return self.proj(self.body(x))
 
     def load_pretrained(self, path) -> None:
-        """Load backbone weights from a state_dict file; names every mismatch."""
-        path = pathlib.Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f'backbone_weights: file not found: {path}')
-        state = torch.load(path, map_location='cpu', weights_only=True)
-        if isinstance(state, dict) and 'state_dict' in state:
-            state = state['state_dict']
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-        if missing or unexpected or shapes:
-            raise ValueError(f'backbone_weights {path}: missing {missing[:5]}, unexpected '
-                             f'{unexpected[:5]}, shape mismatch {shapes[:5]}')
-        self.load_state_dict(state)
+        """Load weights for this same net from a state_dict file; names every mismatch."""
+        load_matching(self, path)
+
+
+class ResNetEncoder(nn.Module):
+    """
+    A torchvision-layout ResNet (`body`) and a 1x1 projection to d_model.
+
+    backbone_weights (an ImageNet torchvision file) load into `body` only, `fc.*` dropped.
+    """
+
+    def __init__(self, name: str, d_model: int):
+        super().__init__()
+        self.body = ResNet(name)
+        self.proj = nn.Conv2d(self.body.out_channels, d_model, 1)
+        self.stride = RESNET_STRIDE
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, 3, H, W) normalised float -> (N, d_model, ceil(H/32), ceil(W/32))
+        return self.proj(self.body(x))
+
+    def load_pretrained(self, path) -> None:
+        """Load torchvision ResNet weights (strict on the backbone keys, classifier ignored)."""
+        load_matching(self.body, path, ignore_prefixes=('fc.',))
+
+
+def build_image_encoder(backbone: str, channels: Sequence[int], blocks: Sequence[int],
+                        d_model: int) -> nn.Module:
+    """PlannerConfig.backbone -> its encoder: 'cnn' (ImageEncoder) or a ResNet."""
+    if backbone == 'cnn':
+        return ImageEncoder(channels, blocks, d_model)
+    return ResNetEncoder(backbone, d_model)
 
 
 def feature_pixel_centres(height: int, width: int, stride_y: float, stride_x: float,

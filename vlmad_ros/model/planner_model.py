@@ -14,7 +14,8 @@ from torch import nn
 
 from vlmad_ros import types as T
 from vlmad_ros.model.config import PlannerConfig
-from vlmad_ros.model.encoder import CameraRayEncoding, EgoCommandEmbedding, ImageEncoder
+from vlmad_ros.model.encoder import (build_image_encoder, CameraRayEncoding,
+                                     EgoCommandEmbedding)
 
 
 class PlanHead(nn.Module):
@@ -66,7 +67,14 @@ class _Normalise(nn.Module):
 
 
 class PlannerModel(nn.Module):
-    """Six cameras + ego state + command -> 6 waypoints, headings and the ego feature."""
+    """
+    Six cameras + ego state + command -> 6 waypoints, headings and the ego feature.
+
+    forward(batch) is the dict interface of training and the Planner; `plan` is its tensor-only
+    core (what `vlmad export` traces), fed the ray encoding that `encode_rays` computes from the
+    calibration: the calibration rarely changes, so inference computes it once (planner.py)
+    and the exported graph carries it as a constant.
+    """
 
     def __init__(self, cfg: PlannerConfig):
         super().__init__()
@@ -74,58 +82,69 @@ class PlannerModel(nn.Module):
             raise ValueError(f'PlannerModel needs PlannerConfig.kind="camera", got {cfg.kind!r}')
         self.config = cfg
         self.normalise = _Normalise(cfg.image_mean, cfg.image_std)
-        self.image_encoder = ImageEncoder(cfg.backbone_channels, cfg.backbone_blocks, cfg.d_model)
+        self.image_encoder = build_image_encoder(cfg.backbone, cfg.backbone_channels,
+                                                 cfg.backbone_blocks, cfg.d_model)
         self.ray_encoding = CameraRayEncoding(cfg.d_model, cfg.ray_frequencies)
         self.ego_embedding = EgoCommandEmbedding(cfg.ego_dim, cfg.ego_scale, cfg.num_commands,
                                                  cfg.d_model)
         self.decoder = PlanDecoder(cfg)
         self.head = PlanHead(cfg.d_model, cfg.plan_steps, cfg.waypoint_scale)
-        self._pos_cache = None      # (intrinsics, cam_to_base, feat_hw, image_hw, encoding)
         if cfg.backbone_weights:
             self.image_encoder.load_pretrained(cfg.backbone_weights)
 
+    def feature_size(self, image_hw: Tuple[int, int]) -> Tuple[int, int]:
+        """Feature map (h, w) of an image (H, W): every stride-2 layer rounds up."""
+        s = self.config.backbone_stride
+        return -(-int(image_hw[0]) // s), -(-int(image_hw[1]) // s)
+
+    def encode_rays(self, intrinsics: torch.Tensor, cam_to_base: torch.Tensor,
+                    image_hw: Tuple[int, int]) -> torch.Tensor:
+        """(B, C, 3, 3) K at model resolution, (B, C, 4, 4) poses -> (B, C, h, w, D)."""
+        return self.ray_encoding(intrinsics.to(torch.float32), cam_to_base.to(torch.float32),
+                                 self.feature_size(image_hw), tuple(image_hw))
+
     def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         images = batch[T.IMAGES]                                   # (B, C, 3, H, W) uint8
+        pos = batch.get(T.RAY_ENCODING)
+        if pos is None:
+            pos = self.encode_rays(batch[T.INTRINSICS], batch[T.CAM_TO_BASE], images.shape[-2:])
+        traj, heading, ego_feature = self.plan(images, batch[T.EGO], batch[T.COMMAND], pos)
+        return {T.TRAJ: traj, T.HEADING: heading, T.EGO_FEATURE: ego_feature}
+
+    def plan(self, images: torch.Tensor, ego: torch.Tensor, command: torch.Tensor,
+             pos: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tensors only: images uint8, ego (B, 3), command (B,), pos (B or 1, C, h, w, D)."""
         b, c, _, h, w = images.shape
         dtype = self.normalise.mean.dtype
         x = self.normalise(images.flatten(0, 1), dtype)            # (B*C, 3, H, W)
         feat = self.image_encoder(x)                               # (B*C, D, h', w')
         d, fh, fw = feat.shape[1:]
         feat = feat.view(b, c, d, fh, fw).permute(0, 1, 3, 4, 2)   # (B, C, h', w', D)
-        pos = self._ray_encoding(batch[T.INTRINSICS].to(torch.float32),
-                                 batch[T.CAM_TO_BASE].to(torch.float32), (fh, fw), (h, w))
         tokens = (feat + pos.to(feat.dtype)).reshape(b, c * fh * fw, d)  # (B, N, D)
-        ego = self.ego_embedding(batch[T.EGO].to(dtype), batch[T.COMMAND])
-        ego_feature = self.decoder(ego, tokens)                    # (B, D)
+        ego_token = self.ego_embedding(ego.to(dtype), command)
+        ego_feature = self.decoder(ego_token, tokens)              # (B, D)
         traj, heading = self.head(ego_feature)
-        return {T.TRAJ: traj, T.HEADING: heading, 'ego_feature': ego_feature}
-
-    def _ray_encoding(self, intrinsics, cam_to_base, feat_hw, image_hw) -> torch.Tensor:
-        """Ray encoding; at inference reused while the calibration stays the same (it does)."""
-        if self.training or torch.is_grad_enabled():
-            self._pos_cache = None
-            return self.ray_encoding(intrinsics, cam_to_base, feat_hw, image_hw)
-        c = self._pos_cache
-        if (c is not None and c[2] == feat_hw and c[3] == image_hw
-                and c[0].shape == intrinsics.shape and torch.equal(c[0], intrinsics)
-                and torch.equal(c[1], cam_to_base)):
-            return c[4]
-        pos = self.ray_encoding(intrinsics, cam_to_base, feat_hw, image_hw)
-        self._pos_cache = (intrinsics.clone(), cam_to_base.clone(), feat_hw, image_hw, pos)
-        return pos
+        return traj, heading, ego_feature
 
 
 def fuse_batch_norms(model: nn.Module) -> nn.Module:
-    """Fold every eval-mode BatchNorm2d into the conv before it (inference only, ~10 % faster)."""
+    """
+    Fold every eval-mode BatchNorm2d into the conv before it (inference only, ~10 % faster).
+
+    Both layouts in use: Sequential(conv, bn, ...) (the cnn's units, ResNet downsample) and
+    sibling attributes convN/bnN (residual blocks, the ResNet stem).
+    """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
-    from vlmad_ros.model.encoder import ConvBNReLU, ResidualBlock
     for module in model.modules():
-        if isinstance(module, ConvBNReLU) and isinstance(module[1], nn.BatchNorm2d):
+        if (isinstance(module, nn.Sequential) and len(module) > 1
+                and isinstance(module[0], nn.Conv2d) and isinstance(module[1], nn.BatchNorm2d)):
             module[0] = fuse_conv_bn_eval(module[0], module[1])
             module[1] = nn.Identity()
-        elif isinstance(module, ResidualBlock) and isinstance(module.bn2, nn.BatchNorm2d):
-            module.conv2 = fuse_conv_bn_eval(module.conv2, module.bn2)
-            module.bn2 = nn.Identity()
+        for i in range(1, 4):
+            conv, bn = getattr(module, f'conv{i}', None), getattr(module, f'bn{i}', None)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                setattr(module, f'conv{i}', fuse_conv_bn_eval(conv, bn))
+                setattr(module, f'bn{i}', nn.Identity())
     return model
 
 

@@ -65,6 +65,8 @@ PARAMETERS = (
           'lifecycle transitions, e.g. from nav2_lifecycle_manager)'),
     Param('checkpoint', '', 'planner checkpoint (.pt from `vlmad train`); empty: the packaged '
           'default vlmad_ros/checkpoints/default.pt if installed'),
+    Param('backend', 'torch', 'torch (checkpoint: .pt) or onnxruntime (checkpoint: the .onnx '
+          'of `vlmad export`)', choices=('onnxruntime', 'torch')),
     Param('allow_random_weights', False, 'run an untrained model when no checkpoint exists '
           '(tests and benchmarks only)'),
     Param('rig', 'nuscenes', 'camera rig: nuscenes, carla, or a rig yaml path'),
@@ -250,7 +252,8 @@ class PlannerNode(LifecycleNode):
         try:
             planner = Planner.from_options(
                 checkpoint=s.checkpoint, allow_random_weights=s.allow_random_weights,
-                device=s.device, num_threads=s.num_threads, fp16=s.fp16, explain=s.explain)
+                device=s.device, num_threads=s.num_threads, fp16=s.fp16, explain=s.explain,
+                backend=s.backend)
         except FileNotFoundError as err:
             msg = str(err)
             raise ParameterError(msg if msg.startswith('checkpoint') else

@@ -109,6 +109,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='YAML with sections train:, model:, vlmad: (dataclass fields)')
     parser.add_argument('--model', choices=('planner', 'ego_mlp'), default=None,
                         help='camera planner (default) or the ego-state-only MLP baseline')
+    parser.add_argument('--backbone', default=None, help='overrides model.backbone: cnn, '
+                        'resnet18, resnet34 or resnet50')
+    parser.add_argument('--backbone-weights', default=None, metavar='FILE',
+                        help='overrides model.backbone_weights: a local torchvision ImageNet '
+                        'file (e.g. ~/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth)')
     aux = parser.add_mutually_exclusive_group()
     aux.add_argument('--no-vlm-ad', action='store_true', help='planning loss only (baseline)')
     aux.add_argument('--q1-only', action='store_true', help='alignment head only (no actions)')
@@ -155,6 +160,9 @@ def resolve_configs(args) -> Dict[str, Any]:
     model = dict(raw.get('model') or {})
     if args.model:
         model['kind'] = 'camera' if args.model == 'planner' else 'ego_mlp'
+    for name in ('backbone', 'backbone_weights'):
+        if getattr(args, name, None) is not None:
+            model[name] = getattr(args, name)
     vlmad = dict(raw.get('vlmad') or {})
     if args.no_vlm_ad:
         vlmad.update(align_weight=0.0, action_weight=0.0)
