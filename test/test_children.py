@@ -46,14 +46,14 @@ def _wait_gone(pids, timeout: float) -> list:
     return [p for p in pids if _alive(p)]
 
 
-PARENT = textwrap.dedent('''
+PARENT = textwrap.dedent("""
     import subprocess, sys, time
     from vlmad_ros import children
     cmd = ['sleep', '300']
     child = children.spawn(cmd) if sys.argv[1] == 'wrapped' else subprocess.Popen(cmd)
     print(child.pid, flush=True)
     time.sleep(300)
-''')
+""")
 
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux')
