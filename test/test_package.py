@@ -12,9 +12,8 @@ from conftest import REPO_ROOT
 import pytest
 
 
-
 def _install_prefix() -> pathlib.Path:
-    """The vlmad_ros install prefix: the ament index (colcon test, env.sh), else install/ here."""
+    """Find the vlmad_ros install prefix: the ament index (colcon test, env.sh), else install/."""
     try:
         from ament_index_python.packages import get_package_prefix
         return pathlib.Path(get_package_prefix('vlmad_ros'))

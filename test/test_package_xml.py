@@ -1,5 +1,5 @@
 """
-package.xml declares what the code imports, so `rosdep install` gives a distro user a package that runs.
+package.xml declares what the code imports: `rosdep install` gives a user a package that runs.
 
 Every top-level module imported by vlmad_ros/, launch/ and scripts/ (run time) and by test/ (tests)
 is looked up in the tables below: a rosdep key that package.xml must declare, a pip-only package
@@ -7,7 +7,6 @@ is looked up in the tables below: a rosdep key that package.xml must declare, a 
 only be imported inside a function. A module in none of them fails the test, by name.
 """
 import ast
-import pathlib
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -17,7 +16,8 @@ from conftest import REPO_ROOT
 # Module -> rosdep key (ROS packages by their own name; python3-* keys from ros/rosdistro
 # rosdep/python.yaml: python3-pil, python3-tqdm, python3-simplejpeg-pip, ...).
 ROSDEP = {
-    'rclpy': 'rclpy', 'rcl_interfaces': 'rcl_interfaces', 'ament_index_python': 'ament_index_python',
+    'rclpy': 'rclpy', 'rcl_interfaces': 'rcl_interfaces',
+    'ament_index_python': 'ament_index_python',
     'std_msgs': 'std_msgs', 'geometry_msgs': 'geometry_msgs', 'sensor_msgs': 'sensor_msgs',
     'nav_msgs': 'nav_msgs', 'diagnostic_msgs': 'diagnostic_msgs',
     'visualization_msgs': 'visualization_msgs', 'rosgraph_msgs': 'rosgraph_msgs',
@@ -69,7 +69,7 @@ def imports(paths, module_level_only=False):
 
 
 def _shown(path):
-    """A path as the failure message shows it: relative to the repository where it is inside."""
+    """Show a path in a failure message: relative to the repository where it is inside."""
     try:
         return str(path.relative_to(REPO_ROOT))
     except ValueError:
@@ -77,7 +77,7 @@ def _shown(path):
 
 
 def _module_level(tree):
-    """Nodes that run at import time: everything outside function bodies."""
+    """Yield the nodes that run at import time: everything outside function bodies."""
     stack = list(tree.body)
     while stack:
         node = stack.pop()
@@ -152,7 +152,8 @@ def test_python_keys_in_package_xml_are_imported():
 def test_the_check_names_an_undeclared_module(tmp_path):
     """The walker sees nested and dotted imports; the check names what is missing, by file."""
     src = tmp_path / 'mod.py'
-    src.write_text('import os\nimport numpy.linalg\n\n\ndef f():\n    from shapely import geometry\n')
+    src.write_text('import os\nimport numpy.linalg\n\n\n'
+                   'def f():\n    from shapely import geometry\n')
     found = imports([src])
     assert found == {'numpy': {'mod.py'}, 'shapely': {'mod.py'}}
     assert imports([src], module_level_only=True) == {'numpy': {'mod.py'}}

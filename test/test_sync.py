@@ -8,7 +8,7 @@ import pytest
 from vlmad_ros.sync import ApproximateTimeSynchronizer
 
 MS = 1_000_000
-T0 = 1_000 * 10**9   # stamps start here: rclpy.time.Time (inside message_filters) rejects negatives
+T0 = 1_000 * 10**9   # stamps start here: rclpy.time.Time (in message_filters) rejects negatives
 
 try:
     import message_filters
