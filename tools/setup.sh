@@ -51,7 +51,10 @@ if [ -z "${VLMAD_ROS_WHEELS:-}" ] && [ ! -d "$WHEELS" ]; then
 fi
 if [ -f "$WHEELS/install.sh" ] && [ -f "$WHEELS/SHA256SUMS" ]; then
   wheels_hash=$(cat "$WHEELS/SHA256SUMS" "$VENV/.lock-installed" | sha256sum | cut -d' ' -f1)
-  if [ "$(cat "$VENV/.ros-wheels-installed" 2>/dev/null)" != "$wheels_hash" ]; then
+  site=$(echo "$VENV"/lib/python3*/site-packages)
+  if [ "$(cat "$VENV/.ros-wheels-installed" 2>/dev/null)" != "$wheels_hash" ] ||
+     ! compgen -G "$site/launch_ros-*.dist-info" >/dev/null ||
+     ! compgen -G "$site/message_filters-*.dist-info" >/dev/null; then
     say "installing launch, launch_ros, launch_testing, message_filters from $WHEELS"
     mkdir -p log
     if ! bash "$WHEELS/install.sh" "$VENV" --offline > log/ros-wheels-install.out 2>&1; then
