@@ -1,5 +1,5 @@
 """
-The live annotator next to a replayed bag: teacher records on /vlmad/reasoning and in a bag.
+The live annotator next to a replayed bag: teacher records on the reasoning topic and in a bag.
 
     ros2 launch vlmad_ros annotator.launch.py output_bag:=reasoning_bag
     ros2 bag play BAG                      # another terminal
@@ -9,30 +9,32 @@ The live annotator next to a replayed bag: teacher records on /vlmad/reasoning a
 
 Keyframes wait until 3 s of odometry after them have arrived, so records appear 3 s (plus
 the teacher's answer time) behind the bag. Offline, `vlmad annotate` does the same on bag files.
+Parameters come from the installed config/annotator.yaml, then params_file, then the arguments
+below that you set (vlmad_ros.launch_args); an argument you leave out passes nothing.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.actions import OpaqueFunction
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from launch_ros.substitutions import FindPackageShare
+
+from vlmad_ros.launch_args import Arg, declare, node_parameters
+
+ARGS = [
+    Arg('teacher', str, 'rule | openai'),
+    Arg('output_bag', str, 'new bag folder for the records'),
+    Arg('base_url', str, 'openai teacher: API root'),
+    Arg('model', str, 'openai teacher: model'),
+    Arg('api_key_env', str, 'openai teacher: variable holding the key'),
+    Arg('rig', str, 'nuscenes | carla | path to a rig yaml'),
+    Arg('use_sim_time', bool, 'use /clock (ros2 bag play --clock)'),
+]
+
+
+def _nodes(context):
+    return [Node(package='vlmad_ros', executable='annotator_node', name='annotator_node',
+                 namespace=LaunchConfiguration('namespace'), output='screen',
+                 parameters=node_parameters(context, 'annotator_node', ARGS))]
 
 
 def generate_launch_description():
-    params_file = PathJoinSubstitution([FindPackageShare('vlmad_ros'), 'config',
-                                        'annotator.yaml'])
-    args = [
-        ('teacher', 'rule', 'rule | openai'),
-        ('output_bag', '', 'new bag folder for the records (empty: publish only)'),
-        ('base_url', 'https://api.openai.com/v1', 'openai teacher: API root'),
-        ('model', 'gpt-4o', 'openai teacher: model'),
-        ('api_key_env', 'OPENAI_API_KEY', 'openai teacher: variable holding the key'),
-        ('rig', 'nuscenes', 'nuscenes | carla | path to a rig yaml'),
-    ]
-    return LaunchDescription([
-        *[DeclareLaunchArgument(name, default_value=default, description=text)
-          for name, default, text in args],
-        Node(package='vlmad_ros', executable='annotator_node', name='annotator_node',
-             output='screen',
-             parameters=[params_file, {'use_sim_time': True},
-                         {name: LaunchConfiguration(name) for name, _, _ in args}]),
-    ])
+    return LaunchDescription([*declare(ARGS), OpaqueFunction(function=_nodes)])

@@ -7,32 +7,40 @@ Start CARLA, the bridge in synchronous mode and the ego with config/carla/object
 The planner reads the six bgra8 /carla/<role>/<CAM>/image topics, their camera_info and
 /carla/<role>/odometry with reliable QoS and simulation time; the follower turns the plan
 into carla_twist_to_control Twists on /carla/<role>/twist (started here unless
-twist_to_control:=false). The parameter values and remappings come from vlmad_ros.carla, the
-same functions the test suite drives the planner through.
+twist_to_control:=false). Those settings come from vlmad_ros.carla (the functions the test
+suite drives the planner through) on top of the installed config/*.yaml; params_file and the
+arguments below that you set come after them (vlmad_ros.launch_args).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from launch_ros.substitutions import FindPackageShare
 
 from vlmad_ros import carla
+from vlmad_ros.launch_args import Arg, declare, node_parameters
+
+ARGS = [
+    Arg('checkpoint', str, 'planner checkpoint (.pt)', ('planner_node',)),
+    Arg('device', str, 'cpu | cuda | auto', ('planner_node',)),
+]
+EXTRA = [
+    ('role_name', carla.ROLE_NAME, 'ego vehicle role name in objects.json'),
+    ('twist_to_control', 'true', 'start carla_twist_to_control (Twist -> control)'),
+]
 
 
 def _nodes(context):
     role = LaunchConfiguration('role_name').perform(context)
-    share = FindPackageShare('vlmad_ros').perform(context)
-    planner_params = carla.planner_parameters(role)
-    planner_params['checkpoint'] = LaunchConfiguration('checkpoint').perform(context)
-    planner_params['device'] = LaunchConfiguration('device').perform(context)
-    planner_params['publish_markers'] = True
+    namespace = LaunchConfiguration('namespace')
+    planner = dict(carla.planner_parameters(role), publish_markers=True)
     nodes = [
         Node(package='vlmad_ros', executable='planner_node', name='planner_node',
-             output='screen',
-             parameters=[f'{share}/config/planner.yaml', planner_params]),
+             namespace=namespace, output='screen',
+             parameters=node_parameters(context, 'planner_node', ARGS, planner)),
         Node(package='vlmad_ros', executable='path_follower', name='path_follower',
-             output='screen',
-             parameters=[f'{share}/config/path_follower.yaml', carla.follower_parameters()],
+             namespace=namespace, output='screen',
+             parameters=node_parameters(context, 'path_follower', ARGS,
+                                        carla.follower_parameters()),
              remappings=carla.follower_remappings(role)),
     ]
     if LaunchConfiguration('twist_to_control').perform(context).lower() == 'true':
@@ -43,13 +51,4 @@ def _nodes(context):
 
 
 def generate_launch_description():
-    return LaunchDescription([
-        DeclareLaunchArgument('role_name', default_value=carla.ROLE_NAME,
-                              description='ego vehicle role name in objects.json'),
-        DeclareLaunchArgument('checkpoint', default_value='',
-                              description='planner checkpoint (empty: the packaged default)'),
-        DeclareLaunchArgument('device', default_value='cpu', description='cpu | cuda | auto'),
-        DeclareLaunchArgument('twist_to_control', default_value='true',
-                              description='start carla_twist_to_control (Twist -> control)'),
-        OpaqueFunction(function=_nodes),
-    ])
+    return LaunchDescription([*declare(ARGS, EXTRA), OpaqueFunction(function=_nodes)])

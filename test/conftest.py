@@ -18,7 +18,8 @@ if str(TEST_DIR) not in sys.path:
 def ros_env():
     """Environment for node subprocesses: this run's ROS_DOMAIN_ID and localhost discovery."""
     env = dict(os.environ)
-    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')   # Jazzy and later
+    env.setdefault('ROS_LOCALHOST_ONLY', '1')                      # Humble
     env['PYTHONUNBUFFERED'] = '1'
     return env
 

@@ -20,8 +20,12 @@ def installed_executable() -> str:
         cand = pathlib.Path(d) / NODE_EXE
         if cand.is_file() and 'lib/vlmad_ros' in str(cand):
             return str(cand)
-    root = pathlib.Path(__file__).resolve().parents[1]
-    return str(root / 'install' / 'vlmad_ros' / 'lib' / 'vlmad_ros' / NODE_EXE)
+    try:   # a ROS workspace: the ament index knows the install prefix
+        from ament_index_python.packages import get_package_prefix
+        prefix = pathlib.Path(get_package_prefix('vlmad_ros'))
+    except Exception:
+        prefix = pathlib.Path(__file__).resolve().parents[1] / 'install' / 'vlmad_ros'
+    return str(prefix / 'lib' / 'vlmad_ros' / NODE_EXE)
 
 
 def params_file() -> str:

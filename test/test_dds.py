@@ -13,9 +13,10 @@ pytestmark = pytest.mark.ros
 
 
 def test_domain_is_private_to_this_run():
-    """tools/run_tests.sh gives every run its own domain and localhost-only discovery."""
+    """Every run (make test, colcon test) has its own domain and localhost-only discovery."""
     assert os.environ.get('ROS_DOMAIN_ID', '').isdigit(), 'run the suite via make test'
-    assert os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE') == 'LOCALHOST'
+    assert os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE') == 'LOCALHOST'   # Jazzy and later
+    assert os.environ.get('ROS_LOCALHOST_ONLY') == '1'                      # Humble
 
 
 def test_reasoning_and_full_size_image_cross_processes(ros_env):

@@ -11,7 +11,18 @@ import xml.etree.ElementTree as ET
 from conftest import REPO_ROOT
 import pytest
 
-INSTALL = REPO_ROOT / 'install' / 'vlmad_ros'
+
+def _install_prefix() -> pathlib.Path:
+    """Find the vlmad_ros install prefix: the ament index (colcon test, env.sh), else install/."""
+    try:
+        from ament_index_python.packages import get_package_prefix
+        return pathlib.Path(get_package_prefix('vlmad_ros'))
+    except Exception:   # no ament index on the path: the set-up's colcon install
+        return REPO_ROOT / 'install' / 'vlmad_ros'
+
+
+INSTALL = _install_prefix()
+PYTHON_DIR = f'python{sys.version_info.major}.{sys.version_info.minor}'
 LAUNCH_FILES = sorted((REPO_ROOT / 'launch').glob('*.launch.py'))
 
 
@@ -52,7 +63,7 @@ def test_versions_agree():
 
 
 def test_install_layout():
-    site = INSTALL / 'lib' / 'python3.11' / 'site-packages' / 'vlmad_ros'
+    site = INSTALL / 'lib' / PYTHON_DIR / 'site-packages' / 'vlmad_ros'
     assert (site / 'msg' / '__init__.py').is_file(), 'generated messages missing'
     assert (INSTALL / 'share' / 'vlmad_ros' / 'package.xml').is_file()
     assert (INSTALL / 'share' / 'vlmad_ros' / 'config' / 'rigs' / 'nuscenes.yaml').is_file()

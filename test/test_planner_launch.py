@@ -2,7 +2,8 @@
 launch_testing version of the planner start-up test (skips where launch_testing is absent).
 
 test_planner_node.py starts the same executable as a subprocess and runs everywhere; this one
-runs under `launch_test` / colcon test in a full ROS installation.
+runs under pytest's launch_testing plugin (make test, with the ros-wheels installed) and under
+`colcon test` (CMakeLists.txt registers it with add_launch_test, isolated).
 """
 import pathlib
 import time
@@ -10,8 +11,9 @@ import unittest
 
 import pytest
 
-launch_testing = pytest.importorskip('launch_testing')
-launch_ros = pytest.importorskip('launch_ros')
+_WHY = 'not on PyPI; make setup installs it from ../shared/ros-wheels (see README.md)'
+launch_testing = pytest.importorskip('launch_testing', reason=f'launch_testing is {_WHY}')
+launch_ros = pytest.importorskip('launch_ros', reason=f'launch_ros is {_WHY}')
 
 import launch  # noqa: E402, I100
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402

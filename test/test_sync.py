@@ -1,5 +1,4 @@
 """ApproximateTimeSynchronizer: message_filters' semantics without its combinatorial search."""
-import itertools
 import threading
 import time
 
@@ -9,38 +8,37 @@ import pytest
 from vlmad_ros.sync import ApproximateTimeSynchronizer
 
 MS = 1_000_000
+T0 = 1_000 * 10**9   # stamps start here: rclpy.time.Time (in message_filters) rejects negatives
+
+try:
+    import message_filters
+    _NO_MF = ''
+except ImportError as err:   # not on PyPI: tools/setup.sh installs it from ../shared/ros-wheels
+    message_filters = None
+    _NO_MF = f'message_filters is not installed ({err}); make setup installs it from ros-wheels'
+needs_message_filters = pytest.mark.skipif(message_filters is None, reason=_NO_MF)
 
 
-class ReferenceSync:
-    """message_filters' Python ApproximateTimeSynchronizer.add(), transcribed (product search)."""
+def run_theirs(events, n, queue_size, slop_ns):
+    """Feed the same events to the real message_filters.ApproximateTimeSynchronizer."""
+    from builtin_interfaces.msg import Time
+    from std_msgs.msg import Header
+    sources = [message_filters.SimpleFilter() for _ in range(n)]
+    out = []
+    sync = message_filters.ApproximateTimeSynchronizer(sources, queue_size, slop_ns / 1e9)
+    sync.registerCallback(lambda *msgs: out.append([m.item for m in msgs]))
+    for index, stamp, item in events:
+        msg = _Stamped(Header(stamp=Time(sec=stamp // 10**9, nanosec=stamp % 10**9)), item)
+        sources[index].signalMessage(msg)
+    return out
 
-    def __init__(self, n, queue_size, slop_ns):
-        self.queues = [{} for _ in range(n)]
-        self.queue_size = queue_size
-        self.slop = slop_ns
-        self.out = []
 
-    def add(self, index, stamp, item):
-        my_queue = self.queues[index]
-        my_queue[stamp] = item
-        while len(my_queue) > self.queue_size:
-            del my_queue[min(my_queue)]
-        search = self.queues[:index] + self.queues[index + 1:]
-        stamps = []
-        for queue in search:
-            topic = [(s, abs(s - stamp)) for s in queue if abs(s - stamp) <= self.slop]
-            if not topic:
-                return
-            stamps.append([s for s, _ in sorted(topic, key=lambda x: x[1])])
-        for vv in itertools.product(*stamps):
-            vv = list(vv)
-            vv.insert(index, stamp)
-            qt = list(zip(self.queues, vv))
-            if max(vv) - min(vv) < self.slop and all(t in q for q, t in qt):
-                self.out.append([q[t] for q, t in qt])
-                for q, t in qt:
-                    del q[t]
-                break
+class _Stamped:
+    """A message with a header, carrying the test's item so sets can be compared."""
+
+    def __init__(self, header, item):
+        self.header = header
+        self.item = item
 
 
 def run_ours(events, n, queue_size, slop_ns):
@@ -139,16 +137,17 @@ def arrival_orders(draw):
             if draw(st.floats(0, 1)) < 0.1:
                 continue                                   # lost message
             jitter = draw(st.integers(-30, 30))
-            events.append((i, (k * period + jitter) * MS, (i, k, jitter)))
+            events.append((i, T0 + (k * period + jitter) * MS, (i, k, jitter)))
     # Random arrival order within a bounded delay (messages from different inputs interleave).
     delays = [draw(st.integers(0, 120)) for _ in events]
     order = sorted(range(len(events)), key=lambda j: events[j][1] + delays[j] * MS)
     return n, [events[j] for j in order]
 
 
+@needs_message_filters
 @settings(max_examples=300, deadline=None)
 @given(arrival_orders(), st.integers(1, 6), st.sampled_from([10, 25, 40, 70]))
-def test_same_sets_as_message_filters_reference(case, queue_size, slop_ms):
+def test_same_sets_as_message_filters(case, queue_size, slop_ms):
     n, events = case
     # One stamp per input at most once (message_filters keys by stamp).
     seen, unique = set(), []
@@ -156,11 +155,9 @@ def test_same_sets_as_message_filters_reference(case, queue_size, slop_ms):
         if (e[0], e[1]) not in seen:
             seen.add((e[0], e[1]))
             unique.append(e)
-    ref = ReferenceSync(n, queue_size, slop_ms * MS)
-    for e in unique:
-        ref.add(*e)
+    theirs = run_theirs(unique, n, queue_size, slop_ms * MS)
     ours, sync = run_ours(unique, n, queue_size, slop_ms * MS)
-    assert ours == ref.out
+    assert ours == theirs
     stamp_of = {e[2]: e[1] for e in unique}
     for s in ours:                               # every set really is within slop
         stamps = [stamp_of[item] for item in s]
@@ -168,24 +165,11 @@ def test_same_sets_as_message_filters_reference(case, queue_size, slop_ms):
     assert sync.stats.used == n * len(ours)
 
 
-def test_parity_with_message_filters_when_installed():
-    mf = pytest.importorskip('message_filters')
-    from builtin_interfaces.msg import Time
-    from std_msgs.msg import Header
-
-    class Msg:
-        def __init__(self, ns):
-            self.header = Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9))
-
+@needs_message_filters
+def test_same_sets_as_message_filters_on_regular_skewed_streams():
     n, slop = 3, 0.03
-    sources = [mf.SimpleFilter() for _ in range(n)]
-    theirs = []
-    mf.ApproximateTimeSynchronizer(sources, 5, slop).registerCallback(
-        lambda *msgs: theirs.append([m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
-                                     for m in msgs]))
-    events = [(i, k * 50 * MS + ((i * 7 + k * 13) % 41 - 20) * MS) for k in range(30)
+    events = [(i, T0 + k * 50 * MS + ((i * 7 + k * 13) % 41 - 20) * MS) for k in range(30)
               for i in range(n)]
-    for i, stamp in events:
-        sources[i].signalMessage(Msg(stamp))
+    theirs = run_theirs([(i, s, s) for i, s in events], n, 5, int(slop * 1e9))
     ours, _ = run_ours([(i, s, s) for i, s in events], n, 5, int(slop * 1e9))
-    assert ours == theirs
+    assert len(ours) >= 15 and ours == theirs   # most frames make a set; none differs

@@ -16,7 +16,8 @@ if [ -z "${VLMAD_TEST_DOMAIN_ID:-}" ]; then
   [ -n "${VLMAD_TEST_DOMAIN_ID:-}" ] || { echo "[test] no free ROS_DOMAIN_ID" >&2; exit 1; }
 fi
 export ROS_DOMAIN_ID=$VLMAD_TEST_DOMAIN_ID
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST   # Jazzy and later
+export ROS_LOCALHOST_ONLY=1                      # Humble (ignores the line above)
 export PYTHONDONTWRITEBYTECODE=1
 echo "[test] ROS_DOMAIN_ID=$ROS_DOMAIN_ID (localhost only)"
 exec python -m pytest -p no:cacheprovider --import-mode=importlib "$@"

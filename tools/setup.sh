@@ -40,7 +40,36 @@ if [ ! -f "$VENV/.cmake-fixed" ]; then
   rm -rf build/vlmad_ros   # numpy may have changed: regenerate the messages against it
 fi
 
-# 4. xmllint for the package.xml test (Debian's libxml2-utils; no wheel exists).
+# 4. Upstream launch / launch_ros / launch_testing / message_filters wheels (not on PyPI), when a
+#    ros-wheels folder sits beside the repo: $VLMAD_ROS_WHEELS, else ../shared/ros-wheels from the
+#    repo root, else from the main checkout (this one is a git worktree). Without it the tests
+#    that need them skip, saying why. Reinstalled only when its checksums or the lock change.
+WHEELS=${VLMAD_ROS_WHEELS:-$ROOT/../shared/ros-wheels}
+if [ -z "${VLMAD_ROS_WHEELS:-}" ] && [ ! -d "$WHEELS" ]; then
+  common=$(git rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)
+  [ -n "$common" ] && WHEELS=$(dirname "$common")/../shared/ros-wheels
+fi
+if [ -f "$WHEELS/install.sh" ] && [ -f "$WHEELS/SHA256SUMS" ]; then
+  wheels_hash=$(cat "$WHEELS/SHA256SUMS" "$VENV/.lock-installed" | sha256sum | cut -d' ' -f1)
+  site=$(echo "$VENV"/lib/python3*/site-packages)
+  if [ "$(cat "$VENV/.ros-wheels-installed" 2>/dev/null)" != "$wheels_hash" ] ||
+     ! compgen -G "$site/launch_ros-*.dist-info" >/dev/null ||
+     ! compgen -G "$site/message_filters-*.dist-info" >/dev/null; then
+    say "installing launch, launch_ros, launch_testing, message_filters from $WHEELS"
+    mkdir -p log
+    if ! bash "$WHEELS/install.sh" "$VENV" --offline > log/ros-wheels-install.out 2>&1; then
+      cat log/ros-wheels-install.out >&2
+      echo "[setup] installing the ros-wheels failed (log/ros-wheels-install.out)" >&2
+      exit 1
+    fi
+    echo "$wheels_hash" > "$VENV/.ros-wheels-installed"
+  fi
+elif [ -n "${VLMAD_ROS_WHEELS:-}" ]; then
+  echo "[setup] VLMAD_ROS_WHEELS=$VLMAD_ROS_WHEELS holds no install.sh + SHA256SUMS" >&2
+  exit 1
+fi
+
+# 5. xmllint for the package.xml test (Debian's libxml2-utils; no wheel exists).
 if ! command -v xmllint >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   say "installing xmllint (libxml2-utils)"
   (apt-get install -y -qq libxml2-utils >/dev/null 2>&1 ||
@@ -48,7 +77,7 @@ if ! command -v xmllint >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >
    say "could not install libxml2-utils; the xmllint test will skip"
 fi
 
-# 5. colcon build. CMake refuses exported include dirs inside the source tree, and .venv (numpy's
+# 6. colcon build. CMake refuses exported include dirs inside the source tree, and .venv (numpy's
 #    headers) is inside the repo, so colcon sees the package through a link under build/.
 mkdir -p build/src log
 ln -sfn ../.. build/src/vlmad_ros

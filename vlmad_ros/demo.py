@@ -232,7 +232,8 @@ def main(args) -> int:
             checkpoint = str(packaged)
     env = dict(os.environ)
     env.setdefault('ROS_DOMAIN_ID', str(os.getpid() % 90 + 5))
-    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')   # Jazzy and later
+    env.setdefault('ROS_LOCALHOST_ONLY', '1')                      # Humble
     env['PYTHONUNBUFFERED'] = '1'
     image_size = None
     if args.image_size:

@@ -103,8 +103,10 @@ def run(args) -> int:
     from vlmad_ros.paths import config_dir
     env = dict(os.environ)
     env.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 199)))
-    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE')})
+    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')   # Jazzy and later
+    env.setdefault('ROS_LOCALHOST_ONLY', '1')                      # Humble
+    os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
+                                           'ROS_LOCALHOST_ONLY')})
     params = args.params_file or str(config_dir() / 'planner.yaml')
     if args.feeder_profile is None:
         args.feeder_profile = str(config_dir() / 'fastdds_large_messages.xml')
