@@ -282,9 +282,11 @@ class CarlaControlNode(Node):
         self.last_answered = t
         self.counts['controls'] += 1
         if self.last_cmd is None or cmd.status != self.last_cmd.status:
-            log = (self.get_logger().info if cmd.status in (Status.FOLLOWING, Status.STOPPED)
-                   else self.get_logger().warning)
-            log(f'{NODE_NAME}: {cmd.status.value}')
+            # One call site per severity: rclpy refuses a site whose severity changes.
+            if cmd.status in (Status.FOLLOWING, Status.STOPPED):
+                self.get_logger().info(f'{NODE_NAME}: {cmd.status.value}')
+            else:
+                self.get_logger().warning(f'{NODE_NAME}: {cmd.status.value}')
         self.last_cmd = cmd
 
     def _publish_command(self, stamp) -> None:
