@@ -63,6 +63,9 @@ def planner_parameters(role: str = ROLE_NAME, cameras=CAMERA_NAMES) -> Dict[str,
         'odom_topic': odometry_topic(role),
         'reliability': 'reliable',
         'use_sim_time': True,
+        # Synchronous mode stamps a tick's sensors alike; a slop of a whole tick (the default
+        # 0.05 s) could join a leftover image of the previous tick to this one and lose a set.
+        'slop': SENSOR_TICK / 2,
     }
 
 
