@@ -136,7 +136,7 @@ class FakeBridge:
         self.pub_odom.publish(odom)
 
     def take_control(self, t: float, last_stamp, wait: float):
-        """The leaderboard's check: (control or None, ignored records)."""
+        """Apply the leaderboard's check: return (control or None, ignored records)."""
         ignored, deadline = [], time.monotonic() + wait
         while True:
             while self.controls:

@@ -1,6 +1,8 @@
 """
-The CARLA control path: the vehicle-control output of the follower, and carla_control_node over
-DDS against a fake bridge process (test/helpers_fake_bridge.py) speaking the bridge's topics.
+The CARLA control path: the follower's vehicle control, carla_control_node over DDS.
+
+The node runs against a fake bridge process (test/helpers_fake_bridge.py) speaking the bridge's
+topics, and in the whole stack with planner_node.
 """
 import json
 import math
@@ -11,11 +13,10 @@ import time
 
 import numpy as np
 import pytest
-import yaml
-
 from vlmad_ros import carla
 from vlmad_ros.control.follower import FollowerConfig, PathFollower, Status, TimedPath
 from vlmad_ros.paths import config_dir
+import yaml
 
 TEST_DIR = os.path.dirname(os.path.abspath(__file__))
 T0, DT = 100.0, 0.05

@@ -74,15 +74,36 @@ def follower_parameters() -> Dict[str, object]:
     return {'output_mode': 'carla', 'odom_reliability': 'reliable', 'use_sim_time': True}
 
 
+CARLA_INTERFACES = ('bridge', 'native')
+
+
+def bench2drive_topics(role: str = 'hero', interface: str = 'bridge',
+                       odom_topic: str = '') -> Dict[str, str]:
+    """
+    carla_control_node topic parameters for the ROS bridge or CARLA's native ROS 2 interface.
+
+    Both publish cameras under /carla/<role>/<sensor>/ and read the control on
+    /carla/<role>/vehicle_control_cmd; only the bridge (driven by the leaderboard's ROS 2
+    agent) carries the route and waits for the status topic.
+    """
+    if interface not in CARLA_INTERFACES:
+        raise ValueError(f'interface must be one of {CARLA_INTERFACES}, got {interface!r}')
+    bridge = interface == 'bridge'
+    return {'control_topic': f'/carla/{role}/vehicle_control_cmd',
+            'odom_topic': odom_topic or odometry_topic(role),
+            'route_topic': f'/carla/{role}/global_plan' if bridge else '',
+            'status_topic': f'/carla/{role}/status' if bridge else ''}
+
+
 def vehicle_follower_config(**overrides) -> FollowerConfig:
     """
-    Controller settings of carla_control_node (plan -> CarlaEgoVehicleControl).
+    Return the controller settings of carla_control_node (plan -> CarlaEgoVehicleControl).
 
     The speed PID's output is an acceleration demand here, so its gains are in m/s^2 per m/s
     (config/carla_control.yaml holds the same values; test_carla_control checks they agree).
     """
-    values = dict(output_mode='vehicle', pid=PIDConfig(kp=1.0, ki=0.2, kd=0.0,
-                                                       integral_limit=2.0, output_limit=8.0))
+    values = {'output_mode': 'vehicle', 'pid': PIDConfig(kp=1.0, ki=0.2, kd=0.0,
+                                                         integral_limit=2.0, output_limit=8.0)}
     values.update(overrides)
     return FollowerConfig(**values)
 

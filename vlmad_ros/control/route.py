@@ -62,7 +62,7 @@ class RouteConfig:
 
 
 def option_command(option: int, lane_change_as_turn: bool = False) -> Optional[Command]:
-    """The command a RoadOption stands for (None: lane following, keep looking ahead)."""
+    """Return the command a RoadOption stands for (None: lane following, look further)."""
     if lane_change_as_turn and option == RoadOption.CHANGELANELEFT:
         return Command.LEFT
     if lane_change_as_turn and option == RoadOption.CHANGELANERIGHT:
@@ -114,7 +114,7 @@ class RouteTracker:
         return self.progress
 
     def command(self) -> Command:
-        """The first manoeuvre within `lookahead` m ahead (STRAIGHT when there is none)."""
+        """Return the first manoeuvre within `lookahead` m ahead (STRAIGHT when none)."""
         end = self.progress + self.config.lookahead
         first = max(int(np.searchsorted(self.s, self.progress, side='right')) - 1, 0)
         for i in range(first, len(self.options) - 1):

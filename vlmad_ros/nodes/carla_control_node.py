@@ -102,7 +102,7 @@ def declared_defaults() -> Dict[str, object]:
 
 
 def build_configs(values: Dict[str, object]) -> Tuple[NodeConfig, FollowerConfig]:
-    """Validated configs from parameter values; ValueError names the parameter."""
+    """Validate parameter values into configs; ValueError names the parameter."""
     node = NodeConfig(**{f.name: values[f.name] for f in dataclasses.fields(NodeConfig)})
     pid = PIDConfig(**{k[4:]: v for k, v in values.items() if k.startswith('pid.')})
     fields = {f.name for f in dataclasses.fields(FollowerConfig)} - {'pid', 'output_mode'}
@@ -250,7 +250,7 @@ class CarlaControlNode(Node):
         return self.last_answered is not None and t <= self.last_answered + 1e-6
 
     def watchdog(self) -> None:
-        """A tick unanswered for plan_silence_timeout (steady time) gets a full brake."""
+        """Give a tick unanswered for plan_silence_timeout (steady time) a full brake."""
         if self.last_odom is None or self._answered(self.last_odom[0]):
             return
         if time.monotonic() - self.last_tick_wall > self.cfg.plan_silence_timeout:

@@ -45,7 +45,7 @@ CONTROLLERS = ('path_follower', 'carla')
 
 
 def controller_config(controller: str) -> FollowerConfig:
-    """The controller settings a LoopConfig.controller stands for (the nodes' defaults)."""
+    """Return the controller settings a LoopConfig.controller stands for (nodes' defaults)."""
     if controller == 'carla':
         from vlmad_ros.carla import vehicle_follower_config
         return vehicle_follower_config()
@@ -53,7 +53,7 @@ def controller_config(controller: str) -> FollowerConfig:
 
 
 def ego_control(cmd: Command, speed: float, dt: float, config: FollowerConfig) -> EgoControl:
-    """The world's ego command for a controller output (vehicle control through the car)."""
+    """Return the world's ego command for a controller output (vehicle control: via the car)."""
     if cmd.vehicle is None:
         return EgoControl(cmd.linear_x, cmd.angular_z)
     from vlmad_ros.carla import vehicle_control_response
