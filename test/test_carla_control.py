@@ -286,3 +286,16 @@ def test_whole_stack_keeps_20_hz_in_lockstep(ros_env, tmp_path):
     print(f'lockstep: {len(steady)} ticks at {rate:.1f} Hz, tick-to-control p95 '
           f'{1e3 * latency:.1f} ms')
     assert rate >= 19.0, (rate, latency)
+
+
+def test_bench2drive_topics_for_the_bridge_and_the_native_interface():
+    bridge = carla.bench2drive_topics('hero', 'bridge')
+    assert bridge == {'control_topic': '/carla/hero/vehicle_control_cmd',
+                      'odom_topic': '/carla/hero/odometry',
+                      'route_topic': '/carla/hero/global_plan',
+                      'status_topic': '/carla/hero/status'}
+    native = carla.bench2drive_topics('hero', 'native', '/ekf/odom')
+    assert native['route_topic'] == native['status_topic'] == ''
+    assert native['odom_topic'] == '/ekf/odom'
+    with pytest.raises(ValueError, match='interface'):
+        carla.bench2drive_topics('hero', 'rosbridge')
