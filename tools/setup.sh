@@ -79,14 +79,17 @@ fi
 
 # 6. colcon build. CMake refuses exported include dirs inside the source tree, and .venv (numpy's
 #    headers) is inside the repo, so colcon sees the package through a link under build/.
+#    test/carla_msgs (TEST ONLY: the carla_msgs interfaces the CARLA tests need; not a dependency
+#    of vlmad_ros, never installed by a user's workspace: test/COLCON_IGNORE) builds beside it.
 mkdir -p build/src log
 ln -sfn ../.. build/src/vlmad_ros
+ln -sfn ../../test/carla_msgs build/src/carla_msgs
 export AMENT_PREFIX_PATH=$VENV CMAKE_PREFIX_PATH=$VENV
 export PATH=$VENV/bin:$PATH
 say "colcon build"
 exec 9>build/.build.lock
 flock 9   # several shells may run make setup at once
-if ! "$VENV/bin/colcon" --log-base log build --paths build/src/vlmad_ros --build-base build \
+if ! "$VENV/bin/colcon" --log-base log build --paths build/src/vlmad_ros build/src/carla_msgs --build-base build \
     --install-base install --event-handlers console_direct+ \
     > log/colcon-build.out 2>&1; then
   cat log/colcon-build.out >&2

@@ -21,6 +21,8 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from vlmad_ros import topics
+from vlmad_ros.control.follower import FollowerConfig
+from vlmad_ros.control.pid import PIDConfig
 from vlmad_ros.rig import (
     Camera, CAMERA_NAMES, CameraRig, matrix_to_quat_wxyz, quat_wxyz_to_matrix)
 
@@ -61,12 +63,49 @@ def planner_parameters(role: str = ROLE_NAME, cameras=CAMERA_NAMES) -> Dict[str,
         'odom_topic': odometry_topic(role),
         'reliability': 'reliable',
         'use_sim_time': True,
+        # Synchronous mode stamps a tick's sensors alike; a slop of a whole tick (the default
+        # 0.05 s) could join a leftover image of the previous tick to this one and lose a set.
+        'slop': SENSOR_TICK / 2,
     }
 
 
 def follower_parameters() -> Dict[str, object]:
     """path_follower parameters for carla_twist_to_control (see control/follower.py)."""
     return {'output_mode': 'carla', 'odom_reliability': 'reliable', 'use_sim_time': True}
+
+
+CARLA_INTERFACES = ('bridge', 'native')
+
+
+def bench2drive_topics(role: str = 'hero', interface: str = 'bridge',
+                       odom_topic: str = '') -> Dict[str, str]:
+    """
+    carla_control_node topic parameters for the ROS bridge or CARLA's native ROS 2 interface.
+
+    Both publish cameras under /carla/<role>/<sensor>/ and read the control on
+    /carla/<role>/vehicle_control_cmd; only the bridge (driven by the leaderboard's ROS 2
+    agent) carries the route and waits for the status topic.
+    """
+    if interface not in CARLA_INTERFACES:
+        raise ValueError(f'interface must be one of {CARLA_INTERFACES}, got {interface!r}')
+    bridge = interface == 'bridge'
+    return {'control_topic': f'/carla/{role}/vehicle_control_cmd',
+            'odom_topic': odom_topic or odometry_topic(role),
+            'route_topic': f'/carla/{role}/global_plan' if bridge else '',
+            'status_topic': f'/carla/{role}/status' if bridge else ''}
+
+
+def vehicle_follower_config(**overrides) -> FollowerConfig:
+    """
+    Return the controller settings of carla_control_node (plan -> CarlaEgoVehicleControl).
+
+    The speed PID's output is an acceleration demand here, so its gains are in m/s^2 per m/s
+    (config/carla_control.yaml holds the same values; test_carla_control checks they agree).
+    """
+    values = {'output_mode': 'vehicle', 'pid': PIDConfig(kp=1.0, ki=0.2, kd=0.0,
+                                                         integral_limit=2.0, output_limit=8.0)}
+    values.update(overrides)
+    return FollowerConfig(**values)
 
 
 def follower_remappings(role: str = ROLE_NAME) -> List[Tuple[str, str]]:
@@ -93,6 +132,23 @@ def twist_to_control_response(linear_x: float, angular_z: float, speed: float, d
         accel = min(linear_x, 10.0) / 10.0 * FULL_THROTTLE_ACCEL - COAST_DECEL
     target = max(0.0, speed + accel * dt)
     return target, target * math.tan(angular_z) / wheelbase
+
+
+def vehicle_control_response(throttle: float, steer: float, brake: float, speed: float,
+                             dt: float, max_steer_angle: float = 1.22,
+                             wheelbase: float = 2.7) -> Tuple[float, float]:
+    """
+    Return (speed, yaw rate) a CarlaEgoVehicleControl gives a car after `dt` seconds.
+
+    The same stand-in physics as twist_to_control_response: throttle and brake scale the
+    full-throttle acceleration and full-brake deceleration, rolling resistance always acts,
+    steer in [-1, 1] is -(front-wheel angle) / max_steer_angle (CARLA steers right for +).
+    """
+    accel = (min(max(throttle, 0.0), 1.0) * FULL_THROTTLE_ACCEL
+             - min(max(brake, 0.0), 1.0) * BRAKE_DECEL - COAST_DECEL)
+    target = max(0.0, speed + accel * dt)
+    angle = -min(max(steer, -1.0), 1.0) * max_steer_angle
+    return target, target * math.tan(angle) / wheelbase
 
 
 def _rpy_deg(rot: np.ndarray) -> Tuple[float, float, float]:

@@ -4,12 +4,15 @@
     vlmad benchmark --make-data DIR [--splits train val test] [--workers N] [--scale F]
     vlmad benchmark --data DIR --split test [--checkpoint CKPT] [--ego-mlp CKPT]
                     [--open-loop-only | --closed-loop-only] [--no-expert] [--json OUT]
+                    [--controller path_follower|carla]
 
 --make-data records the splits with `vlmad synth` and annotates them with the rule teacher.
 A run scores the checkpoint (default: the packaged default.pt) and, every time, the floors and
 the ceiling beside it: open loop (all keyframes and the hard subset) for the checkpoint,
 constant velocity and the ego-state MLP (--ego-mlp); closed loop (the split's episodes, in
 one process: sim/closed_loop.py) for the same planners and the privileged expert.
+--controller carla drives the closed loop through the CARLA control node's throttle / steer /
+brake controller instead of the path follower's Twist (docs/BENCH2DRIVE.md).
 """
 from __future__ import annotations
 
@@ -50,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='skip the expert ceiling in closed loop (slow: it re-simulates)')
     parser.add_argument('--no-baselines', action='store_true',
                         help='score the checkpoint alone (no floors, no ceiling)')
+    parser.add_argument('--controller', choices=('path_follower', 'carla'),
+                        default='path_follower',
+                        help='closed loop: path_follower (Twist) or carla (throttle/steer/brake)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--cache-dir', default='', help='decoded-sample cache for open loop')
     parser.add_argument('--json', default='', metavar='OUT', help='write all results here')
@@ -104,11 +110,12 @@ def open_loop(bags, planners: Dict[str, object], cache_dir) -> Dict[str, Dict]:
     return out
 
 
-def closed_loop(split: str, policies: Dict[str, object]) -> Dict[str, Dict]:
+def closed_loop(split: str, policies: Dict[str, object],
+                controller: str = 'path_follower') -> Dict[str, Dict]:
     """Closed-loop results of each policy on the split's episodes."""
     from vlmad_ros.sim.closed_loop import LoopConfig, run_episodes
     from vlmad_ros.sim.score import summarize
-    loop = LoopConfig(image_width=800, image_height=450)
+    loop = LoopConfig(image_width=800, image_height=450, controller=controller)
     out = {}
     for name, policy in policies.items():
         t0 = time.time()
@@ -197,7 +204,9 @@ def main(args) -> int:
                                         '(record it with --make-data)')
             results['open_loop'] = open_loop([data], planners, args.cache_dir or None)
         if not args.open_loop_only:
-            results['closed_loop'] = closed_loop(args.split, _policies(args, planners))
+            results['controller'] = args.controller
+            results['closed_loop'] = closed_loop(args.split, _policies(args, planners),
+                                                 args.controller)
     except (FileNotFoundError, ValueError) as err:
         print(f'vlmad benchmark: {err}', file=sys.stderr)
         return 2

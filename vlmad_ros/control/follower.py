@@ -1,5 +1,5 @@
 """
-PathFollower: timed waypoints + ego state -> (speed, yaw rate) or CARLA twist-to-control.
+PathFollower: timed waypoints + ego state -> (speed, yaw rate), CARLA twist or vehicle control.
 
 Steering is pure pursuit with a speed-dependent lookahead; speed tracks the speed that the
 plan's waypoint timing implies (poses stamped t + k * 0.5 s) with a PID, under acceleration,
@@ -12,6 +12,13 @@ Two output conventions for geometry_msgs/Twist:
   (10 = full throttle, read here as m/s^2), angular.z the front-wheel steering angle [rad,
   left positive]; an all-zero Twist is full brake, a negative linear.x engages reverse, so
   coasting sends a tiny positive linear.x.
+
+The third output, 'vehicle', is CARLA's own vehicle control (carla_msgs/CarlaEgoVehicleControl,
+carla.VehicleControl): throttle and brake in [0, 1] from the speed PID's acceleration demand
+(throttle = demand / throttle_accel; brake = -demand / brake_accel beyond a dead band, so
+braking is proportional), steer in [-1, 1] = -(steering angle) / max_steer_angle (CARLA steers
+right for positive values). Full brake when the plan says stop at standstill or plans are lost.
+`Command.vehicle` carries it; linear_x / angular_z then hold the target speed and yaw rate.
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ from vlmad_ros.control.pid import PID, PIDConfig
 from vlmad_ros.control.pure_pursuit import (
     implied_speed, lookahead_point, path_length, pursuit_curvature, to_local, to_world)
 
-OUTPUT_MODES = ('velocity', 'carla')
+OUTPUT_MODES = ('velocity', 'carla', 'vehicle')
 CARLA_MAX_THROTTLE_DEMAND = 10.0  # carla_twist_to_control's MAX_LON_ACCELERATION
 CARLA_COAST = 1e-3                # linear.x that means "no throttle, no brake, forward gear"
 
@@ -61,17 +68,21 @@ class FollowerConfig:
     output_mode: str = 'velocity'     # 'velocity' or 'carla' (see module docstring)
     max_steer_angle: float = 1.22     # [rad] carla mode: front-wheel limit (vehicle_info)
     brake_decel: float = 1.0          # [m/s^2] carla mode: demanded decel beyond this brakes
+    throttle_accel: float = 4.0       # [m/s^2] vehicle mode: acceleration at full throttle
+    brake_accel: float = 8.0          # [m/s^2] vehicle mode: deceleration at full brake
+    brake_deadband: float = 0.3       # [m/s^2] vehicle mode: smaller decel demands coast
     pid: PIDConfig = dataclasses.field(default_factory=PIDConfig)
 
     def __post_init__(self):
         positive = ('wheelbase', 'lookahead_min', 'lookahead_max', 'max_speed', 'max_accel',
                     'max_decel', 'max_curvature', 'max_lateral_accel', 'plan_timeout',
-                    'odom_timeout', 'max_steer_angle')
+                    'odom_timeout', 'max_steer_angle', 'throttle_accel', 'brake_accel')
         for name in positive:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f'{name} must be finite and > 0, got {value}')
-        for name in ('lookahead_time', 'speed_preview', 'stop_speed', 'brake_decel'):
+        for name in ('lookahead_time', 'speed_preview', 'stop_speed', 'brake_decel',
+                     'brake_deadband'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f'{name} must be finite and >= 0, got {value}')
@@ -119,6 +130,18 @@ class TimedPath:
 
 
 @dataclasses.dataclass(frozen=True)
+class VehicleControl:
+    """CARLA vehicle control: pedals in [0, 1], steer in [-1, 1] (positive = right)."""
+
+    throttle: float
+    steer: float
+    brake: float
+
+
+FULL_BRAKE = VehicleControl(throttle=0.0, steer=0.0, brake=1.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class Command:
     """One control output and what produced it."""
 
@@ -130,6 +153,7 @@ class Command:
     target_speed: float       # [m/s] from the plan (0 when stopping)
     status: Status
     brake: bool = False       # carla mode: all-zero Twist (full brake)
+    vehicle: Optional[VehicleControl] = None   # vehicle mode
 
 
 class PathFollower:
@@ -201,6 +225,8 @@ class PathFollower:
             correction = 0.0
         if c.output_mode == 'carla':
             return self._carla_output(target, correction, curvature, status)
+        if c.output_mode == 'vehicle':
+            return self._vehicle_output(target, correction, curvature, status, speed)
         wanted = min(max(target + correction, 0.0), c.max_speed)
         if target == 0.0:
             wanted = 0.0
@@ -227,3 +253,21 @@ class PathFollower:
             return Command(0.0, 0.0, target, 0.0, curvature, target, status, brake=True)
         linear_x = min(accel, CARLA_MAX_THROTTLE_DEMAND) if accel > 0 else CARLA_COAST
         return Command(linear_x, steer, target, target * curvature, curvature, target, status)
+
+    def _vehicle_output(self, target: float, accel: float, curvature: float, status: Status,
+                        speed: float) -> Command:
+        c = self.config
+        limited = min(max(accel, -c.max_decel), c.max_accel)
+        self._saturated = limited != accel
+        angle = min(max(math.atan(c.wheelbase * curvature), -c.max_steer_angle),
+                    c.max_steer_angle)
+        steer = -angle / c.max_steer_angle
+        if status in (Status.PLAN_TIMEOUT, Status.NO_ODOM, Status.NO_PLAN) or (
+                target == 0.0 and speed < c.stop_speed):
+            control = VehicleControl(0.0, steer, 1.0)     # lost, or holding at standstill
+        elif limited >= -c.brake_deadband:
+            control = VehicleControl(min(max(limited, 0.0) / c.throttle_accel, 1.0), steer, 0.0)
+        else:
+            control = VehicleControl(0.0, steer, min(-limited / c.brake_accel, 1.0))
+        return Command(target, target * curvature, target, target * curvature, curvature,
+                       target, status, brake=control.brake > 0, vehicle=control)

@@ -9,6 +9,11 @@ node's decode path), EgoStateEstimator, and PathFollower (the follower node's co
 Timing follows sim_node's lockstep: a camera set and a plan every `camera_period`, the
 follower's command every physics step, the plan applied from its own stamp.
 
+`LoopConfig.controller` picks what turns plans into the ego's motion: 'path_follower' (the
+follower node's Twist: speed and yaw rate, which the world's bicycle tracks) or 'carla' (the
+CARLA control node's throttle / steer / brake, through carla.vehicle_control_response, the
+stand-in vehicle physics, before the world's bicycle).
+
 Policies (all return a base_link plan (6, 2) for the ego at the planning tick):
     PlannerPolicy         a checkpoint (camera planner or ego-state MLP)
     ConstantVelocity      today's speed and yaw rate held for 3 s (the floor)
@@ -25,7 +30,7 @@ from typing import Callable, List, Optional, Protocol, Sequence
 
 import numpy as np
 
-from vlmad_ros.control.follower import FollowerConfig, PathFollower, TimedPath
+from vlmad_ros.control.follower import Command, FollowerConfig, PathFollower, TimedPath
 from vlmad_ros.control.pure_pursuit import to_local
 from vlmad_ros.ego import EgoStateEstimator
 from vlmad_ros.evaluation.baselines import constant_velocity_plan, OFFSETS
@@ -34,6 +39,27 @@ from vlmad_ros.sim.score import ScenarioResult
 from vlmad_ros.synth.world import EgoControl
 from vlmad_ros.topics import PLAN_DT, PLAN_STEPS
 from vlmad_ros.types import EgoState
+
+
+CONTROLLERS = ('path_follower', 'carla')
+
+
+def controller_config(controller: str) -> FollowerConfig:
+    """Return the controller settings a LoopConfig.controller stands for (nodes' defaults)."""
+    if controller == 'carla':
+        from vlmad_ros.carla import vehicle_follower_config
+        return vehicle_follower_config()
+    return FollowerConfig()
+
+
+def ego_control(cmd: Command, speed: float, dt: float, config: FollowerConfig) -> EgoControl:
+    """Return the world's ego command for a controller output (vehicle control: via the car)."""
+    if cmd.vehicle is None:
+        return EgoControl(cmd.linear_x, cmd.angular_z)
+    from vlmad_ros.carla import vehicle_control_response
+    v, w = vehicle_control_response(cmd.vehicle.throttle, cmd.vehicle.steer, cmd.vehicle.brake,
+                                    speed, dt, config.max_steer_angle, config.wheelbase)
+    return EgoControl(v, w)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +72,11 @@ class LoopConfig:
     image_height: int = 450
     jpeg_quality: int = 90
     rig: str = 'nuscenes'
+    controller: str = 'path_follower'   # or 'carla' (CONTROLLERS)
+
+    def __post_init__(self):
+        if self.controller not in CONTROLLERS:
+            raise ValueError(f'controller must be one of {CONTROLLERS}, got {self.controller!r}')
 
     @property
     def camera_every(self) -> int:
@@ -145,7 +176,7 @@ def run_episode(spec: EpisodeSpec, policy: Policy, loop: LoopConfig = LoopConfig
                 ) -> ScenarioResult:
     """Drive one episode with `policy` through the path follower; its ScenarioResult."""
     ep = Episode(spec, loop.physics_dt, route_length)
-    ctl = PathFollower(follower)
+    ctl = PathFollower(follower or controller_config(loop.controller))
     estimator = EgoStateEstimator()
     policy.reset()
     latencies: List[float] = []
@@ -161,7 +192,7 @@ def run_episode(spec: EpisodeSpec, policy: Policy, loop: LoopConfig = LoopConfig
             if on_tick is not None:
                 on_tick(ep, plan)
         cmd = ctl.update(ep.t, (x, y, yaw), float(e.v))
-        ep.step(EgoControl(cmd.linear_x, cmd.angular_z))
+        ep.step(ego_control(cmd, float(e.v), loop.physics_dt, ctl.config))
     lat = np.array(latencies) if latencies else np.array([math.nan])
     return ep.result(plans=len(latencies), latency_ms_p50=float(np.percentile(lat, 50)),
                      latency_ms_p95=float(np.percentile(lat, 95)))
