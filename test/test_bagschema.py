@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 from vlmad_ros import bagschema
+from vlmad_ros import stamps as ros_stamps
 from vlmad_ros.paths import msg_dir
 import yaml
 
@@ -33,7 +34,7 @@ def test_reasoning_round_trip(tmp_path, storage):
     assert [s for _, s, _ in read] == stamps
     for (topic, stamp, msg), s in zip(read, stamps):
         assert topic == '/vlmad/reasoning'
-        assert bagschema.stamp_to_ns(msg.header.stamp) == s
+        assert ros_stamps.to_ns(msg.header.stamp) == s
         assert msg.reasoning == 'The light ahead is red.'
         assert msg.control_action == msg.CONTROL_MOVE_SLOWLY == 1
 

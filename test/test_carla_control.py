@@ -69,12 +69,12 @@ def test_vehicle_response_and_the_controller_agree_on_signs():
 
 
 def test_config_file_equals_the_node_defaults():
-    from vlmad_ros.nodes.carla_control_node import declared_defaults
+    from vlmad_ros.nodes.carla_control_node import PARAMETERS
     params = yaml.safe_load((config_dir() / 'carla_control.yaml').read_text())
-    params = params['/carla_control_node']['ros__parameters']
+    params = params['/**']['ros__parameters']
     flat = {k: v for k, v in params.items() if k != 'pid'}
     flat.update({f'pid.{k}': v for k, v in params['pid'].items()})
-    assert flat == declared_defaults()
+    assert flat == {p.name: p.default for p in PARAMETERS}
 
 
 # ----- the node over DDS ------------------------------------------------------------------------

@@ -7,7 +7,8 @@ crashed recordings.
 import helpers_data
 import numpy as np
 import pytest
-from vlmad_ros.bagschema import read_messages, stamp_to_ns
+from vlmad_ros import stamps
+from vlmad_ros.bagschema import read_messages
 from vlmad_ros.data.reader import read_samples, ReaderConfig, ReadStats
 from vlmad_ros.rig import CAMERA_NAMES, load_rig
 from vlmad_ros.types import Command
@@ -68,7 +69,7 @@ def test_images_and_calibration_of_the_keyframe_set(plain_bag):
     for s in read_samples(path):
         for c, (cam, msg) in enumerate(zip(CAMERA_NAMES, s.images)):
             stamp = s.stamp_ns + c * helpers_data.CAM_OFFSET_NS   # cameras fire in sequence
-            assert stamp_to_ns(msg.header.stamp) == stamp
+            assert stamps.to_ns(msg.header.stamp) == stamp
             assert bytes(msg.data) == info['jpeg'][(cam, stamp)]
         for got, want in zip(s.rig.cameras, rig.cameras):
             assert got.name == want.name and (got.width, got.height) == (64, 36)

@@ -5,8 +5,9 @@ import sys
 import helpers_nuscenes
 import numpy as np
 import pytest
+from vlmad_ros import stamps
 from vlmad_ros import topics
-from vlmad_ros.bagschema import read_messages, stamp_to_ns
+from vlmad_ros.bagschema import read_messages
 from vlmad_ros.data import nuscenes_converter
 from vlmad_ros.data.reader import read_samples, ReadStats
 from vlmad_ros.rig import CAMERA_NAMES, quat_wxyz_to_matrix
@@ -52,7 +53,7 @@ def test_images_are_the_jpeg_files_byte_for_byte(converted):
         got = msgs[topic]
         assert len(got) == len(sds) == 72          # 6 s at 12 Hz: keyframes and sweeps
         for (log_ns, msg), sd in zip(got, sds):
-            assert stamp_to_ns(msg.header.stamp) == log_ns == sd['timestamp'] * US
+            assert stamps.to_ns(msg.header.stamp) == log_ns == sd['timestamp'] * US
             assert msg.format == 'jpeg'
             assert msg.header.frame_id == topics.camera_optical_frame(cam)
             assert bytes(msg.data) == (ds.root / sd['filename']).read_bytes()
@@ -90,9 +91,9 @@ def test_odometry_is_ego_pose_with_finite_difference_velocity(converted):
             ep = _rows(ds, 'ego_pose', token=sd['ego_pose_token'])[0]
             poses[ep['timestamp'] * US] = ep
     odom = msgs[topics.ODOM]
-    assert [stamp_to_ns(m.header.stamp) for _, m in odom] == sorted(poses)
+    assert [stamps.to_ns(m.header.stamp) for _, m in odom] == sorted(poses)
     for _, m in odom:
-        ep = poses[stamp_to_ns(m.header.stamp)]
+        ep = poses[stamps.to_ns(m.header.stamp)]
         p, q = m.pose.pose.position, m.pose.pose.orientation
         assert (m.header.frame_id, m.child_frame_id) == (topics.ODOM_FRAME, topics.BASE_FRAME)
         np.testing.assert_allclose([p.x, p.y, p.z], ep['translation'], atol=1e-9)
@@ -122,14 +123,14 @@ def test_keyframes_and_boxes_in_base_link(converted):
     assert [k.token for k in keyframes] == [s['token'] for s in samples]
     front = {sd['sample_token']: sd['timestamp'] for sd in ds.tables['sample_data']
              if sd['is_key_frame'] and 'CAM_FRONT/' in sd['filename']}
-    assert [stamp_to_ns(k.header.stamp) for k in keyframes] == [
+    assert [stamps.to_ns(k.header.stamp) for k in keyframes] == [
         front[s['token']] * US for s in samples]
     assert {k.scene for k in keyframes} == {'scene-0001'}
     objects = [m for _, m in msgs[topics.OBJECTS]]
     assert len(objects) == len(samples)
     cls = objects[0].objects[0]
     for sample, arr in zip(samples, objects):
-        assert stamp_to_ns(arr.header.stamp) == sample['timestamp'] * US
+        assert stamps.to_ns(arr.header.stamp) == sample['timestamp'] * US
         assert arr.header.frame_id == topics.BASE_FRAME
         x, y, yaw = helpers_nuscenes.ego_pose((sample['timestamp'] - helpers_nuscenes.T0_US)
                                               / 1e6)
@@ -191,7 +192,7 @@ def test_one_route_command_per_keyframe_before_its_first_image(converted):
             t = first_image.get(sd['sample_token'], sd['timestamp'])
             first_image[sd['sample_token']] = min(t, sd['timestamp'])
     commands = [m for _, m in msgs[topics.COMMAND]]
-    assert [stamp_to_ns(c.header.stamp) for c in commands] == [
+    assert [stamps.to_ns(c.header.stamp) for c in commands] == [
         first_image[s['token']] * US - nuscenes_converter.COMMAND_LEAD_NS for s in samples]
     # The circle moves 4.4 m left in 3 s (the 6 keyframes with 3 s ahead); the log ends
     # 0.46 s after the last keyframe, whose endpoint is 0.5 m to the left: STRAIGHT.

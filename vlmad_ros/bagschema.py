@@ -17,6 +17,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import get_types_from_msg, get_typestore, Stores
 
 from vlmad_ros.paths import msg_dir
+from vlmad_ros.stamps import NS
 
 PACKAGE = 'vlmad_ros'
 BAG_VERSION = 8
@@ -71,16 +72,12 @@ def message_definition(msgtype: str) -> Tuple[str, str]:
     return separator.join(fixed), store.hash_rihs01(msgtype)
 
 
-def stamp_to_ns(stamp) -> int:
-    """builtin_interfaces/Time (any implementation) -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def ns_to_stamp(ns: int, time_cls=None):
     """Integer nanoseconds -> builtin_interfaces/Time (rosbags' class unless one is given)."""
     if time_cls is None:
         time_cls = typestore().types['builtin_interfaces/msg/Time']
-    return time_cls(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+    sec, nanosec = divmod(int(ns), NS)
+    return time_cls(sec=sec, nanosec=nanosec)
 
 
 def msg_class(msgtype: str):

@@ -23,8 +23,9 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from vlmad_ros import stamps
 from vlmad_ros import topics
-from vlmad_ros.bagschema import read_messages, stamp_to_ns, typestore
+from vlmad_ros.bagschema import read_messages, typestore
 from vlmad_ros.data.geometry import (NS, OdometryTrack, se2, wrap_angle, yaw_from_quat_wxyz)
 from vlmad_ros.data.rosmsgs import camera_from_msgs, quat_wxyz
 from vlmad_ros.images import compressed_to_rgb, ImageConversionError, resize_rgb
@@ -184,20 +185,20 @@ class _Context:
         self.commands.sort()
 
     def _keyframe(self, _, msg) -> None:
-        self.keyframes[stamp_to_ns(msg.header.stamp)] = msg
+        self.keyframes[stamps.to_ns(msg.header.stamp)] = msg
 
     def _odom(self, _, msg) -> None:
         p = msg.pose.pose
         yaw = yaw_from_quat_wxyz(quat_wxyz(p.orientation))
         tw = msg.twist.twist
-        row = (stamp_to_ns(msg.header.stamp), float(p.position.x), float(p.position.y), yaw,
+        row = (stamps.to_ns(msg.header.stamp), float(p.position.x), float(p.position.y), yaw,
                float(tw.linear.x), float(tw.angular.z))
         if not np.all(np.isfinite(row[1:])):
             raise ValueError('non-finite odometry')
         self.odom.append(row)
 
     def _info(self, topic, msg) -> None:
-        self.infos[topic].append((stamp_to_ns(msg.header.stamp), msg))
+        self.infos[topic].append((stamps.to_ns(msg.header.stamp), msg))
 
     def _tf_static(self, _, msg) -> None:
         for t in msg.transforms:
@@ -213,7 +214,7 @@ class _Context:
             raise ValueError(f'objects in unsupported frame {frame!r}')
         objs = msg.objects
         self.objects.append(_Objects(
-            stamp_ns=stamp_to_ns(msg.header.stamp), in_base=in_base, ids=[o.id for o in objs],
+            stamp_ns=stamps.to_ns(msg.header.stamp), in_base=in_base, ids=[o.id for o in objs],
             xy=np.array([[o.pose.position.x, o.pose.position.y] for o in objs]).reshape(-1, 2),
             yaw=np.array([yaw_from_quat_wxyz(quat_wxyz(o.pose.orientation)) for o in objs]),
             lw=np.array([[o.size.x, o.size.y] for o in objs]).reshape(-1, 2),
@@ -224,13 +225,13 @@ class _Context:
         if int(msg.command) not in {int(c) for c in Command}:   # UNKNOWN (255): no route given
             self.stats.bad_messages['command_unknown'] += 1
             return
-        self.commands.append((stamp_to_ns(msg.header.stamp), int(Command(msg.command))))
+        self.commands.append((stamps.to_ns(msg.header.stamp), int(Command(msg.command))))
 
     def _reasoning(self, _, msg) -> None:
         if int(msg.status) != int(msg.STATUS_OK):
             self.stats.bad_messages['reasoning_failed'] += 1
             return
-        self.reasoning[stamp_to_ns(msg.header.stamp)] = ReasoningRecord(
+        self.reasoning[stamps.to_ns(msg.header.stamp)] = ReasoningRecord(
             texts=(str(msg.current_action), str(msg.future_action), str(msg.reasoning)),
             labels=(int(msg.control_action), int(msg.turn_action), int(msg.lane_action)),
             teacher=str(msg.teacher), prompt_version=str(msg.prompt_version))

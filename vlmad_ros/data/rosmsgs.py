@@ -11,7 +11,8 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from vlmad_ros.bagschema import msg_class, ns_to_stamp, stamp_to_ns
+from vlmad_ros import stamps
+from vlmad_ros.bagschema import msg_class, ns_to_stamp
 from vlmad_ros.rig import Camera
 from vlmad_ros.topics import BASE_FRAME, camera_optical_frame, MAP_FRAME, ODOM_FRAME
 
@@ -145,4 +146,4 @@ def camera_from_msgs(name: str, info, transform) -> Camera:
 
 
 def header_ns(msg) -> int:
-    return stamp_to_ns(msg.header.stamp)
+    return stamps.to_ns(msg.header.stamp)

@@ -27,9 +27,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from vlmad_ros import stamps
 from vlmad_ros import topics
 from vlmad_ros import types as T
-from vlmad_ros.bagschema import bag_paths, read_messages, stamp_to_ns
+from vlmad_ros.bagschema import bag_paths, read_messages
 from vlmad_ros.evaluation.baselines import ConstantVelocityPlanner, HARD_CV_ERROR_M, is_hard
 from vlmad_ros.evaluation.metrics import (action_table, ActionMetrics, markdown_table,
                                           PlanningMetrics)
@@ -78,10 +79,10 @@ def read_plans(path, topic: str = topics.PLAN) -> Tuple[List[RecordedPlan], Dict
     bad: Dict[str, int] = collections.Counter()
     for _, _, msg in read_messages(path, topics=[topic]):
         try:
-            stamp = stamp_to_ns(msg.header.stamp)
+            stamp = stamps.to_ns(msg.header.stamp)
             poses = list(msg.poses)
             xy = np.array([[p.pose.position.x, p.pose.position.y] for p in poses], np.float64)
-            off = np.array([stamp_to_ns(p.header.stamp) - stamp for p in poses],
+            off = np.array([stamps.to_ns(p.header.stamp) - stamp for p in poses],
                            np.float64) / NS
         except (AttributeError, TypeError, ValueError):
             bad['not_a_path'] += 1
@@ -172,7 +173,7 @@ def _odometry_pose_fn(bag):
     rows = []
     for _, _, msg in read_messages(bag, topics=[topics.ODOM]):
         p = msg.pose.pose
-        rows.append((stamp_to_ns(msg.header.stamp), p.position.x, p.position.y,
+        rows.append((stamps.to_ns(msg.header.stamp), p.position.x, p.position.y,
                      yaw_from_quat_wxyz(quat_wxyz(p.orientation))))
     if not rows:
         return None
@@ -223,7 +224,7 @@ def evaluate_plans(bags: Sequence[pathlib.Path], plans_path, topic: str = topics
     for bag in bags:
         pose_at = None
         for raw in read_samples(bag, stats=stats):
-            stamps = [raw.stamp_ns, max(stamp_to_ns(m.header.stamp) for m in raw.images)]
+            stamps = [raw.stamp_ns, max(stamps.to_ns(m.header.stamp) for m in raw.images)]
             plan = matcher.match(stamps, raw.stamp_ns)
             if plan is None:
                 report.unmatched['no_plan_at_stamp'] += 1

@@ -33,22 +33,20 @@ from typing import Dict, Optional, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry, Path
-from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 
+from vlmad_ros import stamps
 from vlmad_ros.carla import vehicle_follower_config
 from vlmad_ros.control.follower import Command, FollowerConfig, PathFollower, Status
 from vlmad_ros.control.pid import PIDConfig
+from vlmad_ros.control.plan_input import OdomHistory, path_to_timed, yaw_of
 from vlmad_ros.control.route import RouteConfig, RouteTracker
 from vlmad_ros.msg import DrivingCommand
-from vlmad_ros.nodes.common import ParameterError, run_node
-# The path follower node's plan and odometry handling (one implementation).
-from vlmad_ros.nodes.path_follower_node import (
-    coerce, OdomHistory, path_to_timed, stamp_to_s, yaw_of)
+from vlmad_ros.nodes.common import declare, ParameterError, params_of, run_node
 
 NODE_NAME = 'carla_control_node'
 RELIABILITY = ('reliable', 'best_effort')
@@ -89,16 +87,25 @@ class NodeConfig:
                              f'{self.reliability!r}')
 
 
-def declared_defaults() -> Dict[str, object]:
-    """Every parameter and its default: NodeConfig, the vehicle controller, pid.*."""
-    follower = vehicle_follower_config()
-    out: Dict[str, object] = {f.name: getattr(NodeConfig(), f.name)
-                              for f in dataclasses.fields(NodeConfig)}
-    out.update({f.name: getattr(follower, f.name) for f in dataclasses.fields(FollowerConfig)
-                if f.name not in ('pid', 'output_mode')})
-    out.update({f'pid.{f.name}': getattr(follower.pid, f.name)
-                for f in dataclasses.fields(PIDConfig)})
-    return out
+DESCRIPTIONS = {
+    'control_topic': 'output carla_msgs/CarlaEgoVehicleControl',
+    'odom_topic': 'input nav_msgs/Odometry (one message per simulation tick)',
+    'route_topic': "input carla_msgs/CarlaRoute (transient local); '': no route, no command",
+    'status_topic': "output std_msgs/Bool, latched (Bench2Drive waits for it); '': none",
+    'plan_topic': 'input nav_msgs/Path', 'command_topic': 'output vlmad_ros/DrivingCommand',
+    'plan_silence_timeout': 'seconds of steady time an unanswered tick waits before a full '
+                            'brake',
+    'reliability': 'odometry and plan subscription reliability',
+    'route_lookahead': 'a manoeuvre this far ahead on the route becomes the command [m]',
+    'lane_change_as_turn': 'CHANGELANELEFT/RIGHT become LEFT/RIGHT (else no command)',
+    'diagnostics_period': 'diagnostics period [s, steady time]',
+}
+# The controller's own parameters are the path follower's (FollowerConfig, pid.*), with the
+# vehicle-mode defaults of carla.vehicle_follower_config; output_mode is fixed to 'vehicle'.
+PARAMETERS = tuple(
+    params_of(NodeConfig, DESCRIPTIONS, choices={'reliability': RELIABILITY})
+    + params_of(FollowerConfig, {}, defaults=vehicle_follower_config(), exclude=('output_mode',))
+    + params_of(PIDConfig, {}, prefix='pid.', defaults=vehicle_follower_config().pid))
 
 
 def build_configs(values: Dict[str, object]) -> Tuple[NodeConfig, FollowerConfig]:
@@ -132,14 +139,7 @@ class CarlaControlNode(Node):
 
     def setup(self, control_type, route_type) -> None:
         """Declare and validate the parameters, then the publishers, subscriptions, timers."""
-        values = {}
-        for name, default in declared_defaults().items():
-            if isinstance(default, float) and math.isinf(default):
-                default = 1e9
-            desc = ParameterDescriptor(description=name, dynamic_typing=True)
-            values[name] = coerce(name, self.declare_parameter(name, default, desc).value,
-                                  default)
-        self.cfg, follower_cfg = build_configs(values)
+        self.cfg, follower_cfg = build_configs(declare(self, PARAMETERS))
         self.follower = PathFollower(follower_cfg)
         self.route_config = RouteConfig(lookahead=self.cfg.route_lookahead,
                                         lane_change_as_turn=self.cfg.lane_change_as_turn)
@@ -193,7 +193,7 @@ class CarlaControlNode(Node):
 
     def on_odom(self, msg) -> None:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
-        t, speed = stamp_to_s(msg.header.stamp), msg.twist.twist.linear.x
+        t, speed = stamps.to_s(msg.header.stamp), msg.twist.twist.linear.x
         if not all(math.isfinite(v) for v in (p.x, p.y, q.x, q.y, q.z, q.w, speed)):
             self.counts['bad_odom'] += 1
             return
@@ -209,7 +209,7 @@ class CarlaControlNode(Node):
             self.route.update(p.x, p.y)
             self._publish_command(msg.header.stamp)
         pending, self.pending_plan = self.pending_plan, None
-        if pending is not None and stamp_to_s(pending.header.stamp) <= t + 1e-6:
+        if pending is not None and stamps.to_s(pending.header.stamp) <= t + 1e-6:
             self._use_plan(pending)
         elif pending is not None:
             self.pending_plan = pending
@@ -220,13 +220,13 @@ class CarlaControlNode(Node):
         self.last_plan_wall = time.monotonic()
         self.counts['plans'] += 1
         latest = self.history.latest
-        if latest is None or stamp_to_s(msg.header.stamp) > latest + 1e-6:
+        if latest is None or stamps.to_s(msg.header.stamp) > latest + 1e-6:
             self.pending_plan = msg      # its odometry has not arrived yet
             return
         self._use_plan(msg)
 
     def _use_plan(self, msg) -> None:
-        t = stamp_to_s(msg.header.stamp)
+        t = stamps.to_s(msg.header.stamp)
         base_frames = [self.cfg.base_frame] + ([self.child_frame] if self.child_frame else [])
         try:
             self.follower.set_path(path_to_timed(msg, base_frames, self.odom_frame,
@@ -273,7 +273,7 @@ class CarlaControlNode(Node):
 
     def _publish(self, cmd: Command, t: float) -> None:
         msg = self.control_type()
-        _set_stamp(msg.header.stamp, t)
+        stamps.write_s(msg.header.stamp, t)
         msg.header.frame_id = self.cfg.base_frame
         v = cmd.vehicle
         msg.throttle, msg.steer, msg.brake = float(v.throttle), float(v.steer), float(v.brake)
@@ -315,10 +315,6 @@ class CarlaControlNode(Node):
         arr = DiagnosticArray(status=[status])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(arr)
-
-
-def _set_stamp(stamp, t: float) -> None:
-    stamp.sec, stamp.nanosec = divmod(int(round(t * 1e9)), 1_000_000_000)
 
 
 def main(args=None) -> int:

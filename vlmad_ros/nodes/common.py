@@ -100,14 +100,20 @@ def declare(node: Node, params: Iterable[Param]) -> Dict[str, object]:
 def params_of(config_cls, descriptions: Mapping[str, str], prefix: str = '',
               ranges: Mapping[str, Tuple[float, float]] = None,
               choices: Mapping[str, Sequence[str]] = None,
-              live: Iterable[str] = ()) -> List[Param]:
-    """Params for every field of a config dataclass (its defaults); nested ones get `prefix.`."""
-    ranges, choices, live = ranges or {}, choices or {}, set(live)
-    defaults = config_cls()
+              live: Iterable[str] = (), defaults=None,
+              exclude: Iterable[str] = ()) -> List[Param]:
+    """
+    Return Params for the fields of a config dataclass; nested ones get `prefix.`.
+
+    Defaults come from `defaults` (an instance) or the class's own; `exclude` names fields
+    the node fixes itself (not parameters).
+    """
+    ranges, choices, live, exclude = ranges or {}, choices or {}, set(live), set(exclude)
+    defaults = config_cls() if defaults is None else defaults
     out = []
     for f in dataclasses.fields(config_cls):
         default = getattr(defaults, f.name)
-        if dataclasses.is_dataclass(default):
+        if dataclasses.is_dataclass(default) or f.name in exclude:
             continue
         if isinstance(default, tuple):
             default = list(default)
@@ -160,11 +166,6 @@ def run_node(node_name: str, make_node: Callable[[], Node]) -> int:
         if rclpy.ok():
             rclpy.shutdown()
     return code
-
-
-def stamp_ns(stamp) -> int:
-    """builtin_interfaces/Time -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def clock_s(node: Node) -> float:

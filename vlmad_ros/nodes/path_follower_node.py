@@ -24,30 +24,27 @@ import dataclasses
 import json
 import math
 import sys
-from typing import Deque, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist, TwistStamped
 from nav_msgs.msg import Odometry, Path
-import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from std_msgs.msg import Header
 
-from vlmad_ros import topics
+from vlmad_ros import stamps, topics
 from vlmad_ros.control.follower import (
-    Command, FollowerConfig, OUTPUT_MODES, PathFollower, Status, TimedPath)
+    Command, FollowerConfig, OUTPUT_MODES, PathFollower, Status)
 from vlmad_ros.control.pid import PIDConfig
-from vlmad_ros.data.geometry import yaw_from_quat_wxyz
+from vlmad_ros.control.plan_input import OdomHistory, path_to_timed, yaw_of
 from vlmad_ros.nodes.common import (build, clock_s, declare, LogThrottle, Param, ParameterError,
                                     params_of, RELIABILITY, run_node)
-from vlmad_ros.topics import PLAN_DT
 
 NODE_NAME = 'path_follower'
 CONTROL_TRIGGERS = ('odom', 'timer')
-ODOM_HISTORY_S = 5.0
 
 
 @dataclasses.dataclass
@@ -117,83 +114,6 @@ def follower_config(values: Dict[str, object]) -> FollowerConfig:
     return dataclasses.replace(build(FollowerConfig, values), pid=pid)
 
 
-def stamp_to_s(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
-def yaw_of(q) -> float:
-    """Heading of a geometry_msgs/Quaternion."""
-    return yaw_from_quat_wxyz((q.w, q.x, q.y, q.z))
-
-
-class OdomHistory:
-    """Recent (stamp, x, y, yaw): the pose a base_link plan was made at, interpolated."""
-
-    def __init__(self, horizon_s: float = ODOM_HISTORY_S):
-        self.horizon_s = horizon_s
-        self.items: Deque[Tuple[float, float, float, float]] = collections.deque()
-
-    def add(self, t: float, x: float, y: float, yaw: float) -> None:
-        if self.items and t < self.items[-1][0]:
-            self.items.clear()   # time jumped back (a bag loops, a sim restarts)
-        self.items.append((t, x, y, yaw))
-        while self.items and self.items[0][0] < t - self.horizon_s:
-            self.items.popleft()
-
-    @property
-    def latest(self) -> Optional[float]:
-        return self.items[-1][0] if self.items else None
-
-    def pose_at(self, t: float, tolerance: float = 0.2) -> Optional[Tuple[float, float, float]]:
-        """Pose at `t`; None when `t` is outside the history by more than `tolerance` s."""
-        if not self.items:
-            return None
-        first, last = self.items[0], self.items[-1]
-        if t < first[0] - tolerance or t > last[0] + tolerance:
-            return None
-        if t <= first[0]:
-            return first[1:]
-        if t >= last[0]:
-            return last[1:]
-        for a, b in zip(self.items, list(self.items)[1:]):
-            if a[0] <= t <= b[0]:
-                w = 0.0 if b[0] == a[0] else (t - a[0]) / (b[0] - a[0])
-                dyaw = math.atan2(math.sin(b[3] - a[3]), math.cos(b[3] - a[3]))
-                return (a[1] + w * (b[1] - a[1]), a[2] + w * (b[2] - a[2]), a[3] + w * dyaw)
-        return last[1:]
-
-
-def path_to_timed(msg, base_frames, odom_frame: Optional[str],
-                  history: OdomHistory) -> TimedPath:
-    """
-    Convert nav_msgs/Path -> TimedPath in the odometry frame; ValueError(reason) when unusable.
-
-    Plans in one of `base_frames` (base_link, the odometry's child frame) are anchored at the
-    odometry pose at their stamp; plans in the odometry frame are used as they are.
-    """
-    if len(msg.poses) < 1:
-        raise ValueError('empty_path')
-    stamp = stamp_to_s(msg.header.stamp)
-    xy = np.array([[p.pose.position.x, p.pose.position.y] for p in msg.poses], np.float64)
-    offsets = np.array([stamp_to_s(p.header.stamp) - stamp for p in msg.poses])
-    if not (np.all(np.diff(offsets) > 0) and offsets[0] > 0):
-        offsets = PLAN_DT * np.arange(1, len(msg.poses) + 1)   # poses without their own stamps
-    if not np.all(np.isfinite(xy)):
-        raise ValueError('non_finite_path')
-    frame = msg.header.frame_id.lstrip('/')
-    if frame in tuple(base_frames) + ('',):
-        pose = history.pose_at(stamp)
-        if pose is None:
-            raise ValueError('no_odometry_at_plan_stamp')
-        return TimedPath.from_base_link(stamp, offsets, xy, pose)
-    if odom_frame is not None and frame == odom_frame:
-        pose = history.pose_at(stamp)
-        start = np.asarray(pose[:2]) if pose is not None else xy[0]
-        return TimedPath(times=np.concatenate([[stamp], stamp + offsets]),
-                         xy=np.vstack([start[None], xy]))
-    raise ValueError('unknown_frame')
-
-
 class PathFollowerNode(Node):
     """Parameters -> PathFollower; plan/odometry in, Twist and diagnostics out."""
 
@@ -257,7 +177,7 @@ class PathFollowerNode(Node):
     def on_plan(self, msg) -> None:
         if self.pub_ack is not None:
             self.pub_ack.publish(msg.header)
-        t = stamp_to_s(msg.header.stamp)
+        t = stamps.to_s(msg.header.stamp)
         if self.last_plan_stamp is not None and t < self.last_plan_stamp:
             self._time_jump()   # a plan older than the last one: time went back
         self.last_plan_stamp = t
@@ -283,7 +203,7 @@ class PathFollowerNode(Node):
 
     def on_odom(self, msg) -> None:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
-        t = stamp_to_s(msg.header.stamp)
+        t = stamps.to_s(msg.header.stamp)
         values = (p.x, p.y, q.x, q.y, q.z, q.w, msg.twist.twist.linear.x)
         if not all(math.isfinite(v) for v in values):
             self._bad('odom', 'non_finite_odometry')
@@ -299,7 +219,7 @@ class PathFollowerNode(Node):
         self.last_odom_clock = clock_s(self)
         self.counts['odom'] += 1
         if (self.pending_plan is not None
-                and stamp_to_s(self.pending_plan.header.stamp) <= t + 1e-6):
+                and stamps.to_s(self.pending_plan.header.stamp) <= t + 1e-6):
             self._use_plan(self.pending_plan)
             self.pending_plan = None
         if self.node_config.control_trigger == 'odom':

@@ -42,6 +42,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
+from vlmad_ros import stamps
 from vlmad_ros import topics
 from vlmad_ros.images import ImageConversionError
 from vlmad_ros.msg import DrivingCommand, DrivingReasoning
@@ -154,14 +155,6 @@ def validate(values: Dict[str, object]) -> Settings:
         if not v[name]:
             raise ParameterError(f'{name}: must not be empty')
     return Settings(v)
-
-
-def _stamp_ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def _to_stamp(ns: int, msg_stamp) -> None:
-    msg_stamp.sec, msg_stamp.nanosec = int(ns // 1_000_000_000), int(ns % 1_000_000_000)
 
 
 @dataclasses.dataclass
@@ -383,7 +376,7 @@ class PlannerNode(LifecycleNode):
         # planned, so sets replaced under overload (or never completed) cost no decoding.
         t_arrival = time.perf_counter()
         self.rates[index].tick(clock_s(self))
-        part = CameraPart(_stamp_ns(msg.header.stamp), t_arrival, index, msg)
+        part = CameraPart(stamps.to_ns(msg.header.stamp), t_arrival, index, msg)
         self._add_to_sync(index, part, t_arrival)
 
     def _decode(self, part: CameraPart):
@@ -409,7 +402,7 @@ class PlannerNode(LifecycleNode):
         if abs(math.sqrt(sum(c * c for c in q)) - 1.0) > 1e-2:
             self._bad('odometry', 'bad_quaternion', f'|q| != 1: {q}')
             return
-        stamp = _stamp_ns(msg.header.stamp)
+        stamp = stamps.to_ns(msg.header.stamp)
         self.odom_rate.tick(clock_s(self))
         ego = self.ego_estimator.update(stamp * 1e-9, tw.linear.x, tw.angular.z)
         part = OdomPart(stamp, t_arrival, ego, msg.header.frame_id,
@@ -501,11 +494,11 @@ class PlannerNode(LifecycleNode):
             frame = self.rig.frame_id
         path = Path()
         path.header.frame_id = frame
-        _to_stamp(stamp_ns, path.header.stamp)
+        stamps.write_ns(path.header.stamp, stamp_ns)
         for k, p in enumerate(poses):
             ps = PoseStamped()
             ps.header.frame_id = frame
-            _to_stamp(stamp_ns + int(round(traj.times[k] * 1e9)), ps.header.stamp)
+            stamps.write_ns(ps.header.stamp, stamp_ns + int(round(traj.times[k] * 1e9)))
             ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = (float(v) for v in p[:3])
             o = ps.pose.orientation
             o.x, o.y, o.z, o.w = (float(v) for v in p[3:])

@@ -44,7 +44,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from vlmad_ros import carla, topics
+from vlmad_ros import carla, stamps, topics
 from vlmad_ros.images import encode_jpeg, rgb_to_image_msg
 from vlmad_ros.msg import (DrivingCommand, GroundTruthObject, GroundTruthObjectArray,
                            TrafficLight, TrafficLightArray)
@@ -156,7 +156,7 @@ def ns_of(t: float) -> int:
 
 def stamp(msg_header, t_ns: int, frame: str = '') -> None:
     """Write integer nanoseconds and a frame into a header."""
-    msg_header.stamp.sec, msg_header.stamp.nanosec = divmod(t_ns, NS)
+    stamps.write_ns(msg_header.stamp, t_ns)
     msg_header.frame_id = frame
 
 

@@ -13,8 +13,9 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from vlmad_ros import stamps
 from vlmad_ros import topics
-from vlmad_ros.bagschema import read_messages, stamp_to_ns
+from vlmad_ros.bagschema import read_messages
 from vlmad_ros.data.geometry import NS, OdometryTrack, se2, se2_inverse, yaw_from_quat_wxyz
 from vlmad_ros.data.rosmsgs import quat_wxyz
 from vlmad_ros.teacher.base import LightState, ObjectClass, SceneObject, TrafficLightAhead
@@ -82,10 +83,10 @@ class SceneIndex:
         self._lights: List[Tuple[int, object]] = []
 
     def add_objects(self, msg) -> None:
-        self._insert(self._objects, stamp_to_ns(msg.header.stamp), msg)
+        self._insert(self._objects, stamps.to_ns(msg.header.stamp), msg)
 
     def add_lights(self, msg) -> None:
-        self._insert(self._lights, stamp_to_ns(msg.header.stamp), msg)
+        self._insert(self._lights, stamps.to_ns(msg.header.stamp), msg)
 
     @staticmethod
     def _insert(items: list, stamp: int, msg) -> None:
@@ -145,7 +146,7 @@ def read_scene_index(path, odom_topic: str = topics.ODOM, objects_topic: str = t
         try:
             if topic == odom_topic:
                 p = msg.pose.pose
-                rows.append((stamp_to_ns(msg.header.stamp), float(p.position.x),
+                rows.append((stamps.to_ns(msg.header.stamp), float(p.position.x),
                              float(p.position.y), yaw_from_quat_wxyz(quat_wxyz(p.orientation)),
                              float(msg.twist.twist.linear.x), float(msg.twist.twist.angular.z)))
             elif topic == objects_topic:
