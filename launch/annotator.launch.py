@@ -11,6 +11,11 @@ Keyframes wait until 3 s of odometry after them have arrived, so records appear 
 the teacher's answer time) behind the bag. Offline, `vlmad annotate` does the same on bag files.
 Parameters come from the installed config/annotator.yaml, then params_file, then the arguments
 below that you set (vlmad_ros.launch_args); an argument you leave out passes nothing.
+
+On Ctrl-C the node gets `shutdown_timeout` (10 s by default) for queued teacher requests and
+then closes its bag; ros2 launch's own escalation (SIGTERM after 5 s, SIGKILL 5 s later) would
+cut that short, so this launch waits SIGTERM_TIMEOUT_S before SIGTERM and SIGKILL_TIMEOUT_S more
+before SIGKILL. Keep shutdown_timeout below SIGTERM_TIMEOUT_S.
 """
 from launch import LaunchDescription
 from launch.actions import OpaqueFunction
@@ -19,6 +24,8 @@ from launch_ros.actions import Node
 
 from vlmad_ros.launch_args import Arg, declare, node_parameters
 
+SIGTERM_TIMEOUT_S = 30.0   # > shutdown_timeout + closing the bag
+SIGKILL_TIMEOUT_S = 10.0
 ARGS = [
     Arg('teacher', str, 'rule | openai'),
     Arg('output_bag', str, 'new bag folder for the records'),
@@ -33,7 +40,9 @@ ARGS = [
 def _nodes(context):
     return [Node(package='vlmad_ros', executable='annotator_node', name='annotator_node',
                  namespace=LaunchConfiguration('namespace'), output='screen',
-                 parameters=node_parameters(context, 'annotator_node', ARGS))]
+                 parameters=node_parameters(context, 'annotator_node', ARGS),
+                 sigterm_timeout=str(SIGTERM_TIMEOUT_S),
+                 sigkill_timeout=str(SIGKILL_TIMEOUT_S))]
 
 
 def generate_launch_description():

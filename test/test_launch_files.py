@@ -65,6 +65,18 @@ def test_annotator_launch_keeps_strings_strings(launch):
     assert stopped_cleanly(launched)
 
 
+def test_annotator_launch_lets_the_bag_close_before_sigterm():
+    """ros2 launch's default escalation (SIGTERM 5 s after SIGINT) would cut shutdown_timeout."""
+    import importlib.util
+    from vlmad_ros.nodes.annotator_node import PARAMETERS
+    spec = importlib.util.spec_from_file_location(
+        'annotator_launch', share_dir() / 'launch' / 'annotator.launch.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    longest = next(p for p in PARAMETERS if p.name == 'shutdown_timeout').bounds[1]
+    assert module.SIGTERM_TIMEOUT_S >= longest + 5.0   # the bag closes after the requests
+
+
 def test_nuscenes_replay_launch(launch):
     launched = launch('nuscenes_replay.launch.py',
                       {'/**/planner_node': {'rig': 'carla', 'reliability': 'reliable'}},

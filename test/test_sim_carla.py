@@ -15,7 +15,7 @@ from helpers_sim import log_text, start, stop
 import numpy as np
 import pytest
 
-from vlmad_ros import carla
+from vlmad_ros import carla, topics
 from vlmad_ros.paths import config_dir, share_dir
 from vlmad_ros.rig import CAMERA_NAMES, load_rig
 
@@ -67,6 +67,7 @@ def test_carla_launch_takes_its_wiring_from_the_package():
     assert p['camera_topics'][0] == '/carla/ego_vehicle/CAM_FRONT/image'
     assert p['camera_transports'] == ['raw'] and p['reliability'] == 'reliable'
     assert p['use_sim_time'] is True and p['odom_topic'] == '/carla/ego_vehicle/odometry'
+    assert p['base_frame'] == 'ego_vehicle'          # a frame of the bridge's TF tree
     assert ('cmd_vel', '/carla/ego_vehicle/twist') in carla.follower_remappings()
 
 
@@ -84,6 +85,7 @@ def test_twist_to_control_stand_in():
 @pytest.mark.slow
 def test_planner_and_follower_drive_through_the_bridge_topics(ros_env, tmp_path):
     rclpy = pytest.importorskip('rclpy')
+    from nav_msgs.msg import Path
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     planner = start('planner_node', ros_env,
@@ -98,6 +100,8 @@ def test_planner_and_follower_drive_through_the_bridge_topics(ros_env, tmp_path)
     node.create_subscription(
         Image, carla.image_topic('CAM_FRONT'), lambda m: seen.setdefault('image', m),
         QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
+    node.create_subscription(Path, topics.PLAN, lambda m: seen.setdefault('plan', m),
+                             QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(node)
     sim = start('sim_node', ros_env, {
@@ -118,5 +122,6 @@ def test_planner_and_follower_drive_through_the_bridge_topics(ros_env, tmp_path)
     image = seen['image']
     assert image.encoding == 'bgra8' and image.step == 4 * image.width
     assert image.header.frame_id == 'cam_front_optical_frame'
+    assert seen['plan'].header.frame_id == 'ego_vehicle'   # the bridge's frame, not base_link
     assert 'raw' in log_text(planner) and '/carla/ego_vehicle/odometry' in log_text(planner)
     assert 'no command' not in log_text(sim)   # the follower answered on the remapped topics

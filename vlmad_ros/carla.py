@@ -61,6 +61,7 @@ def planner_parameters(role: str = ROLE_NAME, cameras=CAMERA_NAMES) -> Dict[str,
         'use_camera_info': True,
         'camera_info_topics': [camera_info_topic(c, role) for c in cameras],
         'odom_topic': odometry_topic(role),
+        'base_frame': role,          # the bridge's TF tree has no base_link
         'reliability': 'reliable',
         'use_sim_time': True,
         # Synchronous mode stamps a tick's sensors alike; a slop of a whole tick (the default

@@ -67,7 +67,8 @@ PARAMETERS = (
           bounds=(1, 10000)),
     Param('concurrency', 2, 'teacher requests in parallel', bounds=(1, 256)),
     Param('shutdown_timeout', 10.0, 'on shutdown, wait this long [s] for queued requests; the '
-          'rest are recorded FAILED', bounds=(0.0, 3600.0)),
+          'rest are recorded FAILED (at most 25 s: annotator.launch.py sends SIGTERM after 30)',
+          bounds=(0.0, 25.0)),
     Param('reliability', 'reliable', 'subscription QoS: reliable (ros2 bag play) or '
           'best_effort (sensor drivers)', choices=tuple(sorted(RELIABILITY))),
     Param('qos_depth', 50, 'subscription queue depth', bounds=(1, 10000)),

@@ -87,6 +87,9 @@ PARAMETERS = (
     Param('plan_topic', topics.relative(topics.PLAN), 'output nav_msgs/Path'),
     Param('plan_frame', 'base_link', 'base_link, or odom: the plan in the frame of the odometry '
           'message, transformed with the synchronised pose', choices=('base_link', 'odom')),
+    Param('base_frame', '', "the car's body frame, of the Path and markers when plan_frame is "
+          "base_link: '' = the rig's frame_id (base_link); CARLA: the bridge's ego frame "
+          '(ego_vehicle, hero), which its TF tree has'),
     Param('publish_markers', False, 'also publish a MarkerArray of the plan'),
     Param('marker_topic', topics.relative(topics.PLAN_MARKERS), 'MarkerArray topic'),
     Param('explain', False, "also run the checkpoint's VLM-AD action head (~0.5 ms on a CPU) "
@@ -491,7 +494,7 @@ class PlannerNode(LifecycleNode):
             frame = odom.frame_id or topics.ODOM_FRAME
         else:
             poses = plan_poses(traj)
-            frame = self.rig.frame_id
+            frame = self.settings.base_frame or self.rig.frame_id
         path = Path()
         path.header.frame_id = frame
         stamps.write_ns(path.header.stamp, stamp_ns)
