@@ -85,8 +85,10 @@ def test_a_killed_parent_takes_its_children_along(mode):
                          ids=['SIGTERM', 'SIGINT', 'SIGKILL'])
 def test_stopping_vlmad_demo_stops_its_nodes(sig, ros_env, tmp_path):
     """The issue's reproduction: `kill -TERM` of `vlmad demo --short` left two nodes behind."""
+    # A 120 s episode: the signal always lands mid-episode, however slow the machine.
     demo = subprocess.Popen([sys.executable, '-m', 'vlmad_ros.cli', 'demo', '--short',
-                             '--no-video', '--out', str(tmp_path / 'demo')], env=ros_env,
+                             '--duration', '120', '--no-video', '--out', str(tmp_path / 'demo')],
+                            env=ros_env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     nodes = []
     try:
