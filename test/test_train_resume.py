@@ -33,7 +33,7 @@ def data(tmp_path_factory):
 
 
 def command(data, out):
-    """The one command both runs use: no --val-data (the scene split), no --resume."""
+    """Return the one command both runs use: no --val-data (the scene split), no --resume."""
     return [sys.executable, '-m', 'vlmad_ros.training.train', '--data', str(data / 'bags'),
             '--out', str(out), '--config', str(data / 'tiny.yaml'), '--cache-dir',
             str(data / 'cache'), '--text-cache', str(data / 'text'), '--epochs', '3',

@@ -34,7 +34,7 @@ class TrainConfig:
     precision: str = 'auto'
     amp: bool = True              # False forces fp32 (older configs); prefer `precision`
     channels_last: bool = True    # NHWC convolutions on CUDA (ignored on CPU)
-    compile: bool = False         # torch.compile the training forward
+    torch_compile: bool = False   # torch.compile the training forward (--compile)
     log_every: int = 20           # steps between loss read-backs (TensorBoard, progress bar)
     threads: int = 0              # torch CPU threads per process; 0 = torch default
     text_encoder: str = 'minilm'  # 'minilm' or 'clip:<local dir>' (training/text_encoder.py)
@@ -72,7 +72,7 @@ class TrainConfig:
                              f'{self.val_fraction}')
 
     def workers(self, world: int = 1) -> int:
-        """DataLoader workers per process: the configured count, or the spare CPUs (auto)."""
+        """Count the DataLoader workers per process: as configured, or the spare CPUs."""
         if self.num_workers >= 0:
             return self.num_workers
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (
@@ -82,7 +82,7 @@ class TrainConfig:
 
 # Fields that change how fast a run goes, not what it computes: a rerun that differs only in
 # these still continues the run (same command on another machine).
-RUNTIME_FIELDS = ('num_workers', 'threads', 'log_every', 'log_images', 'compile')
+RUNTIME_FIELDS = ('num_workers', 'threads', 'log_every', 'log_images', 'torch_compile')
 
 
 def _from_dict(cls, d: Optional[Dict], what: str):
@@ -95,7 +95,7 @@ def _from_dict(cls, d: Optional[Dict], what: str):
 
 
 TRAIN_OVERRIDES = ('epochs', 'batch_size', 'lr', 'seed', 'device', 'threads', 'num_workers',
-                   'text_encoder', 'keep_action_head', 'precision', 'log_every', 'compile')
+                   'text_encoder', 'keep_action_head', 'precision', 'log_every')
 
 
 def _read_file(name: str) -> Dict[str, Any]:
@@ -121,6 +121,8 @@ def resolve_configs(args) -> Dict[str, Any]:
             train[name] = getattr(args, name)
     if getattr(args, 'text_cache_only', False):
         train['text_cache_only'] = True
+    if getattr(args, 'compile', None):
+        train['torch_compile'] = True
     model = dict(raw.get('model') or {})
     if args.model:
         model['kind'] = 'camera' if args.model == 'planner' else 'ego_mlp'

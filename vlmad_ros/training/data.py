@@ -126,8 +126,8 @@ def make_loaders(train_set, val_set, collate, tc, dist_info, device: torch.devic
         train_set, dist_info.world, dist_info.rank, shuffle=True, seed=tc.seed)
         if dist_info.enabled else None)
     generator = torch.Generator()
-    common = dict(batch_size=tc.batch_size, collate_fn=collate, num_workers=workers,
-                  pin_memory=pin, persistent_workers=workers > 0)
+    common = {'batch_size': tc.batch_size, 'collate_fn': collate, 'num_workers': workers,
+              'pin_memory': pin, 'persistent_workers': workers > 0}
     train = torch.utils.data.DataLoader(train_set, shuffle=sampler is None, sampler=sampler,
                                         generator=generator, drop_last=False, **common)
     val = (torch.utils.data.DataLoader(val_set, **common)

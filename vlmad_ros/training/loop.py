@@ -48,7 +48,7 @@ def lr_lambda(tc, total_steps: int):
 
 
 def make_optimizer(model: torch.nn.Module, tc, total_steps: int):
-    """AdamW (no decay on norms, biases, queries) and its warm-up + cosine schedule."""
+    """Build AdamW (no decay on norms, biases, queries) and its warm-up + cosine schedule."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (decay if p.ndim >= 2 and 'queries' not in name else no_decay).append(p)
@@ -108,7 +108,8 @@ def train_step(ddp_model, model, batch, optimizer, scheduler, precision: Precisi
 
 def train_epoch(ddp_model, model, loader, optim, tc, device, precision: Precision, writer,
                 global_step: int, desc: str):
-    """One pass over the training data; returns the epoch's mean losses and the step count.
+    """
+    One pass over the training data; returns the epoch's mean losses and the step count.
 
     Losses stay on the device; every `tc.log_every` steps their window means are read back
     once for TensorBoard and the progress bar.
@@ -174,9 +175,8 @@ def validate(planner: torch.nn.Module, loader, device: torch.device, autocast,
 
 
 def compiled(module: torch.nn.Module, enabled: bool, log=print):
-    """torch.compile the training forward where asked (the eager module stays for export)."""
+    """Wrap the training forward in torch.compile where asked (eager module kept for export)."""
     if not enabled:
         return module
     log('[model] torch.compile: the first steps compile (minutes on large models)')
     return torch.compile(module)
-

@@ -39,9 +39,9 @@ from vlmad_ros.model.heads import VLMADConfig
 from vlmad_ros.model.planner_model import build_model
 from vlmad_ros.model.vlmad import VLMADModel
 from vlmad_ros.training.checkpointing import (
-    atomic_write_text, append_metrics, load_state, METRICS_FILE, restore, rewrite_metrics,
+    append_metrics, atomic_write_text, load_state, METRICS_FILE, restore, rewrite_metrics,
     save_state, STATE_FILE)
-from vlmad_ros.training.config import RUNTIME_FIELDS, resolve_configs, TrainConfig
+from vlmad_ros.training.config import resolve_configs, RUNTIME_FIELDS, TrainConfig
 from vlmad_ros.training.data import (
     attach_text_targets, make_loaders, split_by_scene, TextCollate)
 from vlmad_ros.training.loop import (
@@ -91,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument('--' + name.replace('_', '-'), type=typ, default=None,
                             help=f'overrides train.{name}')
     parser.add_argument('--compile', action='store_true', default=None,
-                        help='torch.compile the training forward (overrides train.compile)')
+                        help='torch.compile the training forward (overrides train.torch_compile)')
 
 
 # ----- distributed -----
@@ -258,7 +258,7 @@ def text_targets(run: Run, args, full_train, train_bags):
 
 
 def make_model(run: Run, args) -> VLMADModel:
-    """The planner + the training-only heads, on the device (NHWC convolutions on CUDA)."""
+    """Build the planner + the training-only heads, on the device (NHWC convolutions on CUDA)."""
     vc = run.vc
     model = VLMADModel(build_model(run.pc), vc if vc.use_alignment or vc.use_action else None)
     if args.init:
@@ -356,7 +356,7 @@ def _main(args) -> int:
     if run.dist.enabled:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[run.device.index] if run.device.type == 'cuda' else None)
-    ddp_model = compiled(ddp_model, run.tc.compile, run.log)
+    ddp_model = compiled(ddp_model, run.tc.torch_compile, run.log)
     outputs = EpochOutputs(run, model, train_bags, resolved, progress) if run.master else None
     for epoch in range(progress['epoch'], run.tc.epochs):
         t0 = time.time()
