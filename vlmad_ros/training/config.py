@@ -28,7 +28,7 @@ class TrainConfig:
     # frames of one scene never sit on both sides.
     val_fraction: float = 0.1
     seed: int = 0
-    num_workers: int = -1         # DataLoader workers; -1 = one per spare CPU (at most 8)
+    num_workers: int = -1         # DataLoader workers; -1 = spare CPUs (0 under 4, max 8)
     device: str = 'cpu'           # cpu, cuda, cuda:N, auto
     # auto: bf16 autocast on CUDA where supported (else fp16 + GradScaler), fp32 on CPU.
     precision: str = 'auto'
@@ -77,7 +77,9 @@ class TrainConfig:
             return self.num_workers
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (
             os.cpu_count() or 1)
-        return max(0, min(8, cpus // max(1, world) - 1))
+        per_process = cpus // max(1, world)
+        # Two or three cores: a worker competes with the training step for them.
+        return 0 if per_process < 4 else min(8, per_process - 1)
 
 
 # Fields that change how fast a run goes, not what it computes: a rerun that differs only in
