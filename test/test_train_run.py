@@ -82,7 +82,9 @@ def test_tiny_run_lowers_the_loss_and_writes_a_deployable_checkpoint(data, tmp_p
 
 def test_baseline_ablations_and_ego_mlp(data, tmp_path):
     assert run(common(data, tmp_path / 'base', '--epochs', '1', '--no-vlm-ad')) == 0
-    rec = read_jsonl(tmp_path / 'base' / 'metrics.jsonl')[0]['train']
+    rec = read_jsonl(tmp_path / 'base' / 'metrics.jsonl')[0]
+    assert rec['val']['samples'] == 7                  # no --val-data: bag a held out whole
+    rec = rec['train']
     assert 'align_loss' not in rec and 'action_loss' not in rec
     assert run(common(data, tmp_path / 'q2', '--epochs', '1', '--q2-only')) == 0
     rec = read_jsonl(tmp_path / 'q2' / 'metrics.jsonl')[0]['train']
@@ -134,9 +136,9 @@ def test_ddp_two_cpu_processes_gloo(data, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = read_jsonl(out / 'metrics.jsonl')
     assert [r['epoch'] for r in log] == [1, 2]          # rank 0 alone writes
-    # 7 + 5 samples, 1 held out for validation: each rank gets ceil(11 / 2) = 6 per epoch,
-    # in ceil(6 / 4) = 2 steps.
-    assert log[0]['step'] == 2
+    # Bags of 7 + 5 samples; the scene split holds the first bag of the seeded order (a, 7
+    # samples) out whole: each rank gets ceil(5 / 2) = 3 per epoch, in one step of 4.
+    assert log[0]['step'] == 1 and log[0]['val']['samples'] == 7
     assert load_checkpoint(out / 'best.pt') is not None
 
 

@@ -182,11 +182,15 @@ def wrap_angle(a: torch.Tensor) -> torch.Tensor:
 
 def planning_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor],
                   heading_weight: float = PlannerConfig.heading_loss_weight
-                  ) -> Tuple[torch.Tensor, Dict[str, float]]:
-    """L1 on waypoints [m] + heading_weight * L1 on the wrapped heading error [rad]."""
+                  ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """
+    L1 on waypoints [m] + heading_weight * L1 on the wrapped heading error [rad].
+
+    The parts come back as detached tensors on the loss's device: reading them (float())
+    waits for the GPU, so training reads them every few steps, not every step.
+    """
     l1_traj = (out[T.TRAJ] - batch[T.TRAJ]).abs().sum(dim=-1).mean()
     l1_heading = wrap_angle(out[T.HEADING] - batch[T.HEADING]).abs().mean()
     loss = l1_traj + heading_weight * l1_heading
-    return loss, {'loss_traj': float(l1_traj.detach()),
-                  'loss_heading': float(l1_heading.detach()),
-                  'loss_planning': float(loss.detach())}
+    return loss, {'loss_traj': l1_traj.detach(), 'loss_heading': l1_heading.detach(),
+                  'loss_planning': loss.detach()}

@@ -35,16 +35,18 @@ class VLMADModel(nn.Module):
                              f'd_model ({planner.config.d_model})')
         self.heads = VLMADHeads(heads) if use else None
 
-    def forward(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def forward(self, batch: Dict[str, torch.Tensor]
+                ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """Loss and its parts; the parts are detached device tensors (no host sync)."""
         out = self.planner(batch)
         loss, logs = planning_loss(out, batch, self.planner.config.heading_loss_weight)
         logs = dict(logs)
         if self.heads is not None:
             aux, aux_logs = self.heads(out['ego_feature'], batch)
             loss = loss + aux
-            logs.update({k: float(v) for k, v in aux_logs.items()})
-            logs['loss_aux'] = float(aux.detach())
-        logs['loss'] = float(loss.detach())
+            logs.update({k: v.detach() for k, v in aux_logs.items()})
+            logs['loss_aux'] = aux.detach()
+        logs['loss'] = loss.detach()
         return loss, logs
 
     @property

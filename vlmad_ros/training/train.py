@@ -3,21 +3,23 @@
 
     vlmad train --data BAG_OR_DIR... --out RUN_DIR [--no-vlm-ad | --q1-only | --q2-only]
                 [--model planner|ego_mlp] [--config FILE] [--val-data ...] [--resume]
-                [--keep-action-head]
+                [--keep-action-head] [--precision auto|fp32|bf16|fp16] [--compile]
+                [--log-every N]
     torchrun --nproc_per_node N -m vlmad_ros.training.train --data ... --out ...   (DDP)
 
-Reads top to bottom like nanoGPT's train.py: config -> data -> text targets -> model ->
-optimizer (AdamW, warm-up + cosine) -> loop (train, validate with the shared metrics,
-checkpoint). RUN_DIR receives config.yaml, TensorBoard events, metrics.jsonl, deployable
-planner-only checkpoints (checkpoints/epoch_NNN.pt, best.pt by validation L2, last.pt) and
-train_state.pt (model + heads + optimizer, for --resume). With --keep-action-head
-(train.keep_action_head) the deployable checkpoints also carry the Q2 action head, for
-planner_node's `explain`.
+main() reads top to bottom: set-up -> data (training/data.py) -> text targets -> model ->
+optimizer (training/loop.py: AdamW, warm-up + cosine) -> resume -> loop (train, validate with
+the shared metrics, epoch outputs). RUN_DIR receives config.yaml, TensorBoard events,
+metrics.jsonl, deployable planner-only checkpoints (checkpoints/epoch_NNN.pt, best.pt by
+validation L2, last.pt) and train_state.pt (model, heads, optimizer, schedule, scaler, RNG
+states: training/checkpointing.py). Killed at any point, the same command continues from the
+last finished epoch and ends with the weights of an uninterrupted run. With
+--keep-action-head (train.keep_action_head) the deployable checkpoints also carry the Q2
+action head, for planner_node's `explain`.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import json
@@ -27,76 +29,26 @@ import pathlib
 import random
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import numpy as np
 import torch
 
-from vlmad_ros import types as T
-from vlmad_ros.evaluation.metrics import PlanningMetrics
 from vlmad_ros.model.config import PlannerConfig
 from vlmad_ros.model.heads import VLMADConfig
 from vlmad_ros.model.planner_model import build_model
 from vlmad_ros.model.vlmad import VLMADModel
+from vlmad_ros.training.checkpointing import (
+    append_metrics, atomic_write_text, load_state, METRICS_FILE, restore, rewrite_metrics,
+    save_state, STATE_FILE)
+from vlmad_ros.training.config import resolve_configs, RUNTIME_FIELDS, TrainConfig
+from vlmad_ros.training.data import (
+    attach_text_targets, make_loaders, split_by_scene, TextCollate)
+from vlmad_ros.training.loop import (
+    compiled, make_optimizer, Precision, train_epoch, validate)
+from vlmad_ros.training.report import (
+    epoch_line, flat_metrics, l2_score, make_writer, path_images)
 import yaml
-
-MODEL_INPUTS = (T.IMAGES, T.INTRINSICS, T.CAM_TO_BASE, T.EGO, T.COMMAND)
-STATE_FILE = 'train_state.pt'
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Optimisation and bookkeeping; model and heads have their own dataclasses."""
-
-    epochs: int = 10
-    batch_size: int = 16          # per process
-    lr: float = 1e-3              # AdamW peak learning rate
-    min_lr_ratio: float = 0.05    # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 20
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0        # max gradient norm; 0 disables
-    val_fraction: float = 0.1     # held out of --data when no --val-data is given
-    seed: int = 0
-    num_workers: int = 0          # DataLoader workers (the sample cache is memory-mapped)
-    device: str = 'cpu'           # cpu, cuda, cuda:N, auto
-    amp: bool = True              # mixed precision, CUDA only
-    threads: int = 0              # torch CPU threads per process; 0 = torch default
-    text_encoder: str = 'minilm'  # 'minilm' or 'clip:<local dir>' (training/text_encoder.py)
-    # Use only the embeddings already in the text cache and never load the encoder (machines
-    # without its weights); frames whose texts are missing train without the alignment loss.
-    text_cache_only: bool = False
-    log_images: int = 4           # validation samples drawn to TensorBoard per epoch
-    keep_epoch_checkpoints: bool = True
-    # Also store the trained Q2 action head in the deployable checkpoints (planner_node
-    # `explain`); off so that default checkpoints stay planner-only.
-    keep_action_head: bool = False
-
-    def __post_init__(self):
-        for name in ('epochs', 'batch_size'):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f'TrainConfig.{name} must be >= 1, got {getattr(self, name)}')
-        for name in ('warmup_steps', 'num_workers', 'threads', 'log_images'):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f'TrainConfig.{name} must be >= 0, got {getattr(self, name)}')
-        if not self.lr > 0:
-            raise ValueError(f'TrainConfig.lr must be > 0, got {self.lr}')
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError('TrainConfig.min_lr_ratio must be in [0, 1], got '
-                             f'{self.min_lr_ratio}')
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError('TrainConfig.weight_decay and grad_clip must be >= 0')
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError('TrainConfig.val_fraction must be in [0, 1), got '
-                             f'{self.val_fraction}')
-
-
-def _from_dict(cls, d: Optional[Dict], what: str):
-    d = dict(d or {})
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f'{what}: unknown field(s) {unknown} (known: {sorted(known)})')
-    return cls(**d)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,7 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     aux.add_argument('--no-vlm-ad', action='store_true', help='planning loss only (baseline)')
     aux.add_argument('--q1-only', action='store_true', help='alignment head only (no actions)')
     aux.add_argument('--q2-only', action='store_true', help='action head only (no text)')
-    parser.add_argument('--resume', action='store_true', help='continue RUN_DIR/train_state.pt')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue RUN_DIR/train_state.pt, also with another train config '
+                        '(e.g. more --epochs); rerunning the same command continues without it')
     parser.add_argument('--init', default='', metavar='CHECKPOINT',
                         help="start the planner from this checkpoint's weights (same model "
                         'config; a new run: optimizer, schedule and heads start fresh)')
@@ -133,51 +87,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='never load the text encoder: use the cached embeddings only')
     for name, typ in (('epochs', int), ('batch_size', int), ('lr', float), ('seed', int),
                       ('device', str), ('threads', int), ('num_workers', int),
-                      ('text_encoder', str)):
+                      ('text_encoder', str), ('precision', str), ('log_every', int)):
         parser.add_argument('--' + name.replace('_', '-'), type=typ, default=None,
                             help=f'overrides train.{name}')
-
-
-def resolve_configs(args) -> Dict[str, Any]:
-    """Config file, then command-line overrides -> TrainConfig, PlannerConfig, VLMADConfig."""
-    raw: Dict[str, Any] = {}
-    if args.config:
-        path = pathlib.Path(args.config)
-        if not path.is_file():
-            raise FileNotFoundError(f'--config: {path} not found')
-        raw = yaml.safe_load(path.read_text()) or {}
-        unknown = sorted(set(raw) - {'train', 'model', 'vlmad'})
-        if unknown:
-            raise ValueError(f'--config {path}: unknown section(s) {unknown} '
-                             '(use train:, model:, vlmad:)')
-    train = dict(raw.get('train') or {})
-    for name in ('epochs', 'batch_size', 'lr', 'seed', 'device', 'threads', 'num_workers',
-                 'text_encoder', 'keep_action_head'):
-        if getattr(args, name, None) is not None:
-            train[name] = getattr(args, name)
-    if getattr(args, 'text_cache_only', False):
-        train['text_cache_only'] = True
-    model = dict(raw.get('model') or {})
-    if args.model:
-        model['kind'] = 'camera' if args.model == 'planner' else 'ego_mlp'
-    for name in ('backbone', 'backbone_weights'):
-        if getattr(args, name, None) is not None:
-            model[name] = getattr(args, name)
-    vlmad = dict(raw.get('vlmad') or {})
-    if args.no_vlm_ad:
-        vlmad.update(align_weight=0.0, action_weight=0.0)
-    elif args.q1_only:
-        vlmad['action_weight'] = 0.0
-    elif args.q2_only:
-        vlmad['align_weight'] = 0.0
-    tc = _from_dict(TrainConfig, train, 'train')
-    pc = _from_dict(PlannerConfig, model, 'model')
-    vlmad.setdefault('ego_dim', pc.d_model)
-    vc = _from_dict(VLMADConfig, vlmad, 'vlmad')
-    if tc.keep_action_head and not vc.use_action:
-        raise ValueError('train.keep_action_head (--keep-action-head) needs the action head: '
-                         'vlmad.action_weight > 0, not --no-vlm-ad or --q1-only')
-    return {'train': tc, 'model': pc, 'vlmad': vc}
+    parser.add_argument('--compile', action='store_true', default=None,
+                        help='torch.compile the training forward (overrides train.torch_compile)')
 
 
 # ----- distributed -----
@@ -221,390 +135,312 @@ def resolve_device(name: str, local_rank: int) -> torch.device:
     return torch.device(name)
 
 
-# ----- data and text targets -----
+# ----- the run: set-up, data, text targets, model, resume, loop, epoch outputs -----
 
-def attach_text_targets(datasets, cache_dir, encoder: str, device: str = 'cpu',
-                        log=print, cache_only: bool = False) -> Dict[str, np.ndarray]:
-    """Embed every teacher text of the datasets once (cached on disk): text -> vector."""
-    from vlmad_ros.data.dataset import TEXTS
-    from vlmad_ros.training.text_encoder import TextEmbeddingCache
-    texts: List[str] = []
-    for ds in datasets:
-        for cache in ds.caches:
-            for rec in cache.meta[TEXTS]:
-                if rec:
-                    texts.extend(rec)
-    if not texts:
-        return {}
-    cache = TextEmbeddingCache(cache_dir, encoder, device)
-    if cache_only:
-        table = cache.cached(texts)
-        missing = len(set(texts)) - len(table)
-        log(f'[text] cache only: {len(table)} distinct texts found, {missing} missing (their '
-            f'frames train without the alignment loss), cache {cache.path}')
-        return table
-    table = cache.embed_unique(texts)
-    log(f'[text] {len(table)} distinct texts, {cache.encoded} newly encoded by '
-        f'{cache.encoder_id} ({cache.dim}-d), cache {cache.path}')
-    return table
+class UsageError(Exception):
+    """A bad option or missing input: main prints it and returns 2."""
 
 
-class TextCollate:
-    """
-    dataset.collate + TEXT_EMB (B, 3, D) looked up from the precomputed table.
+@dataclasses.dataclass
+class Run:
+    """What every part of a run reads: configs, processes, device, precision, output."""
 
-    Without a table (no alignment head: baseline or Q2 only) the embeddings stay zero and
-    TEXT_VALID keeps saying which frames have a teacher record, for the action head.
-    """
+    tc: TrainConfig
+    pc: PlannerConfig
+    vc: VLMADConfig
+    out_dir: pathlib.Path
+    dist: Dist
+    device: torch.device
+    precision: Precision
 
-    def __init__(self, table: Dict[str, np.ndarray], dim: int):
-        self.table = table
-        self.dim = dim
+    @property
+    def master(self) -> bool:
+        return self.dist.master
 
-    def __call__(self, items):
-        from vlmad_ros.data.dataset import collate, TEXTS
-        batch = collate(items)
-        emb = np.zeros((len(items), 3, self.dim), np.float32)
-        valid = batch[T.TEXT_VALID].clone()
-        for b, texts in enumerate(batch.pop(TEXTS)):
-            if not (valid[b] and self.table):
-                continue
-            if all(t in self.table for t in texts):
-                emb[b] = np.stack([self.table[t] for t in texts])
-            else:
-                valid[b] = False
-        batch[T.TEXT_EMB] = torch.from_numpy(emb)
-        batch[T.TEXT_VALID] = valid
-        return batch
+    def log(self, msg: str) -> None:
+        if self.master:
+            print(msg, flush=True)
+
+    def resolved(self, train_bags) -> Dict[str, Any]:
+        return {'train': dataclasses.asdict(self.tc), 'model': self.pc.to_dict(),
+                'vlmad': self.vc.to_dict(), 'data': [str(p) for p in train_bags]}
 
 
-def split_dataset(dataset, fraction: float, seed: int):
-    """Random (seeded) train/val split of one dataset's samples."""
-    n = len(dataset)
-    n_val = int(round(n * fraction)) if fraction > 0 else 0
-    if n_val == 0 or n - n_val < 1:
-        return dataset, None
-    perm = np.random.default_rng(seed).permutation(n)
-    return (torch.utils.data.Subset(dataset, perm[n_val:].tolist()),
-            torch.utils.data.Subset(dataset, sorted(perm[:n_val].tolist())))
-
-
-# ----- schedule, evaluation, images -----
-
-def lr_lambda(tc: TrainConfig, total_steps: int):
-    """Linear warm-up, then cosine from 1 to min_lr_ratio over the remaining steps."""
-    def f(step: int) -> float:
-        if step < tc.warmup_steps:
-            return (step + 1) / tc.warmup_steps
-        progress = (step - tc.warmup_steps) / max(1, total_steps - tc.warmup_steps)
-        progress = min(1.0, progress)
-        return tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return f
-
-
-@torch.no_grad()
-def validate(planner: torch.nn.Module, loader, device: torch.device, autocast, keep: int = 0):
-    """
-    Run the planner alone (as deployed) over the validation set -> PlanningMetrics.
-
-    Also returns up to `keep` (batch, pred) pairs of one sample each, spread over the set
-    (for the TensorBoard images: the first samples are often one standing scene).
-    """
-    from vlmad_ros.data.dataset import SCENARIO
-    was_training = planner.training
-    planner.eval()
-    metrics = PlanningMetrics()
-    kept = []
-    stride = max(1, len(loader) // keep) if keep else 0
-    for i, batch in enumerate(loader):
-        inputs = {k: batch[k].to(device) for k in MODEL_INPUTS}
-        with autocast():
-            out = planner(inputs)
-        pred = out[T.TRAJ].float().cpu()
-        metrics.add_batch(pred, batch[T.TRAJ], batch[T.FUTURE_BOXES], batch[SCENARIO])
-        if stride and i % stride == 0 and len(kept) < keep:
-            j = len(pred) // 2
-            kept.append(({k: batch[k][j:j + 1] for k in (T.IMAGES, T.INTRINSICS,
-                                                         T.CAM_TO_BASE, T.TRAJ)},
-                         pred[j:j + 1]))
-    planner.train(was_training)
-    return metrics, kept
-
-
-def path_images(batch, pred: torch.Tensor, count: int) -> List[np.ndarray]:
-    """Front camera with the ground-truth (green) and predicted (red) paths, (H, W, 3) uint8."""
-    from vlmad_ros.rig import Camera, CAMERA_NAMES, matrix_to_quat_wxyz
-    from vlmad_ros.teacher.overlay import draw_path
-    from vlmad_ros.types import Trajectory
-    out = []
-    front = CAMERA_NAMES.index('CAM_FRONT')
-    for b in range(min(count, len(pred))):
-        img = batch[T.IMAGES][b, front].permute(1, 2, 0).numpy()
-        k = batch[T.INTRINSICS][b, front].numpy().astype(np.float64)
-        tbc = batch[T.CAM_TO_BASE][b, front].numpy().astype(np.float64)
-        cam = Camera('CAM_FRONT', img.shape[1], img.shape[0], k[0, 0], k[1, 1], k[0, 2],
-                     k[1, 2], tuple(tbc[:3, 3]), tuple(matrix_to_quat_wxyz(tbc[:3, :3])))
-        width = max(1, img.shape[1] // 100)
-        img = draw_path(img, cam, Trajectory.from_xy(batch[T.TRAJ][b].numpy()),
-                        color=(0, 220, 0), width=width)
-        img = draw_path(img, cam, Trajectory.from_xy(pred[b].numpy()), color=(255, 0, 0),
-                        width=width)
-        out.append(img)
-    return out
-
-
-def flat_metrics(res: Dict, prefix: str = 'val/') -> Dict[str, float]:
-    out = {}
-    for metric in ('l2', 'collision'):
-        for proto, short in (('avg_over_horizon', 'avg'), ('at_horizon', 'at')):
-            for key, v in res[metric][proto].items():
-                out[f'{prefix}{metric}_{short}_{key}'] = v
-    return out
-
-
-def l2_score(res: Dict) -> float:
-    """Model selection: mean of the 1/2/3 s L2 under the average protocol (lower is better)."""
-    return float(np.mean(list(res['l2']['avg_over_horizon'].values())))
-
-
-# ----- main -----
-
-def main(args) -> int:
+def set_up(args) -> Run:
+    """Configs, process group, device, threads, seeds and precision."""
     try:
         cfgs = resolve_configs(args)
     except (FileNotFoundError, ValueError) as err:
-        print(f'vlmad train: {err}', file=sys.stderr)
-        return 2
+        raise UsageError(err) from err
     tc: TrainConfig = cfgs['train']
-    pc: PlannerConfig = cfgs['model']
-    vc: VLMADConfig = cfgs['vlmad']
-    use_heads = vc.use_alignment or vc.use_action
-    out_dir = pathlib.Path(args.out)
-    state_path = out_dir / STATE_FILE
-    if state_path.exists() and not args.resume:
-        print(f'vlmad train: {out_dir} already holds a run; pass --resume to continue it or '
-              'choose another --out', file=sys.stderr)
-        return 2
-
-    # -- processes, device, seeds
     dist_info = init_distributed(torch.device('cuda' if tc.device.startswith('cuda') or (
         tc.device == 'auto' and torch.cuda.is_available()) else 'cpu'))
     try:
         device = resolve_device(tc.device, dist_info.local_rank)
+        precision = Precision(tc.precision, tc.amp, device)
     except ValueError as err:
-        print(f'vlmad train: {err}', file=sys.stderr)
-        return 2
+        raise UsageError(err) from err
     if device.type == 'cuda':
         torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     if tc.threads:
         torch.set_num_threads(tc.threads)
     random.seed(tc.seed + dist_info.rank)
     np.random.seed(tc.seed + dist_info.rank)
     torch.manual_seed(tc.seed)             # same initial weights on every rank
-    master = dist_info.master
+    return Run(tc, cfgs['model'], cfgs['vlmad'], pathlib.Path(args.out), dist_info, device,
+               precision)
 
-    def log(msg: str) -> None:
-        if master:
-            print(msg, flush=True)
 
-    use_amp = tc.amp and device.type == 'cuda'
-
-    def autocast():
-        if not use_amp:
-            return contextlib.nullcontext()
-        return torch.autocast('cuda', dtype=torch.float16)
-
-    # -- data (rank 0 builds the sample caches first; the others then read them)
+def load_data(run: Run, args):
+    """Bags -> datasets (rank 0 builds the sample caches first) and the train/val split."""
     from vlmad_ros.bagschema import bag_paths
-    from vlmad_ros.data.dataset import BagDataset, TEXTS
-    from vlmad_ros.training.text_encoder import default_cache_dir
-    cache_dir = args.cache_dir or None
+    from vlmad_ros.data.dataset import BagDataset
     try:
         train_bags = bag_paths(args.data)
         val_bags = bag_paths(args.val_data) if args.val_data else []
     except FileNotFoundError as err:
-        print(f'vlmad train: {err}', file=sys.stderr)
-        return 2
+        raise UsageError(err) from err
+    cache_dir = args.cache_dir or None
     datasets = {}
-    for turn in ((0,) if not dist_info.enabled else (0, 1)):
-        if (turn == 0) == master:
-            datasets['train'] = BagDataset(train_bags, pc, cache_dir, verbose=master)
-            datasets['val'] = (BagDataset(val_bags, pc, cache_dir, verbose=master)
+    for turn in ((0,) if not run.dist.enabled else (0, 1)):
+        if (turn == 0) == run.master:
+            datasets['train'] = BagDataset(train_bags, run.pc, cache_dir, verbose=run.master)
+            datasets['val'] = (BagDataset(val_bags, run.pc, cache_dir, verbose=run.master)
                                if val_bags else None)
-        if dist_info.enabled:
-            torch.distributed.barrier()
+        _barrier(run)
     full_train = datasets['train']
     if len(full_train) == 0:
-        print(f'vlmad train: no samples in {args.data} (stats: {full_train.stats.as_dict()})',
-              file=sys.stderr)
-        return 2
+        raise UsageError(f'no samples in {args.data} (stats: {full_train.stats.as_dict()})')
     if datasets['val'] is not None:
-        train_set, val_set = full_train, datasets['val']
+        train_set, val_set, how = full_train, datasets['val'], '--val-data'
     else:
-        train_set, val_set = split_dataset(full_train, tc.val_fraction, tc.seed)
-    log(f'[data] train {len(train_set)} samples from {len(train_bags)} bag(s), val '
-        f'{len(val_set) if val_set is not None else 0}; skipped: '
-        f'{full_train.stats.skipped_no_future} without 3 s future')
+        train_set, val_set, how = split_by_scene(full_train, run.tc.val_fraction, run.tc.seed)
+    run.log(f'[data] train {len(train_set)} samples from {len(train_bags)} bag(s), val '
+            f'{len(val_set) if val_set is not None else 0} ({how}); skipped: '
+            f'{full_train.stats.skipped_no_future} without 3 s future')
+    return full_train, train_set, val_set, train_bags
 
-    # -- text targets (frozen encoder, embedded once, cached beside the data)
+
+def text_targets(run: Run, args, full_train, train_bags):
+    """Embed the teacher texts once (frozen encoder, cached); may switch the alignment off."""
+    from vlmad_ros.data.dataset import TEXTS
+    from vlmad_ros.training.text_encoder import default_cache_dir
     table: Dict[str, np.ndarray] = {}
-    text_dim = vc.text_dim
+    vc = run.vc
     if vc.use_alignment:
         text_cache = args.text_cache or default_cache_dir([str(p) for p in train_bags])
-        for turn in ((0,) if not dist_info.enabled else (0, 1)):
-            if (turn == 0) == master:
-                table = attach_text_targets([full_train], text_cache, tc.text_encoder,
-                                            log=log, cache_only=tc.text_cache_only)
-            if dist_info.enabled:
-                torch.distributed.barrier()
-        if not table and tc.text_cache_only and any(
+        for turn in ((0,) if not run.dist.enabled else (0, 1)):
+            if (turn == 0) == run.master:
+                table = attach_text_targets([full_train], text_cache, run.tc.text_encoder,
+                                            log=run.log, cache_only=run.tc.text_cache_only)
+            _barrier(run)
+        if not table and run.tc.text_cache_only and any(
                 rec for c in full_train.caches for rec in c.meta[TEXTS]):
             # Teacher texts exist but none is cached: every frame trains without the
             # alignment loss (the action head still reads the records).
-            log('[text] cache only: no teacher text is cached; training without the '
-                'alignment loss (Q1)')
-            vc = dataclasses.replace(vc, align_weight=0.0)
-            use_heads = vc.use_alignment or vc.use_action
+            run.log('[text] cache only: no teacher text is cached; training without the '
+                    'alignment loss (Q1)')
+            run.vc = vc = dataclasses.replace(vc, align_weight=0.0)
         elif not table:
-            print('vlmad train: the alignment head needs DrivingReasoning records in the '
-                  'training bags (run `vlmad annotate`), or pass --no-vlm-ad / --q2-only',
-                  file=sys.stderr)
-            return 2
+            raise UsageError('the alignment head needs DrivingReasoning records in the '
+                             'training bags (run `vlmad annotate`), or pass --no-vlm-ad / '
+                             '--q2-only')
         else:
-            text_dim = len(next(iter(table.values())))
-            vc = dataclasses.replace(vc, text_dim=text_dim)
+            run.vc = vc = dataclasses.replace(vc, text_dim=len(next(iter(table.values()))))
     n_records = int(sum(np.sum(c.arrays['text_valid']) for c in full_train.caches
                         if c.count)) if full_train.caches else 0
     if vc.use_action and not vc.use_alignment and n_records == 0:
-        print('vlmad train: the action head needs DrivingReasoning records (run `vlmad '
-              'annotate`), or pass --no-vlm-ad', file=sys.stderr)
-        return 2
-    collate = TextCollate(table, text_dim)
-    sampler = (torch.utils.data.distributed.DistributedSampler(
-        train_set, dist_info.world, dist_info.rank, shuffle=True, seed=tc.seed)
-        if dist_info.enabled else None)
-    generator = torch.Generator()
-    train_loader = torch.utils.data.DataLoader(
-        train_set, batch_size=tc.batch_size, shuffle=sampler is None, sampler=sampler,
-        generator=generator, num_workers=tc.num_workers, collate_fn=collate, drop_last=False,
-        persistent_workers=tc.num_workers > 0)
-    val_loader = (torch.utils.data.DataLoader(val_set, batch_size=tc.batch_size,
-                                              collate_fn=collate, num_workers=tc.num_workers)
-                  if val_set is not None and master else None)
+        raise UsageError('the action head needs DrivingReasoning records (run `vlmad '
+                         'annotate`), or pass --no-vlm-ad')
+    return TextCollate(table, vc.text_dim)
 
-    # -- model: planner + training-only heads
-    model = VLMADModel(build_model(pc), vc if use_heads else None)
+
+def make_model(run: Run, args) -> VLMADModel:
+    """Build the planner + the training-only heads, on the device (NHWC convolutions on CUDA)."""
+    vc = run.vc
+    model = VLMADModel(build_model(run.pc), vc if vc.use_alignment or vc.use_action else None)
     if args.init:
         try:
-            init_planner(model, args.init, pc)
+            init_planner(model, args.init, run.pc)
         except (FileNotFoundError, ValueError) as err:
-            print(f'vlmad train: --init: {err}', file=sys.stderr)
-            return 2
-        log(f'[model] planner weights from {args.init} (heads start fresh)')
-    model = model.to(device)
+            raise UsageError(f'--init: {err}') from err
+        run.log(f'[model] planner weights from {args.init} (heads start fresh)')
+    model = model.to(run.device)
+    if run.tc.channels_last and run.device.type == 'cuda':
+        model = model.to(memory_format=torch.channels_last)
     n_planner = sum(p.numel() for p in model.planner.parameters())
     n_heads = sum(p.numel() for p in model.heads.parameters()) if model.heads else 0
-    log(f'[model] {pc.kind}: {n_planner / 1e6:.2f} M parameters; VLM-AD heads '
-        f'{n_heads / 1e6:.2f} M (training only); align_weight={vc.align_weight} '
-        f'action_weight={vc.action_weight}')
+    run.log(f'[model] {run.pc.kind}: {n_planner / 1e6:.2f} M parameters; VLM-AD heads '
+            f'{n_heads / 1e6:.2f} M (training only); align_weight={vc.align_weight} '
+            f'action_weight={vc.action_weight}; precision {run.precision.name} on '
+            f'{run.device}')
+    return model
 
-    # -- optimizer: AdamW (no decay on norms, biases, queries), warm-up + cosine
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.ndim >= 2 and 'queries' not in name else no_decay).append(p)
-    optimizer = torch.optim.AdamW([{'params': decay, 'weight_decay': tc.weight_decay},
-                                   {'params': no_decay, 'weight_decay': 0.0}], lr=tc.lr)
-    total_steps = tc.epochs * len(train_loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc, total_steps))
-    scaler = torch.amp.GradScaler('cuda', enabled=use_amp)
 
-    start_epoch, global_step, best = 0, 0, float('inf')
-    resolved = {'train': dataclasses.asdict(tc), 'model': pc.to_dict(), 'vlmad': vc.to_dict()}
-    if args.resume and state_path.exists():
-        state = torch.load(state_path, map_location='cpu', weights_only=True)
-        if state['config']['model'] != resolved['model'] or \
-                state['config']['vlmad'] != resolved['vlmad']:
-            print(f'vlmad train: --resume: {state_path} was trained with another model/vlmad '
-                  'config; start a new --out', file=sys.stderr)
-            return 2
-        model.load_state_dict(state['model'])
-        optimizer.load_state_dict(state['optimizer'])
-        scheduler.load_state_dict(state['scheduler'])
-        scaler.load_state_dict(state['scaler'])
-        start_epoch, global_step, best = state['epoch'], state['global_step'], state['best']
-        log(f'[resume] from epoch {start_epoch} (step {global_step}, best L2 {best:.3f})')
+def _same_run(saved: Dict[str, Any], resolved: Dict[str, Any]) -> bool:
+    """Whether a saved run's config is this command's (runtime-only fields aside)."""
+    def strip(cfg):
+        return dict(cfg, train={k: v for k, v in cfg['train'].items()
+                                if k not in RUNTIME_FIELDS})
+    return strip(saved) == strip(resolved)
+
+
+def resume_or_start(run: Run, args, resolved, model, optimizer, scheduler) -> Dict[str, Any]:
+    """
+    Continue RUN_DIR's saved state, or start fresh: returns epoch, global_step, best, history.
+
+    The same command continues its own run (after a kill); --resume also accepts another
+    train config (more epochs, another lr); another model, heads or data never continue.
+    """
+    state_path = run.out_dir / STATE_FILE
+    fresh = {'epoch': 0, 'global_step': 0, 'best': float('inf'), 'history': []}
+    if not state_path.exists():
+        return fresh
+    state = load_state(state_path)
+    saved = dict(state['config'])
+    saved.setdefault('data', resolved['data'])        # states of older versions
+    if not (args.resume or _same_run(saved, resolved)):
+        raise UsageError(f'{run.out_dir} already holds another run (other options); pass '
+                         '--resume to continue it or choose another --out')
+    if saved['model'] != resolved['model'] or saved['vlmad'] != resolved['vlmad']:
+        raise UsageError(f'--resume: {state_path} was trained with another model/vlmad '
+                         'config; start a new --out')
+    restore(state, model, optimizer, scheduler, run.precision.scaler)
+    history = state.get('history')
+    if history is None:                                # states of older versions
+        history = [r for r in _read_jsonl(run.out_dir / METRICS_FILE)
+                   if r['epoch'] <= state['epoch']]
+    if run.master:
+        rewrite_metrics(run.out_dir, history)          # drop what a killed epoch appended
+    run.log(f'[resume] from epoch {state["epoch"]} (step {state["global_step"]}, best L2 '
+            f'{state["best"]:.3f})')
+    return {'epoch': state['epoch'], 'global_step': state['global_step'],
+            'best': state['best'], 'history': history}
+
+
+def _read_jsonl(path: pathlib.Path) -> List[Dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _barrier(run: Run) -> None:
+    if run.dist.enabled:
+        torch.distributed.barrier()
+
+
+def main(args) -> int:
+    try:
+        return _main(args)
+    except UsageError as err:
+        print(f'vlmad train: {err}', file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
+    run = set_up(args)
+    full_train, train_set, val_set, train_bags = load_data(run, args)
+    collate = text_targets(run, args, full_train, train_bags)
+    loaders = make_loaders(train_set, val_set, collate, run.tc, run.dist, run.device,
+                           run.master)
+    model = make_model(run, args)
+    optimizer, scheduler = make_optimizer(model, run.tc, run.tc.epochs * len(loaders.train))
+    resolved = run.resolved(train_bags)
+    progress = resume_or_start(run, args, resolved, model, optimizer, scheduler)
+    if progress['epoch'] >= run.tc.epochs:
+        run.log(f'[done] {run.out_dir} already holds all {run.tc.epochs} epochs')
+        return 0
     ddp_model = model
-    if dist_info.enabled:
+    if run.dist.enabled:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == 'cuda' else None)
-
-    writer = None
-    if master:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / 'config.yaml').write_text(yaml.safe_dump(resolved, sort_keys=False))
-        writer = make_writer(out_dir / 'tensorboard', log)
-    rig = _first_rig(train_bags) if master else None
-    meta = {'data': [str(p) for p in train_bags], 'seed': tc.seed,
-            'vlm_ad': {'align_weight': vc.align_weight, 'action_weight': vc.action_weight},
-            'text_encoder': tc.text_encoder if vc.use_alignment else '',
-            'keep_action_head': tc.keep_action_head}
-    export = functools.partial(model.export, rig=rig, keep_action_head=tc.keep_action_head)
-
-    # -- loop
-    for epoch in range(start_epoch, tc.epochs):
+            model, device_ids=[run.device.index] if run.device.type == 'cuda' else None)
+    ddp_model = compiled(ddp_model, run.tc.torch_compile, run.log)
+    outputs = EpochOutputs(run, model, train_bags, resolved, progress) if run.master else None
+    for epoch in range(progress['epoch'], run.tc.epochs):
         t0 = time.time()
         model.train()
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        generator.manual_seed(tc.seed * 1000 + epoch)   # same order after --resume
-        train_logs, global_step = train_epoch(
-            ddp_model, model, train_loader, (optimizer, scheduler, scaler), tc, device,
-            autocast, writer, global_step, f'epoch {epoch + 1}/{tc.epochs}')
-
-        record: Dict[str, Any] = {'epoch': epoch + 1, 'step': global_step,
-                                  'lr': scheduler.get_last_lr()[0],
-                                  'train': train_logs, 'seconds': round(time.time() - t0, 1)}
-        if master:
-            ckpt_dir = out_dir / 'checkpoints'
-            meta_epoch = dict(meta, epoch=epoch + 1)
-            if val_loader is not None:
-                metrics, kept = validate(model.planner, val_loader, device, autocast,
-                                         tc.log_images)
-                res = metrics.compute()
-                record['val'] = res
-                for k, v in flat_metrics(res).items():
-                    if math.isfinite(v):
-                        writer.add_scalar(k, v, global_step)
-                for i, (one, pred) in enumerate(kept):
-                    writer.add_image(f'val/front_paths_{i}', path_images(one, pred, 1)[0],
-                                     global_step, dataformats='HWC')
-                score = l2_score(res)
-                meta_epoch['val'] = {'l2_avg': score, 'samples': res['samples']}
-                if score < best:
-                    best = score
-                    export(out_dir / 'best.pt', extra=meta_epoch)
-                    record['best'] = True
-            else:
-                export(out_dir / 'best.pt', extra=meta_epoch)
-            if tc.keep_epoch_checkpoints:
-                export(ckpt_dir / f'epoch_{epoch + 1:03d}.pt', extra=meta_epoch)
-            export(out_dir / 'last.pt', extra=meta_epoch)
-            torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
-                        'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict(),
-                        'epoch': epoch + 1, 'global_step': global_step, 'best': best,
-                        'config': resolved}, state_path.with_suffix('.tmp'))
-            state_path.with_suffix('.tmp').replace(state_path)
-            with open(out_dir / 'metrics.jsonl', 'a') as f:
-                f.write(json.dumps(record) + '\n')
-            log(epoch_line(record))
-        if dist_info.enabled:
-            torch.distributed.barrier()
-    if writer is not None:
-        writer.close()
-    if dist_info.enabled:
+        loaders.start_epoch(run.tc.seed, epoch)
+        train_logs, progress['global_step'] = train_epoch(
+            ddp_model, model, loaders.train, (optimizer, scheduler), run.tc, run.device,
+            run.precision, outputs.writer if outputs else None, progress['global_step'],
+            f'epoch {epoch + 1}/{run.tc.epochs}')
+        if outputs is not None:
+            record = {'epoch': epoch + 1, 'step': progress['global_step'],
+                      'lr': scheduler.get_last_lr()[0], 'train': train_logs,
+                      'seconds': round(time.time() - t0, 1)}
+            outputs.end_epoch(record, loaders.val, (optimizer, scheduler))
+        _barrier(run)
+    if outputs is not None:
+        outputs.close()
+    if run.dist.enabled:
         torch.distributed.destroy_process_group()
-    log(f'[done] {out_dir / "best.pt"} (best val L2 avg {best:.3f} m)')
+    run.log(f'[done] {run.out_dir / "best.pt"} (best val L2 avg {progress["best"]:.3f} m)')
     return 0
+
+
+class EpochOutputs:
+    """Rank 0's outputs of each epoch: validation, deployable checkpoints, state, metrics."""
+
+    def __init__(self, run: Run, model, train_bags, resolved, progress):
+        self.run, self.model, self.progress, self.resolved = run, model, progress, resolved
+        out = run.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / 'config.yaml', yaml.safe_dump(resolved, sort_keys=False))
+        # purge_step: TensorBoard drops what a killed epoch logged past the saved state.
+        self.writer = make_writer(out / 'tensorboard', run.log,
+                                  purge_step=progress['global_step'] or None)
+        vc, tc = run.vc, run.tc
+        self.meta = {'data': resolved['data'], 'seed': tc.seed,
+                     'vlm_ad': {'align_weight': vc.align_weight,
+                                'action_weight': vc.action_weight},
+                     'text_encoder': tc.text_encoder if vc.use_alignment else '',
+                     'keep_action_head': tc.keep_action_head}
+        self.export = functools.partial(model.export, rig=_first_rig(train_bags),
+                                        keep_action_head=tc.keep_action_head)
+
+    def end_epoch(self, record: Dict[str, Any], val_loader, optim) -> None:
+        """Validate, export (best/epoch/last), then save the state, then append metrics."""
+        run, out, progress = self.run, self.run.out_dir, self.progress
+        meta = dict(self.meta, epoch=record['epoch'])
+        if val_loader is not None:
+            score = self._validate(record, meta, val_loader)
+            if score < progress['best']:
+                progress['best'] = score
+                self.export(out / 'best.pt', extra=meta)
+                record['best'] = True
+        else:
+            self.export(out / 'best.pt', extra=meta)
+        if run.tc.keep_epoch_checkpoints:
+            self.export(out / 'checkpoints' / f'epoch_{record["epoch"]:03d}.pt', extra=meta)
+        self.export(out / 'last.pt', extra=meta)
+        progress['history'].append(record)
+        # The state last: a kill before it replays this epoch, after it continues from it.
+        save_state(out / STATE_FILE, self.model, *optim, run.precision.scaler,
+                   {'epoch': record['epoch'], 'global_step': progress['global_step'],
+                    'best': progress['best']}, self.resolved, progress['history'])
+        append_metrics(out, record)
+        run.log(epoch_line(record))
+
+    def _validate(self, record, meta, val_loader) -> float:
+        run, writer, step = self.run, self.writer, self.progress['global_step']
+        metrics, kept = validate(self.model.planner, val_loader, run.device,
+                                 run.precision.autocast, run.tc.log_images)
+        res = metrics.compute()
+        record['val'] = res
+        for k, v in flat_metrics(res).items():
+            if math.isfinite(v):
+                writer.add_scalar(k, v, step)
+        for i, (one, pred) in enumerate(kept):
+            writer.add_image(f'val/front_paths_{i}', path_images(one, pred, 1)[0], step,
+                             dataformats='HWC')
+        score = l2_score(res)
+        meta['val'] = {'l2_avg': score, 'samples': res['samples']}
+        return score
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def init_planner(model, path, config: PlannerConfig) -> None:
@@ -618,78 +454,6 @@ def init_planner(model, path, config: PlannerConfig) -> None:
                 if config.to_dict().get(k) != v}
         raise ValueError(f'{path} has another model config (checkpoint, --config): {diff}')
     model.planner.load_state_dict(source.state_dict())
-
-
-def train_epoch(ddp_model, model, loader, optim, tc: TrainConfig, device, autocast, writer,
-                global_step: int, desc: str):
-    """One pass over the training data; returns the epoch's mean losses and the step count."""
-    from tqdm import tqdm
-    optimizer, scheduler, scaler = optim
-    sums: Dict[str, float] = {}
-    counts: Dict[str, int] = {}
-    bar = tqdm(loader, desc=desc, disable=writer is None, mininterval=2.0, dynamic_ncols=True,
-               file=sys.stdout)
-    for batch in bar:
-        batch = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
-                 for k, v in batch.items()}
-        with autocast():
-            loss, logs = ddp_model(batch)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if tc.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        global_step += 1
-        for k, v in logs.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
-            counts[k] = counts.get(k, 0) + 1
-        if writer is not None:     # rank 0 only
-            writer.add_scalar('train/lr', scheduler.get_last_lr()[0], global_step)
-            for k, v in logs.items():
-                writer.add_scalar(f'train/{k}', float(v), global_step)
-            bar.set_postfix(loss=f'{logs["loss"]:.3f}', refresh=False)
-    return {k: sums[k] / counts[k] for k in sums}, global_step
-
-
-def epoch_line(record: Dict[str, Any]) -> str:
-    """Format the one log line of an epoch: losses, validation L2 and collisions, time."""
-    train_logs = record['train']
-    val_txt = ''
-    if 'val' in record:
-        r = record['val']
-        val_txt = (' | val L2 avg 1/2/3 s '
-                   + '/'.join(f'{v:.2f}' for v in r['l2']['avg_over_horizon'].values())
-                   + ' m, coll. '
-                   + '/'.join(f'{v:.2f}' for v in r['collision']['avg_over_horizon'].values())
-                   + ' %')
-    nan = float('nan')
-    return (f'[epoch {record["epoch"]}] loss {train_logs.get("loss", nan):.3f} '
-            f'(plan {train_logs.get("loss_planning", nan):.3f}'
-            + (f', align {train_logs["align_loss"]:.3f}' if 'align_loss' in train_logs else '')
-            + (f', action {train_logs["action_loss"]:.3f}' if 'action_loss' in train_logs
-               else '')
-            + f'){val_txt} [{record["seconds"]} s]')
-
-
-class _NoWriter:
-    """Stands in for SummaryWriter where TensorBoard does not import (metrics.jsonl stays)."""
-
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: None
-
-
-def make_writer(path: pathlib.Path, log=print):
-    """Return TensorBoard's SummaryWriter, or a no-op with a warning where it is broken."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-        return SummaryWriter(str(path))
-    except Exception as err:  # a tensorboard/protobuf/numpy mismatch must not stop training
-        log(f'[warn] TensorBoard unavailable ({type(err).__name__}: {err}); '
-            'metrics.jsonl still records every epoch')
-        return _NoWriter()
 
 
 def _first_rig(bags):

@@ -1,0 +1,135 @@
+"""Training data: bags -> datasets, the scene-level split, text targets, DataLoaders."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from vlmad_ros import types as T
+
+
+def attach_text_targets(datasets, cache_dir, encoder: str, device: str = 'cpu',
+                        log=print, cache_only: bool = False) -> Dict[str, np.ndarray]:
+    """Embed every teacher text of the datasets once (cached on disk): text -> vector."""
+    from vlmad_ros.data.dataset import TEXTS
+    from vlmad_ros.training.text_encoder import TextEmbeddingCache
+    texts: List[str] = []
+    for ds in datasets:
+        for cache in ds.caches:
+            for rec in cache.meta[TEXTS]:
+                if rec:
+                    texts.extend(rec)
+    if not texts:
+        return {}
+    cache = TextEmbeddingCache(cache_dir, encoder, device)
+    if cache_only:
+        table = cache.cached(texts)
+        missing = len(set(texts)) - len(table)
+        log(f'[text] cache only: {len(table)} distinct texts found, {missing} missing (their '
+            f'frames train without the alignment loss), cache {cache.path}')
+        return table
+    table = cache.embed_unique(texts)
+    log(f'[text] {len(table)} distinct texts, {cache.encoded} newly encoded by '
+        f'{cache.encoder_id} ({cache.dim}-d), cache {cache.path}')
+    return table
+
+
+class TextCollate:
+    """
+    dataset.collate + TEXT_EMB (B, 3, D) looked up from the precomputed table.
+
+    Without a table (no alignment head: baseline or Q2 only) the embeddings stay zero and
+    TEXT_VALID keeps saying which frames have a teacher record, for the action head.
+    """
+
+    def __init__(self, table: Dict[str, np.ndarray], dim: int):
+        self.table = table
+        self.dim = dim
+
+    def __call__(self, items):
+        from vlmad_ros.data.dataset import collate, TEXTS
+        batch = collate(items)
+        emb = np.zeros((len(items), 3, self.dim), np.float32)
+        valid = batch[T.TEXT_VALID].clone()
+        for b, texts in enumerate(batch.pop(TEXTS)):
+            if not (valid[b] and self.table):
+                continue
+            if all(t in self.table for t in texts):
+                emb[b] = np.stack([self.table[t] for t in texts])
+            else:
+                valid[b] = False
+        batch[T.TEXT_EMB] = torch.from_numpy(emb)
+        batch[T.TEXT_VALID] = valid
+        return batch
+
+
+def split_by_scene(dataset, fraction: float, seed: int):
+    """
+    Seeded train/val split of a BagDataset by whole bags (one bag = one scene or drive).
+
+    Neighbouring keyframes of a scene are nearly the same picture, so a per-keyframe split
+    leaks them into validation. Bags go to validation (in a seeded order) until they hold
+    `fraction` of the samples, keeping at least one bag for training. A single bag is split
+    in time instead: its last `fraction` of keyframes, one contiguous block.
+    Returns (train, val or None, a line describing the split).
+    """
+    n = len(dataset)
+    target = int(round(n * fraction)) if fraction > 0 else 0
+    if target == 0 or n - target < 1:
+        return dataset, None, 'no validation split'
+    counts = [c.count for c in dataset.caches]
+    starts = np.cumsum([0] + counts)
+    bags = [b for b, c in enumerate(counts) if c > 0]
+    if len(bags) == 1:
+        lo, hi = int(starts[bags[0]]), int(starts[bags[0] + 1])
+        cut = hi - target
+        return (torch.utils.data.Subset(dataset, list(range(lo, cut))),
+                torch.utils.data.Subset(dataset, list(range(cut, hi))),
+                f'one bag: its last {target} keyframes (in time) validate')
+    val_bags: List[int] = []
+    for b in np.random.default_rng(seed).permutation(bags).tolist():
+        if sum(counts[v] for v in val_bags) >= target or len(val_bags) == len(bags) - 1:
+            break
+        val_bags.append(b)
+    train_idx = [i for b in bags if b not in val_bags
+                 for i in range(int(starts[b]), int(starts[b + 1]))]
+    val_idx = [i for b in sorted(val_bags) for i in range(int(starts[b]), int(starts[b + 1]))]
+    return (torch.utils.data.Subset(dataset, train_idx),
+            torch.utils.data.Subset(dataset, val_idx),
+            f'{len(val_bags)} of {len(bags)} bags validate (whole scenes)')
+
+
+@dataclasses.dataclass
+class Loaders:
+    """The DataLoaders of a run, and what resume needs to replay their order."""
+
+    train: torch.utils.data.DataLoader
+    val: Optional[torch.utils.data.DataLoader]
+    sampler: Optional[torch.utils.data.Sampler]   # DistributedSampler under DDP
+    generator: torch.Generator                     # reseeded per epoch: same order on resume
+
+    def start_epoch(self, seed: int, epoch: int) -> None:
+        """Fix this epoch's shuffle from (seed, epoch) alone, so a resumed run draws the same."""
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        self.generator.manual_seed(seed * 1000 + epoch)
+
+
+def make_loaders(train_set, val_set, collate, tc, dist_info, device: torch.device,
+                 master: bool) -> Loaders:
+    """Build the loaders: workers by default where CPUs allow, pinned memory for CUDA."""
+    workers = tc.workers(dist_info.world)
+    pin = device.type == 'cuda'
+    sampler = (torch.utils.data.distributed.DistributedSampler(
+        train_set, dist_info.world, dist_info.rank, shuffle=True, seed=tc.seed)
+        if dist_info.enabled else None)
+    generator = torch.Generator()
+    common = {'batch_size': tc.batch_size, 'collate_fn': collate, 'num_workers': workers,
+              'pin_memory': pin, 'persistent_workers': workers > 0}
+    train = torch.utils.data.DataLoader(train_set, shuffle=sampler is None, sampler=sampler,
+                                        generator=generator, drop_last=False, **common)
+    val = (torch.utils.data.DataLoader(val_set, **common)
+           if val_set is not None and master else None)
+    return Loaders(train, val, sampler, generator)
