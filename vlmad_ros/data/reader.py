@@ -265,7 +265,7 @@ class _Context:
 
     def future_boxes(self, t0: int, trajectory: Trajectory) -> Tuple[np.ndarray, List[str]]:
         """Agents at t0 + 0.5..3 s as (6, N, 5) in base_link at t0 (NaN where absent)."""
-        stamps = np.array([o.stamp_ns for o in self.objects], dtype=np.int64)
+        object_ns = np.array([o.stamp_ns for o in self.objects], dtype=np.int64)
         tol = int(self.config.objects_tolerance_s * NS)
         per_step: List[Dict[str, np.ndarray]] = []
         (p0,), (yaw0,) = self.track.pose_at(t0)
@@ -273,9 +273,9 @@ class _Context:
         for t in trajectory.times:
             target = t0 + int(round(t * NS))
             boxes: Dict[str, np.ndarray] = {}
-            if len(stamps):
-                i = int(np.argmin(np.abs(stamps - target)))
-                if abs(int(stamps[i]) - target) <= tol:
+            if len(object_ns):
+                i = int(np.argmin(np.abs(object_ns - target)))
+                if abs(int(object_ns[i]) - target) <= tol:
                     boxes = self._boxes_in(self.objects[i], target, to_t0)
             per_step.append(boxes)
         ids: List[str] = []
@@ -307,8 +307,8 @@ class _Context:
                 for j, obj_id in enumerate(objs.ids)}
 
 
-def _last_at_or_before(stamps: Sequence[int], t: int) -> int:
-    return int(np.searchsorted(np.asarray(stamps, dtype=np.int64), t, side='right')) - 1
+def _last_at_or_before(times_ns: Sequence[int], t: int) -> int:
+    return int(np.searchsorted(np.asarray(times_ns, dtype=np.int64), t, side='right')) - 1
 
 
 def read_samples(path, config: Optional[ReaderConfig] = None,

@@ -224,8 +224,8 @@ def evaluate_plans(bags: Sequence[pathlib.Path], plans_path, topic: str = topics
     for bag in bags:
         pose_at = None
         for raw in read_samples(bag, stats=stats):
-            stamps = [raw.stamp_ns, max(stamps.to_ns(m.header.stamp) for m in raw.images)]
-            plan = matcher.match(stamps, raw.stamp_ns)
+            candidates = [raw.stamp_ns, max(stamps.to_ns(m.header.stamp) for m in raw.images)]
+            plan = matcher.match(candidates, raw.stamp_ns)
             if plan is None:
                 report.unmatched['no_plan_at_stamp'] += 1
                 continue

@@ -110,17 +110,17 @@ class SceneIndex:
         """(objects, lights) at keyframe t0 in base_link; None where the truth is missing."""
         objects = lights = None
         if self._objects:
-            stamps = [e[0] for e in self._objects]
-            i = bisect.bisect_left(stamps, t0)
-            cands = [j for j in (i - 1, i) if 0 <= j < len(stamps)]
-            j = min(cands, key=lambda k: abs(stamps[k] - t0))
-            if abs(stamps[j] - t0) <= OBJECTS_TOLERANCE_S * NS:
-                objects = self._objects_in_base(stamps[j], self._objects[j][1], t0)
+            times_ns = [e[0] for e in self._objects]
+            i = bisect.bisect_left(times_ns, t0)
+            cands = [j for j in (i - 1, i) if 0 <= j < len(times_ns)]
+            j = min(cands, key=lambda k: abs(times_ns[k] - t0))
+            if abs(times_ns[j] - t0) <= OBJECTS_TOLERANCE_S * NS:
+                objects = self._objects_in_base(times_ns[j], self._objects[j][1], t0)
         if self._lights and self.track is not None:
-            stamps = [e[0] for e in self._lights]
-            j = bisect.bisect_right(stamps, t0 + int(0.01 * NS)) - 1
+            times_ns = [e[0] for e in self._lights]
+            j = bisect.bisect_right(times_ns, t0 + int(0.01 * NS)) - 1
             to_base = world_to_base(self.track, t0)
-            if j >= 0 and t0 - stamps[j] <= LIGHTS_MAX_AGE_S * NS and to_base is not None:
+            if j >= 0 and t0 - times_ns[j] <= LIGHTS_MAX_AGE_S * NS and to_base is not None:
                 lights = lights_from_msg(self._lights[j][1], to_base)
         return objects, lights
 
