@@ -109,7 +109,8 @@ def test_writer_publishes_on_close_and_overwrites_only_when_asked(tmp_path):
     assert (bag / 'metadata.yaml').is_file() and sorted(p.name for p in tmp_path.iterdir()) == [
         'bag']
     files = sorted(p.name for p in bag.iterdir())   # named after the bag, not its .partial
-    assert files[-1] == 'metadata.yaml' and files[0].startswith('bag') and 'partial' not in files[0]
+    assert files[-1] == 'metadata.yaml' and files[0].startswith('bag')
+    assert 'partial' not in files[0]
     with pytest.raises(FileExistsError):
         bagschema.BagWriter(bag)
     with bagschema.BagWriter(bag, overwrite=True) as writer:

@@ -208,7 +208,7 @@ class BagWriter:
 
 
 def _sync_tree(folder: pathlib.Path) -> None:
-    """fsync every file of a finished bag, so the rename never publishes unwritten data."""
+    """Sync every file of a finished bag to disk, so the rename never publishes unwritten data."""
     for file in folder.iterdir():
         with open(file, 'rb') as f:
             os.fsync(f.fileno())
@@ -224,7 +224,7 @@ def _fsync_dir(folder: pathlib.Path) -> None:
 
 
 def is_partial(path) -> bool:
-    """A bag (or a folder inside one) that a writer never finished."""
+    """Tell a bag (or a folder inside one) that a writer never finished."""
     return any(part.endswith(PARTIAL_SUFFIX) for part in pathlib.Path(path).parts)
 
 
@@ -303,10 +303,10 @@ def topic_types(path) -> Dict[str, str]:
     return out
 
 
-def check_topics(path, required: Dict[str, str], optional: Optional[Dict[str, str]] = None
-                 ) -> None:
-    """BagError naming the bag, each required topic it lacks, each topic of another type."""
-    types = topic_types(path)
+def check_topics(path, required: Dict[str, str], optional: Optional[Dict[str, str]] = None,
+                 types: Optional[Dict[str, str]] = None) -> None:
+    """Raise BagError naming the bag, each required topic it lacks, each of another type."""
+    types = topic_types(path) if types is None else types
     missing = [t for t in required if t not in types]
     expected = dict(optional or {}, **required)
     wrong = [f'{t} is {types[t]}, not {m}' for t, m in expected.items()

@@ -28,9 +28,10 @@ import numpy as np
 
 from vlmad_ros import stamps
 from vlmad_ros import topics
-from vlmad_ros.bagschema import BagError, check_topics, read_messages, typestore, warn
-from vlmad_ros.data.geometry import (NS, OdometryTrack, se2, wrap_angle, yaw_from_quat_wxyz)
+from vlmad_ros.bagschema import (BagError, check_topics, read_messages, topic_types, typestore,
+                                 warn)
 from vlmad_ros.data import rosmsgs
+from vlmad_ros.data.geometry import (NS, OdometryTrack, se2, wrap_angle, yaw_from_quat_wxyz)
 from vlmad_ros.data.rosmsgs import camera_from_msgs, quat_wxyz
 from vlmad_ros.images import compressed_to_rgb, ImageConversionError, resize_rgb
 from vlmad_ros.labels import UNKNOWN
@@ -323,7 +324,12 @@ def read_samples(path, config: Optional[ReaderConfig] = None,
     """Yield the keyframe samples of one bag (folder or .mcap) in time order; count the rest."""
     config = config or ReaderConfig()
     stats = stats if stats is not None else ReadStats()
-    check_topics(path, *expected_topics(config))
+    required, optional = expected_topics(config)
+    types = topic_types(path)
+    if config.keyframe_topic not in types:   # nothing to read: no layout to check
+        warn(f'{path} has no {config.keyframe_topic} topic: no samples from it')
+        return
+    check_topics(path, required, optional, types)
     ctx = _Context(config, stats)
     ctx.read(path)
     stats.keyframes += len(ctx.keyframes)
@@ -419,7 +425,7 @@ def _make_sample(ctx: _Context, t0: int, wanted: tuple, images: list,
 
 def read_bags(paths, config: Optional[ReaderConfig] = None,
               stats: Optional[ReadStats] = None) -> Iterator[RawSample]:
-    """Samples of several bags; a bag that cannot be read is skipped with a message naming it."""
+    """Yield the samples of several bags; an unreadable bag is skipped, named on stderr."""
     for path in paths:
         try:
             yield from read_samples(pathlib.Path(path), config, stats)
@@ -441,5 +447,6 @@ def action_labels(record: Optional[ReasoningRecord]) -> np.ndarray:
     return np.asarray(record.labels, dtype=np.int64)
 
 
-__all__ = ['BagError', 'ImageConversionError', 'RawSample', 'ReadStats', 'ReaderConfig', 'action_labels',
+__all__ = ['BagError', 'ImageConversionError', 'RawSample', 'ReadStats', 'ReaderConfig',
+           'action_labels',
            'read_bags', 'read_samples', 'skip_bag']
