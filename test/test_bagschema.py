@@ -91,14 +91,32 @@ def test_writer_refuses_to_overwrite(tmp_path):
         bagschema.BagWriter(tmp_path / 'bag')
 
 
-def test_writer_closes_bag_on_exception(tmp_path):
+def test_writer_leaves_no_bag_on_exception(tmp_path):
+    """A bag is whole or absent: an exception inside `with` removes the partial bag."""
     bag = tmp_path / 'bag'
     with pytest.raises(RuntimeError):
         with bagschema.BagWriter(bag) as writer:
             writer.write('/vlmad/reasoning', _reasoning(1), 1)
+            assert (tmp_path / 'bag.partial' / 'bag').is_dir() and not bag.exists()
             raise RuntimeError('interrupted')
-    assert (bag / 'metadata.yaml').is_file()
-    assert len(list(bagschema.read_messages(bag))) == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_writer_publishes_on_close_and_overwrites_only_when_asked(tmp_path):
+    bag = tmp_path / 'bag'
+    with bagschema.BagWriter(bag) as writer:
+        writer.write('/vlmad/reasoning', _reasoning(1), 1)
+    assert (bag / 'metadata.yaml').is_file() and sorted(p.name for p in tmp_path.iterdir()) == [
+        'bag']
+    files = sorted(p.name for p in bag.iterdir())   # named after the bag, not its .partial
+    assert files[-1] == 'metadata.yaml' and files[0].startswith('bag')
+    assert 'partial' not in files[0]
+    with pytest.raises(FileExistsError):
+        bagschema.BagWriter(bag)
+    with bagschema.BagWriter(bag, overwrite=True) as writer:
+        writer.write('/vlmad/reasoning', _reasoning(2), 2)
+        writer.write('/vlmad/reasoning', _reasoning(3), 3)
+    assert [s for _, s, _ in bagschema.read_messages(bag)] == [2, 3]
 
 
 def test_bag_paths_expands_folders(tmp_path):

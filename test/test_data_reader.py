@@ -184,6 +184,7 @@ def test_reader_config_names_bad_fields():
 
 
 def test_recorder_killed_mid_write_yields_its_complete_samples(tmp_path):
+    from vlmad_ros.bagschema import partial_path
     """SIGKILL a process while it records (no close, no metadata.yaml, a half chunk)."""
     import os
     import signal
@@ -195,6 +196,7 @@ def test_recorder_killed_mid_write_yields_its_complete_samples(tmp_path):
             'image_size=(160, 90), noisy_images=True)')
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     proc = subprocess.Popen([sys.executable, '-c', code, str(path)], env=env)
+    path = partial_path(path)    # where BagWriter writes until it closes
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -218,7 +218,7 @@ def test_cli_converts_selected_scenes_and_names_bad_ones(tmp_path, converted):
     done = subprocess.run(cmd + ['--scenes', 'scene-0002'], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
-    assert [p.name for p in out.iterdir()] == ['scene-0002']
+    assert [p.name for p in out.iterdir() if p.is_dir()] == ['scene-0002']
     assert 'scene-0002: 4 keyframes, 144 images' in done.stdout
 
 

@@ -172,7 +172,7 @@ def test_ground_truth_the_lead_vehicle_ahead_in_base_link_and_the_odometry_agree
     assert lead.velocity.x > 0 and abs(lead.velocity.y) < 0.5
 
 
-def test_cli_records_scenes_in_parallel_sqlite3_and_refuses_to_overwrite(tmp_path, ros_env):
+def test_cli_records_scenes_in_parallel_sqlite3_and_resumes(tmp_path, ros_env):
     out = tmp_path / 'bags'
     cmd = ['vlmad', 'synth', '--scenes', '2', '--seed', '3', '--duration', '1.5', '--out',
            str(out), '--width', '160', '--height', '90', '--workers', '2', '--storage',
@@ -187,8 +187,10 @@ def test_cli_records_scenes_in_parallel_sqlite3_and_refuses_to_overwrite(tmp_pat
         assert topics.CAMERA_IMAGE_TOPICS[0] in kinds and topics.KEYFRAME in kinds
     summary = json.loads((out / 'synth-3-summary.json').read_text())
     assert [s['scenario'] for s in summary['scenes']] == ['cruise', 'cruise']
+    stamps = [(b / 'metadata.yaml').stat().st_mtime_ns for b in bags]
     again = subprocess.run(cmd, env=ros_env, capture_output=True, text=True, timeout=60)
-    assert again.returncode == 2 and 'already has' in again.stderr
+    assert again.returncode == 0 and '2 of 2 scenes already in' in again.stderr   # resumes
+    assert [(b / 'metadata.yaml').stat().st_mtime_ns for b in bags] == stamps
     bad = subprocess.run(cmd[:2] + ['--out', str(tmp_path / 'x'), '--duration', '-1'],
                          env=ros_env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and 'duration' in bad.stderr

@@ -8,7 +8,11 @@ so any tool (mcap-ros2-support, Foxglove, ros2 bag) decodes them.
 from __future__ import annotations
 
 import functools
+import os
 import pathlib
+import shutil
+import struct
+import sys
 from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
@@ -85,23 +89,50 @@ def msg_class(msgtype: str):
     return typestore().types[msgtype]
 
 
+PARTIAL_SUFFIX = '.partial'
+
+
+class BagError(Exception):
+    """A bag that cannot be read as it should: the message names the bag and what is wrong."""
+
+
+def warn(text: str) -> None:
+    """One line on stderr (data problems the user must see, not a traceback)."""
+    print(f'warning: {text}', file=sys.stderr, flush=True)
+
+
+def partial_path(path) -> pathlib.Path:
+    """Where BagWriter writes `path` until it is closed: `<name>.partial/<name>`."""
+    path = pathlib.Path(path)
+    return path.parent / f'{path.name}{PARTIAL_SUFFIX}' / path.name
+
+
 class BagWriter:
     """
-    A rosbag2 writer that always closes its bag (exceptions, Ctrl-C).
+    A rosbag2 writer whose bag appears whole or not at all.
 
     with BagWriter(out_dir) as bag:
         bag.add_topic('/odom', 'nav_msgs/msg/Odometry')
         bag.write('/odom', msg, stamp_ns)
+
+    The bag is written into `<name>.partial/<name>` beside `out_dir`; close() finishes it,
+    syncs it to disk and renames it to `out_dir` (one atomic rename), so a killed writer leaves
+    only a `.partial` folder (bag_paths skips it, the next writer of that name removes it). An
+    exception inside `with` (Ctrl-C, a full disk) removes the partial bag: nothing
+    half-written stays. overwrite=True replaces an existing bag, once the new one is complete.
     """
 
-    def __init__(self, path, storage: str = 'mcap'):
+    def __init__(self, path, storage: str = 'mcap', overwrite: bool = False):
         if storage not in STORAGES:
             raise ValueError(f'storage must be one of {sorted(STORAGES)}, got {storage!r}')
         self.path = pathlib.Path(path)
-        if self.path.exists():
+        if self.path.exists() and not overwrite:
             raise FileExistsError(f'bag already exists: {self.path}')
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=STORAGES[storage])
+        self.work = partial_path(self.path)
+        if self.work.parent.exists():   # left by a writer that was killed: start again
+            shutil.rmtree(self.work.parent)
+        self.work.parent.mkdir(parents=True)
+        self._writer = Writer(self.work, version=BAG_VERSION, storage_plugin=STORAGES[storage])
         self._connections = {}
         self._store = typestore()
         self._open = False
@@ -110,11 +141,18 @@ class BagWriter:
         self.open()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
     def open(self) -> None:  # noqa: A003 (the file-like name)
-        self._writer.open()
+        try:
+            self._writer.open()
+        except BaseException:
+            self.abort()
+            raise
         self._open = True
 
     def add_topic(self, topic: str, msgtype: str, latched: Optional[bool] = None) -> None:
@@ -142,28 +180,147 @@ class BagWriter:
         self._writer.write(self._connections[topic], int(stamp_ns), data)
 
     def close(self) -> None:
+        """Finish the bag and publish it under its name; on failure remove it and raise."""
+        if not self._open:
+            return
+        self._open = False
+        try:
+            self._writer.close()
+            _sync_tree(self.work)
+            if self.path.exists():      # overwrite: the old bag goes once the new one is whole
+                shutil.rmtree(self.path)
+            os.replace(self.work, self.path)
+            _fsync_dir(self.path.parent)
+        except BaseException:
+            shutil.rmtree(self.work.parent, ignore_errors=True)
+            raise
+        shutil.rmtree(self.work.parent, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Drop the bag being written (its partial folder); the published name is untouched."""
         if self._open:
             self._open = False
-            self._writer.close()
+            try:
+                self._writer.close()
+            except Exception:   # a full disk fails the close too: the folder goes anyway
+                pass
+        shutil.rmtree(self.work.parent, ignore_errors=True)
+
+
+def _sync_tree(folder: pathlib.Path) -> None:
+    """Sync every file of a finished bag to disk, so the rename never publishes unwritten data."""
+    for file in folder.iterdir():
+        with open(file, 'rb') as f:
+            os.fsync(f.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: pathlib.Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_partial(path) -> bool:
+    """Tell a bag (or a folder inside one) that a writer never finished."""
+    return any(part.endswith(PARTIAL_SUFFIX) for part in pathlib.Path(path).parts)
 
 
 def bag_paths(inputs: Iterable) -> list:
-    """Expand files/folders into bag paths: rosbag2 folders (metadata.yaml) and .mcap files."""
+    """
+    Expand files/folders into bag paths: rosbag2 folders (metadata.yaml) and .mcap files.
+
+    Bags a writer never finished (under a `<name>.partial` folder) are skipped with a warning
+    naming them; naming one directly is an error.
+    """
     found = []
     for item in inputs:
         path = pathlib.Path(item)
         if not path.exists():
             raise FileNotFoundError(f'no such bag or folder: {path}')
+        if is_partial(path):
+            raise FileNotFoundError(f'{path} is an unfinished bag (its writer was killed): '
+                                    'run the command that wrote it again')
         if path.is_file() or (path / 'metadata.yaml').is_file():
             found.append(path)
             continue
         subs = sorted(p.parent for p in path.rglob('metadata.yaml'))
         loose = sorted(p for p in path.rglob('*.mcap')
                        if not (p.parent / 'metadata.yaml').exists())
-        if not subs and not loose:
+        partial = sorted({_partial_root(p) for p in subs + loose if is_partial(p)})
+        for bag in partial:
+            warn(f'skipping {bag}: an unfinished bag (its writer was killed); run the command '
+                 'that wrote it again')
+        subs = [p for p in subs if not is_partial(p)]
+        loose = [p for p in loose if not is_partial(p)]
+        if not subs and not loose and not partial:
             raise FileNotFoundError(f'no rosbag2 folders or .mcap files under {path}')
         found.extend(subs + loose)
     return found
+
+
+def _partial_root(path: pathlib.Path) -> pathlib.Path:
+    while not path.name.endswith(PARTIAL_SUFFIX):
+        path = path.parent
+    return path
+
+
+_WARNED: set = set()
+
+
+def _warn_once(key, text: str) -> None:
+    """Bags are read in several passes: say each thing once per process."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warn(text)
+
+
+def topic_types(path) -> Dict[str, str]:
+    """Map topic -> message type of a bag folder or .mcap file; BagError naming a bad bag."""
+    path = pathlib.Path(path)
+    if path.is_dir() and (path / 'metadata.yaml').is_file():
+        try:
+            with Reader(path) as reader:
+                return {c.topic: c.msgtype for c in reader.connections}
+        except Exception as err:   # rosbags raises several types on broken bags
+            raise BagError(f'{path}: unreadable rosbag2 bag ({err})') from None
+    out = {}
+    for file in _mcap_files(path):
+        from mcap.records import Channel, Schema
+        from mcap.stream_reader import StreamReader
+        schemas = {}
+        with open(file, 'rb') as f:
+            try:
+                for record in StreamReader(f, skip_magic=False).records:
+                    if isinstance(record, Schema):
+                        schemas[record.id] = record.name
+                    elif isinstance(record, Channel):
+                        out.setdefault(record.topic, schemas.get(record.schema_id, ''))
+            except Exception:   # truncated: read_messages says so; keep what was declared
+                pass
+    return out
+
+
+def check_topics(path, required: Dict[str, str], optional: Optional[Dict[str, str]] = None,
+                 types: Optional[Dict[str, str]] = None) -> None:
+    """Raise BagError naming the bag, each required topic it lacks, each of another type."""
+    types = topic_types(path) if types is None else types
+    missing = [t for t in required if t not in types]
+    expected = dict(optional or {}, **required)
+    wrong = [f'{t} is {types[t]}, not {m}' for t, m in expected.items()
+             if t in types and types[t] != m]
+    if missing or wrong:
+        what = ([f'no topic {", ".join(missing)}'] if missing else []) + wrong
+        raise BagError(f'{path}: {"; ".join(what)}')
+
+
+def _mcap_files(path: pathlib.Path) -> list:
+    files = [path] if path.is_file() else sorted(path.glob('*.mcap'))
+    if not files:
+        raise FileNotFoundError(f'{path} is neither a rosbag2 folder nor an .mcap file')
+    return files
 
 
 def read_messages(path, topics: Optional[Iterable[str]] = None,
@@ -172,24 +329,44 @@ def read_messages(path, topics: Optional[Iterable[str]] = None,
     Yield (topic, log_time_ns, message) from a rosbag2 folder or a single .mcap file.
 
     A bag whose writer crashed (no metadata.yaml, or an MCAP without its summary) still
-    yields every complete message it holds. With raw=True the message is the CDR bytes.
+    yields every complete message it holds, with a warning naming it. A bag that cannot be
+    read, or a message its definition does not decode, raises BagError naming the bag.
+    With raw=True the message is the CDR bytes.
     """
     path = pathlib.Path(path)
     wanted = set(topics) if topics is not None else None
     if path.is_dir() and (path / 'metadata.yaml').is_file():
-        store = typestore()
+        yield from _read_rosbag2(path, wanted, raw)
+        return
+    files = _mcap_files(path)
+    if path.is_dir():
+        _warn_once((path, 'meta'), f'{path} has no metadata.yaml (a recording that did not '
+                   'close): reading its MCAP files record by record')
+    for file in files:
+        yield from _read_mcap(file, wanted, raw)
+
+
+def _read_rosbag2(path: pathlib.Path, wanted, raw: bool):
+    store = typestore()
+    try:
         with Reader(path) as reader:
             conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
             _register_unknown(store, ((c.msgtype, c.msgdef.data) for c in conns if c.msgdef))
             for conn, stamp, data in reader.messages(connections=conns):
-                msg = data if raw else store.deserialize_cdr(data, conn.msgtype)
-                yield conn.topic, stamp, msg
-        return
-    files = [path] if path.is_file() else sorted(path.glob('*.mcap'))
-    if not files:
-        raise FileNotFoundError(f'{path} is neither a rosbag2 folder nor an .mcap file')
-    for file in files:
-        yield from _read_mcap(file, wanted, raw)
+                yield conn.topic, stamp, (data if raw else _decode(store, data, conn.msgtype,
+                                                                   path, conn.topic))
+    except BagError:
+        raise
+    except Exception as err:   # rosbags raises several types on broken files
+        raise BagError(f'{path}: unreadable rosbag2 bag ({type(err).__name__}: {err})') from None
+
+
+def _decode(store, data, msgtype: str, path, topic: str):
+    try:
+        return store.deserialize_cdr(data, msgtype)
+    except Exception as err:   # a definition that does not match the bytes
+        raise BagError(f'{path}: {topic} does not decode as {msgtype} (wrong message '
+                       f'definition? {type(err).__name__}: {err})') from None
 
 
 def _read_mcap(file: pathlib.Path, wanted, raw: bool):
@@ -217,10 +394,13 @@ def _read_mcap(file: pathlib.Path, wanted, raw: bool):
                     if wanted is not None and channel.topic not in wanted:
                         continue
                     msgtype = schemas[channel.schema_id].name
-                    msg = record.data if raw else store.deserialize_cdr(record.data, msgtype)
+                    msg = record.data if raw else _decode(store, record.data, msgtype, file,
+                                                          channel.topic)
                     yield channel.topic, record.log_time, msg
-        except (McapError, EOFError):
-            return  # truncated file: everything complete before the break was yielded
+        except (McapError, EOFError, struct.error) as err:
+            # truncated file: everything complete before the break was yielded
+            _warn_once((file, 'cut'), f'{file} is truncated ({type(err).__name__} at byte '
+                       f'{f.tell()}): using the complete messages before the cut')
 
 
 def _register_unknown(store, defs) -> None:

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from vlmad_ros import types
-from vlmad_ros.bagschema import bag_paths
-from vlmad_ros.data.reader import action_labels, RawSample, read_samples, ReaderConfig, ReadStats
+from vlmad_ros.bagschema import bag_paths, BagError
+from vlmad_ros.data.reader import (action_labels, RawSample, read_samples, ReaderConfig,
+                                   ReadStats, skip_bag)
 from vlmad_ros.images import ImageConversionError
 from vlmad_ros.planner import camera_features, ImageSizeError, order_views, ViewSpec
 from vlmad_ros.types import PLAN_STEPS
@@ -207,17 +208,21 @@ class BagDataset(torch.utils.data.Dataset):
         cache_root = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()
         paths = bag_paths([bags] if isinstance(bags, (str, os.PathLike)) else bags)
         self.caches: List[_BagCache] = []
+        self.stats = ReadStats()
         for k, bag in enumerate(paths, 1):
             out = cache_root / cache_key(bag, self.image_size, self.reader_config)
             if not (out / 'meta.json').is_file():
                 if verbose:
                     print(f'[data] caching {bag} at {self.image_size.key()} '
                           f'({k}/{len(paths)})', flush=True)
-                build_cache(bag, self.image_size, out, self.reader_config, threads)
+                try:
+                    build_cache(bag, self.image_size, out, self.reader_config, threads)
+                except BagError as err:   # named on stderr and in stats; the others are used
+                    skip_bag(err, self.stats)
+                    continue
             self.caches.append(_BagCache(out))
         counts = [c.count for c in self.caches]
         self._starts = np.cumsum([0] + counts)
-        self.stats = ReadStats()
         for c in self.caches:
             self.stats.add(_stats_from_dict(c.meta['stats']))
 

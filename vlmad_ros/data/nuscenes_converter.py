@@ -27,6 +27,7 @@ from vlmad_ros import topics
 from vlmad_ros.bagschema import BagWriter, STORAGES
 from vlmad_ros.data import rosmsgs
 from vlmad_ros.data.geometry import finite_difference_twist, yaw_from_quat_wxyz
+from vlmad_ros.resume import BagJournal
 from vlmad_ros.rig import Camera, CAMERA_NAMES, quat_wxyz_to_matrix
 from vlmad_ros.topics import PLAN_DT, PLAN_STEPS
 from vlmad_ros.types import Command, command_from_endpoint
@@ -128,8 +129,9 @@ class SceneConverter:
         v_body, yaw_rate = finite_difference_twist(t_ns, xyz[:, :2], yaw)
         return t_ns, xyz, quats, v_body, yaw_rate
 
-    def convert(self, scene_name: str, out: pathlib.Path, storage: str = 'mcap') -> Dict:
-        """Write one scene's bag at `out`; returns message counts per topic."""
+    def convert(self, scene_name: str, out: pathlib.Path, storage: str = 'mcap',
+                overwrite: bool = False) -> Dict:
+        """Write one scene's bag at `out` (whole or not at all); returns counts per topic."""
         nusc = self.nusc
         scene = self.scene(scene_name)
         samples = self.samples(scene)
@@ -203,7 +205,7 @@ class SceneConverter:
             events.add(stamp, topics.OBJECTS, lambda s=stamp, o=objects:
                        rosmsgs.ground_truth_objects(s, topics.BASE_FRAME, o))
 
-        with BagWriter(out, storage=storage) as bag:
+        with BagWriter(out, storage=storage, overwrite=overwrite) as bag:
             for topic, msgtype in _layout():
                 bag.add_topic(topic, msgtype)
             return events.write(bag)
@@ -278,12 +280,36 @@ def convert(dataroot, version: str, out, scenes: Optional[Sequence[str]] = None,
     for name in names:
         converter.scene(name)  # validate every name before writing anything
     out = pathlib.Path(out)
+    journal = BagJournal(out, 'convert-nuscenes', {
+        'command': 'convert-nuscenes', 'dataroot': str(dataroot.resolve()), 'version': version,
+        'storage': storage}).start()
+    try:
+        return _convert_scenes(converter, names, out, storage, journal, verbose)
+    except FileExistsError:
+        if not journal.resumed and not journal.rows:   # no claim on a folder not ours
+            journal.remove()
+        raise
+    finally:
+        journal.close()
+
+
+def _convert_scenes(converter: SceneConverter, names: Sequence[str], out: pathlib.Path,
+                    storage: str, journal: BagJournal, verbose: bool) -> List[pathlib.Path]:
+    """Convert the scenes the journal does not list as finished (a rerun resumes)."""
+    done = journal.finished()
     written = []
     for k, name in enumerate(names, 1):
         bag = out / name
-        start = time.monotonic()
-        counts = converter.convert(name, bag, storage=storage)
         written.append(bag)
+        if name in done:
+            if verbose:
+                print(f'[{k}/{len(names)}] {name}: already converted ({journal.path.name})',
+                      flush=True)
+            continue
+        start = time.monotonic()
+        counts = converter.convert(name, bag, storage=storage,
+                                   overwrite=journal.overwrite(name))
+        journal.add(name, {'counts': counts})
         if verbose:
             images = sum(counts.get(t, 0) for t in topics.CAMERA_IMAGE_TOPICS)
             print(f'[{k}/{len(names)}] {name}: {counts.get(topics.KEYFRAME, 0)} keyframes, '
@@ -305,7 +331,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     try:
         convert(args.dataroot, args.version, args.out, args.scenes, args.storage)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError) as err:   # JournalMismatch too
         print(f'convert-nuscenes: {err}', file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f'convert-nuscenes: cannot write {args.out}: {err}; the scene being written was '
+              'removed, finished scenes are kept: run the same command again once there is '
+              'room', file=sys.stderr)
+        return 1
     return 0

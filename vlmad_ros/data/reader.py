@@ -11,7 +11,10 @@ Two passes over a bag, so memory stays bounded whatever its length:
 Targets come from the future of the log: six waypoints at +0.5..3.0 s from the odometry in
 base_link at the keyframe (samples without the full 3 s are skipped and counted) and the
 agents' boxes at those instants, moved into the keyframe's base_link. A recording that ended
-in a crash (no metadata.yaml, an MCAP cut mid-record) yields every sample it holds in full.
+in a crash (no metadata.yaml, an MCAP cut mid-record) yields every sample it holds in full,
+with a warning naming it. A bag that lacks a camera or odometry topic, holds one with another
+type, or whose messages do not decode raises BagError naming the bag (read_bags and the
+dataset skip it with that message).
 """
 from __future__ import annotations
 
@@ -25,7 +28,9 @@ import numpy as np
 
 from vlmad_ros import stamps
 from vlmad_ros import topics
-from vlmad_ros.bagschema import read_messages, typestore
+from vlmad_ros.bagschema import (BagError, check_topics, read_messages, topic_types, typestore,
+                                 warn)
+from vlmad_ros.data import rosmsgs
 from vlmad_ros.data.geometry import (NS, OdometryTrack, se2, wrap_angle, yaw_from_quat_wxyz)
 from vlmad_ros.data.rosmsgs import camera_from_msgs, quat_wxyz
 from vlmad_ros.images import compressed_to_rgb, ImageConversionError, resize_rgb
@@ -123,11 +128,14 @@ class ReadStats:
     skipped_no_odometry: int = 0      # no odometry at or before the keyframe
     skipped_no_calibration: int = 0   # a camera lacks CameraInfo or its /tf_static transform
     bad_messages: Dict[str, int] = dataclasses.field(default_factory=collections.Counter)
+    skipped_bags: List[str] = dataclasses.field(default_factory=list)   # 'path: why'
 
     def add(self, other: 'ReadStats') -> None:
         for f in dataclasses.fields(self):
             if f.name == 'bad_messages':
                 self.bad_messages.update(other.bad_messages)
+            elif f.name == 'skipped_bags':
+                self.skipped_bags.extend(other.skipped_bags)
             else:
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
@@ -316,6 +324,12 @@ def read_samples(path, config: Optional[ReaderConfig] = None,
     """Yield the keyframe samples of one bag (folder or .mcap) in time order; count the rest."""
     config = config or ReaderConfig()
     stats = stats if stats is not None else ReadStats()
+    required, optional = expected_topics(config)
+    types = topic_types(path)
+    if config.keyframe_topic not in types:   # nothing to read: no layout to check
+        warn(f'{path} has no {config.keyframe_topic} topic: no samples from it')
+        return
+    check_topics(path, required, optional, types)
     ctx = _Context(config, stats)
     ctx.read(path)
     stats.keyframes += len(ctx.keyframes)
@@ -374,6 +388,17 @@ def read_samples(path, config: Optional[ReaderConfig] = None,
     stats.skipped_no_images += len(wanted) - len(found) - len(uncalibrated)
 
 
+def expected_topics(config: ReaderConfig) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """Topics a bag must have (cameras, odometry) and those whose type is checked if present."""
+    required = {t: rosmsgs.COMPRESSED_IMAGE for t in config.image_topics}
+    required.update({t: rosmsgs.CAMERA_INFO for t in config.info_topics})
+    required[config.odom_topic] = rosmsgs.ODOMETRY
+    optional = {config.keyframe_topic: rosmsgs.KEYFRAME, config.objects_topic: rosmsgs.OBJECTS,
+                config.command_topic: rosmsgs.COMMAND, config.reasoning_topic: rosmsgs.REASONING,
+                config.tf_static_topic: rosmsgs.TF_MESSAGE}
+    return required, optional
+
+
 def cdr_header_stamp(data) -> int:
     """Stamp (ns) of a CDR-serialized message that starts with std_msgs/Header, unparsed."""
     if len(data) < 12 or data[1] not in (0, 1):
@@ -400,8 +425,19 @@ def _make_sample(ctx: _Context, t0: int, wanted: tuple, images: list,
 
 def read_bags(paths, config: Optional[ReaderConfig] = None,
               stats: Optional[ReadStats] = None) -> Iterator[RawSample]:
+    """Yield the samples of several bags; an unreadable bag is skipped, named on stderr."""
     for path in paths:
-        yield from read_samples(pathlib.Path(path), config, stats)
+        try:
+            yield from read_samples(pathlib.Path(path), config, stats)
+        except BagError as err:
+            skip_bag(err, stats)
+
+
+def skip_bag(err: BagError, stats: Optional[ReadStats] = None) -> None:
+    """Say which bag is skipped and why (stderr), and count it."""
+    warn(f'skipping bag {err}')
+    if stats is not None:
+        stats.skipped_bags.append(str(err))
 
 
 def action_labels(record: Optional[ReasoningRecord]) -> np.ndarray:
@@ -411,5 +447,6 @@ def action_labels(record: Optional[ReasoningRecord]) -> np.ndarray:
     return np.asarray(record.labels, dtype=np.int64)
 
 
-__all__ = ['ImageConversionError', 'RawSample', 'ReadStats', 'ReaderConfig', 'action_labels',
-           'read_bags', 'read_samples']
+__all__ = ['BagError', 'ImageConversionError', 'RawSample', 'ReadStats', 'ReaderConfig',
+           'action_labels',
+           'read_bags', 'read_samples', 'skip_bag']

@@ -215,30 +215,39 @@ class EvalReport:
 def evaluate_plans(bags: Sequence[pathlib.Path], plans_path, topic: str = topics.PLAN,
                    tolerance_s: float = 0.05) -> EvalReport:
     """Score recorded Paths against the samples of the data bags."""
-    from vlmad_ros.data.reader import read_samples, ReadStats
+    from vlmad_ros.bagschema import BagError
+    from vlmad_ros.data.reader import ReadStats, skip_bag
     plans, bad = read_plans(plans_path, topic)
     matcher = PlanMatcher(plans, tolerance_s)
     report = EvalReport(PlanningMetrics(), f'plans {plans_path} ({topic})')
     report.unmatched.update({f'bad_plan_{k}': v for k, v in bad.items()})
     stats = ReadStats()
     for bag in bags:
-        pose_at = None
-        for raw in read_samples(bag, stats=stats):
-            candidates = [raw.stamp_ns, max(stamps.to_ns(m.header.stamp) for m in raw.images)]
-            plan = matcher.match(candidates, raw.stamp_ns)
-            if plan is None:
-                report.unmatched['no_plan_at_stamp'] += 1
-                continue
-            if not _is_base(plan.frame) and pose_at is None:
-                pose_at = _odometry_pose_fn(bag)
-            xy = plan_waypoints(plan, pose_at)
-            if xy is None:
-                report.unmatched['plan_unusable'] += 1
-                continue
-            report.metrics.add(xy, raw.trajectory.xy, raw.future_boxes, raw.scenario,
-                               is_hard(raw.ego.as_array(), raw.trajectory.xy))
+        try:
+            _score_bag_plans(bag, matcher, report, stats)
+        except BagError as err:   # named on stderr and in the report's read stats
+            skip_bag(err, stats)
     report.read_stats = stats.as_dict()
     return report
+
+
+def _score_bag_plans(bag, matcher: 'PlanMatcher', report: EvalReport, stats) -> None:
+    from vlmad_ros.data.reader import read_samples
+    pose_at = None
+    for raw in read_samples(bag, stats=stats):
+        set_stamps = [raw.stamp_ns, max(stamps.to_ns(m.header.stamp) for m in raw.images)]
+        plan = matcher.match(set_stamps, raw.stamp_ns)
+        if plan is None:
+            report.unmatched['no_plan_at_stamp'] += 1
+            continue
+        if not _is_base(plan.frame) and pose_at is None:
+            pose_at = _odometry_pose_fn(bag)
+        xy = plan_waypoints(plan, pose_at)
+        if xy is None:
+            report.unmatched['plan_unusable'] += 1
+            continue
+        report.metrics.add(xy, raw.trajectory.xy, raw.future_boxes, raw.scenario,
+                           is_hard(raw.ego.as_array(), raw.trajectory.xy))
 
 
 def evaluate_planner(bags: Sequence[pathlib.Path], planner, batch_size: int = 8,
@@ -293,6 +302,8 @@ def print_report(report: EvalReport, name: str, out=sys.stdout) -> None:
         notes.append(f'samples without a usable plan: {dict(report.unmatched)}')
     if report.metrics.skipped:
         notes.append(f'samples without a full 3 s future: {report.metrics.skipped}')
+    for why in (report.read_stats or {}).get('skipped_bags', []):
+        notes.append(f'skipped bag {why}')
     if res.get('collision_steps_skipped'):
         notes.append(f'collision steps skipped (ground truth collides): '
                      f'{res["collision_steps_skipped"]}')

@@ -11,6 +11,7 @@ from typing import List
 
 import numpy as np
 
+from vlmad_ros.resume import BagJournal, JournalMismatch, write_text_atomic
 from vlmad_ros.synth.perturb import PerturbConfig
 from vlmad_ros.synth.recorder import record_scene, RecordConfig, scene_name
 from vlmad_ros.synth.scenarios import SCENARIOS, SceneConfig
@@ -57,8 +58,8 @@ def config_from_args(args) -> RecordConfig:
 
 
 def _job(job):
-    out, seed, index, cfg = job
-    return record_scene(out, seed, index, cfg)
+    out, seed, index, cfg, overwrite = job
+    return record_scene(out, seed, index, cfg, overwrite=overwrite)
 
 
 def preview(args, cfg: RecordConfig) -> np.ndarray:
@@ -108,32 +109,62 @@ def main(args) -> int:
         print(f'vlmad synth: {err}', file=sys.stderr)
         return 2
     out = pathlib.Path(args.out)
-    indices = list(range(args.first, args.first + args.scenes))
-    clash = [scene_name(args.seed, i) for i in indices
-             if (out / scene_name(args.seed, i)).exists()]
-    if clash:
-        print(f'vlmad synth: {out} already has {clash[:3]}{"..." if len(clash) > 3 else ""}; '
-              'choose another --out, --seed or --first', file=sys.stderr)
+    try:
+        journal = BagJournal(out, f'synth-{args.seed}',
+                             {'command': 'synth', 'seed': args.seed,
+                              'config': dataclasses.asdict(cfg)}).start()
+    except JournalMismatch as err:
+        print(f'vlmad synth: {err}', file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _record(args, cfg, out, journal)
+    except FileExistsError as err:
+        if not journal.resumed and not journal.rows:   # no claim on a folder not ours
+            journal.remove()
+        print(f'vlmad synth: {err}; choose another --out, --seed or --first', file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f'vlmad synth: cannot write {out}: {err}; the scene being written was removed, '
+              'finished scenes are kept: run the same command again once there is room',
+              file=sys.stderr)
+        return 1
+    finally:
+        journal.close()
+
+
+def _record(args, cfg: RecordConfig, out: pathlib.Path, journal: BagJournal) -> int:
+    """Record the scenes the journal does not list as finished; summary of all of them."""
+    indices = list(range(args.first, args.first + args.scenes))
+    done = journal.finished()
+    todo = [i for i in indices if scene_name(args.seed, i) not in done]
+    overwrite = {i: journal.overwrite(scene_name(args.seed, i)) for i in todo}
+    if len(todo) < len(indices):
+        print(f'vlmad synth: {len(indices) - len(todo)} of {len(indices)} scenes already in '
+              f'{out} ({journal.path.name}): recording the other {len(todo)}', file=sys.stderr)
     from tqdm import tqdm
-    results: List[dict] = []
-    jobs = [(out, args.seed, i, cfg) for i in indices]
-    if args.workers == 1 or len(jobs) == 1:
+    results: List[dict] = [done[scene_name(args.seed, i)] for i in indices if i not in todo]
+    jobs = [(out, args.seed, i, cfg, overwrite[i]) for i in todo]
+
+    def finished(res: dict) -> None:
+        journal.add(res['scene'], res)
+        results.append(res)
+
+    if args.workers == 1 or len(jobs) <= 1:
         frames = int(cfg.duration * cfg.camera_hz) * len(jobs)
         with tqdm(total=frames, unit='frame', disable=args.quiet, desc='synth') as bar:
             for job in jobs:
-                results.append(record_scene(*job, progress=bar.update))
+                finished(record_scene(*job[:4], progress=bar.update, overwrite=job[4]))
     else:
         ctx = multiprocessing.get_context('spawn')
         with ctx.Pool(min(args.workers, len(jobs))) as pool, \
                 tqdm(total=len(jobs), unit='scene', disable=args.quiet, desc='synth') as bar:
             for res in pool.imap_unordered(_job, jobs):
-                results.append(res)
+                finished(res)
                 bar.update(1)
     results.sort(key=lambda r: r['scene'])
     summary = {'config': dataclasses.asdict(cfg), 'scenes': results}
-    (out / f'synth-{args.seed}-summary.json').write_text(json.dumps(summary, indent=1) + '\n')
+    write_text_atomic(out / f'synth-{args.seed}-summary.json',
+                      json.dumps(summary, indent=1) + '\n')
     for r in results:
         print(f"{r['bag']}: {r['scenario']}, {r['frames']} camera sets, route {r['route_m']} m, "
               f"collisions {r['collisions']}, red lights {r['red_lights']}, "

@@ -131,7 +131,8 @@ def lights_msg(stamp_ns: int, world: World, states: Dict) -> object:
 
 
 def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfig(),
-                 progress: Optional[Callable[[int], None]] = None) -> Dict:
+                 progress: Optional[Callable[[int], None]] = None,
+                 overwrite: bool = False) -> Dict:
     """Simulate, render and write one scene's bag at out_dir/<scene name>; return a summary."""
     name = scene_name(seed, index)
     path = pathlib.Path(out_dir) / name
@@ -160,7 +161,7 @@ def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfi
     counts: Dict[str, int] = {}
     pending: List[tuple] = []       # heap of (stamp, order, seq, topic, msg)
     seq = [0]
-    with BagWriter(path, storage=cfg.storage) as bag:
+    with BagWriter(path, storage=cfg.storage, overwrite=overwrite) as bag:
         for topic, msgtype in layout():
             bag.add_topic(topic, msgtype)
 

@@ -17,14 +17,14 @@ import dataclasses
 import json
 import os
 import pathlib
-import shutil
 import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
 from vlmad_ros import labels as label_sets, topics
-from vlmad_ros.bagschema import bag_paths, BagWriter, read_messages, STORAGES
-from vlmad_ros.data.reader import RawSample, read_samples, ReaderConfig, ReadStats
+from vlmad_ros.bagschema import (bag_paths, BagError, BagWriter, read_messages, STORAGES,
+                                 topic_types)
+from vlmad_ros.data.reader import RawSample, read_samples, ReaderConfig, ReadStats, skip_bag
 from vlmad_ros.images import compressed_to_rgb, ImageConversionError
 from vlmad_ros.rig import CAMERA_NAMES
 from vlmad_ros.teacher.base import FatalTeacherError, TeacherInput, TeacherResult, Usage
@@ -32,7 +32,8 @@ from vlmad_ros.teacher.journal import Journal, JournalMismatch
 from vlmad_ros.teacher.scene import read_scene_index, SceneIndex
 
 REASONING_TYPE = 'vlmad_ros/msg/DrivingReasoning'
-EXIT_OK, EXIT_USAGE, EXIT_TEACHER, EXIT_INTERRUPTED = 0, 2, 3, 130
+EXIT_OK, EXIT_USAGE, EXIT_TEACHER, EXIT_UNREADABLE, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
+EXIT_DISK = 5   # writing failed (full disk, no permission): nothing half-written is left
 
 
 def parse_shard(text: str) -> Tuple[int, int]:
@@ -205,6 +206,7 @@ class Summary:
 
     bags: int = 0
     bags_already_done: int = 0
+    unreadable: List[str] = dataclasses.field(default_factory=list)   # 'bag: why', skipped
     keyframes: int = 0
     annotated: int = 0
     resumed: int = 0
@@ -253,7 +255,8 @@ class Summary:
     def text(self) -> str:
         failed = sum(self.failed.values())
         lines = [
-            f'bags: {self.bags} annotated, {self.bags_already_done} already done',
+            f'bags: {self.bags} annotated, {self.bags_already_done} already done, '
+            f'{len(self.unreadable)} unreadable (skipped)',
             f'keyframes: {self.keyframes}',
             f'annotated: {self.annotated} ok ({self.cached} from cache), '
             f'{self.resumed} resumed from the journal',
@@ -273,46 +276,14 @@ class Summary:
 
 # ----- one bag -----
 
-def _topic_types(path: pathlib.Path) -> Dict[str, str]:
-    """Map topic -> message type of a bag folder or .mcap file (without reading messages)."""
-    if path.is_dir() and (path / 'metadata.yaml').is_file():
-        from rosbags.rosbag2 import Reader
-        with Reader(path) as reader:
-            return {c.topic: c.msgtype for c in reader.connections}
-    from mcap.reader import make_reader
-    files = [path] if path.is_file() else sorted(path.glob('*.mcap'))
-    out = {}
-    for file in files:
-        with open(file, 'rb') as f:
-            try:
-                summary = make_reader(f).get_summary()
-            except Exception:  # no summary (crashed recording): scan the records
-                summary = None
-            if summary is not None:
-                for ch in summary.channels.values():
-                    out[ch.topic] = summary.schemas[ch.schema_id].name
-                continue
-        from mcap.reader import NonSeekingReader
-        with open(file, 'rb') as f:
-            try:
-                for schema, channel, _ in NonSeekingReader(f, validate_crcs=False).iter_messages():
-                    out.setdefault(channel.topic, schema.name)
-            except Exception:  # truncated tail: what was read is what the bag has
-                pass
-    return out
-
-
 def write_output_bag(src: pathlib.Path, dst: pathlib.Path, records: Dict[int, TeacherResult],
                      storage: str, frame_id: str = topics.BASE_FRAME) -> None:
-    """Input topics copied as raw CDR plus the records, in log-time order; atomic rename."""
-    work = dst.parent / f'.{dst.name}.partial'
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    types = _topic_types(src)
+    """Input topics copied as raw CDR plus the records, in log-time order; whole or not at all."""
+    types = topic_types(src)
     stamps = sorted(records)
     nxt = 0
-    with BagWriter(work / dst.name, storage=storage) as bag:
+    # --overwrite: BagWriter replaces the old bag only once the new one is complete.
+    with BagWriter(dst, storage=storage, overwrite=True) as bag:
         bag.add_topic(topics.REASONING, REASONING_TYPE)
         for topic, log_ns, data in read_messages(src, raw=True):
             if topic == topics.REASONING or topic not in types:
@@ -325,10 +296,6 @@ def write_output_bag(src: pathlib.Path, dst: pathlib.Path, records: Dict[int, Te
             bag.write_raw(topic, bytes(data), log_ns)
         for stamp in stamps[nxt:]:
             bag.write(topics.REASONING, records[stamp].to_rosbags_msg(stamp, frame_id), stamp)
-    if dst.exists():  # --overwrite: the old bag goes only once the new one is complete
-        shutil.rmtree(dst)
-    os.replace(work / dst.name, dst)
-    shutil.rmtree(work)
 
 
 def _drain(pending: dict, journal: Journal, summary: Summary, bar) -> None:
@@ -441,10 +408,19 @@ def main(args) -> int:
         for src in bags:
             if (out_dir / _out_name(src)).exists() and not args.overwrite:
                 summary.bags_already_done += 1
+                # killed after the bag's rename, before its journal went: the journal is done
+                (out_dir / f'{_out_name(src)}.journal.jsonl').unlink(missing_ok=True)
                 continue
-            summary.outputs.append(str(annotate_bag(src, out_dir, teacher, args, summary,
-                                                    pool, bar)))
+            try:
+                summary.outputs.append(str(annotate_bag(src, out_dir, teacher, args, summary,
+                                                        pool, bar)))
+            except BagError as err:
+                skip_bag(err)
+                summary.unreadable.append(str(err))
+                continue
             summary.bags += 1
+        if summary.unreadable:
+            code = EXIT_UNREADABLE
     except FatalTeacherError as err:
         print(f'\nvlmad annotate: teacher error: {err}', file=sys.stderr)
         if any(out_dir.glob('*.journal.jsonl')):
@@ -454,6 +430,11 @@ def main(args) -> int:
     except JournalMismatch as err:
         print(f'vlmad annotate: error: {err}', file=sys.stderr)
         code = EXIT_USAGE
+    except OSError as err:
+        print(f'\nvlmad annotate: error: cannot write {out_dir}: {err}; the bag being written '
+              'was removed and finished keyframes stay journaled: run the same command again '
+              'once there is room', file=sys.stderr)
+        code = EXIT_DISK
     except KeyboardInterrupt:
         print('\nvlmad annotate: interrupted; finished keyframes are journaled in '
               f'{out_dir}: run the same command again to resume', file=sys.stderr)
