@@ -104,8 +104,9 @@ def test_fill_plans_on_with_corrupt_wrong_size_and_silent_cameras(ros_env, tmp_p
         assert len(paths) >= 5
         assert any('CAM_FRONT wrong_image_size' in m for _, m, lvl in statuses(diags, 'cameras')
                    if lvl == DS.WARN), statuses(diags, 'cameras')[-3:]
-        filled = counter(h, 'sync', 'sets_filled')
         wide = encode_jpeg(np.full((360, 640, 3), 80, np.uint8))
+        stream(h, clock, 0.5, replace={'CAM_FRONT': wide})      # sets in flight drain
+        filled = counter(h, 'sync', 'sets_filled')
         paths, diags = stream(h, clock, 1.5, replace={'CAM_FRONT': wide})
         assert len(paths) >= 5 and statuses(diags, 'cameras')[-1][2] == DS.OK
         assert counter(h, 'sync', 'sets_filled') == filled
