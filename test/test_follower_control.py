@@ -188,7 +188,7 @@ def test_log_throttle_reports_once_per_period_and_counts_the_rest():
 
 
 def test_log_throttle_mixes_severities_on_a_real_rclpy_logger():
-    """rclpy raises when one call site changes severity; each severity has its own site."""
+    """Log warnings, errors and info through one throttle: rclpy ties a severity to a call site."""
     from rclpy.logging import get_logger
     from vlmad_ros.nodes.common import LogThrottle
     logger = get_logger('log_throttle_test')
