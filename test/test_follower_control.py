@@ -185,3 +185,15 @@ def test_log_throttle_reports_once_per_period_and_counts_the_rest():
     throttle(got.append, 'other', 'skipping odom')
     assert got == ['skipping plan', 'skipping plan (2 more since the last report)',
                    'skipping odom']
+
+
+def test_log_throttle_mixes_severities_on_a_real_rclpy_logger():
+    """Log warnings, errors and info through one throttle: rclpy ties a severity to a call site."""
+    from rclpy.logging import get_logger
+    from vlmad_ros.nodes.common import LogThrottle
+    logger = get_logger('log_throttle_test')
+    throttle = LogThrottle(0.0)
+    for k in range(2):
+        assert throttle(logger.warning, f'w{k}', 'a warning')
+        assert throttle(logger.error, f'e{k}', 'an error')
+        assert throttle(logger.info, f'i{k}', 'some info')

@@ -138,8 +138,9 @@ def test_bad_parameter_stops_start_up_naming_it(ros_env, param, name):
 
 def test_timer_trigger_runs_at_control_rate_and_stops_without_odometry(ros_env):
     """control_trigger:=timer: commands at control_rate; odometry silence -> a stop, reported."""
+    # One plan for the whole run: plan_timeout keeps it valid, so only the odometry stops it.
     proc = start_follower(ros_env, 'control_trigger:=timer', 'control_rate:=20.0',
-                          'odom_timeout:=0.5')
+                          'odom_timeout:=0.5', 'plan_timeout:=3.0')
     h = Harness()
     try:
         h.spin_until(lambda: h.pub_odom.get_subscription_count() > 0
@@ -157,6 +158,9 @@ def test_timer_trigger_runs_at_control_rate_and_stops_without_odometry(ros_env):
         n_moving = len(h.twists)
         h.spin_until(lambda: any('odometry timed out' in d.status[0].message
                                  for d in h.diags), 10, proc)
+        # From 5 m/s at max_decel (6 m/s^2): standstill ~0.8 s later, commands only falling.
+        h.spin_until(lambda: h.twists[-1].linear.x == 0.0, 5, proc)
+        stopping = [tw.linear.x for tw in h.twists[n_moving:]]
     finally:
         h.close()
         proc.terminate()
@@ -166,6 +170,8 @@ def test_timer_trigger_runs_at_control_rate_and_stops_without_odometry(ros_env):
     assert any(tw.linear.x > 3.0 for tw in h.twists[:n_moving])
     assert h.twists[-1].linear.x < h.twists[n_moving - 1].linear.x
     assert h.twists[-1].linear.x == 0.0    # stopped, not just slower
+    # No following command between the stop commands (the timer used to interleave them).
+    assert all(b <= a + 0.05 for a, b in zip(stopping, stopping[1:])), stopping
     assert 'odometry timed out' in out
 
 

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from vlmad_ros.control.follower import FollowerConfig
 from vlmad_ros.model.config import PlannerConfig
 from vlmad_ros.planner import Planner
 from vlmad_ros.sim.closed_loop import (ConstantVelocity, ExpertPolicy, LoopConfig,
@@ -49,9 +50,12 @@ def test_constant_velocity_episode_is_deterministic():
 def test_expert_policy_drives_lead_brake_cleanly_where_constant_velocity_crashes():
     spec = EpisodeSpec('lead_brake', 2, 10.0)
     seen = []
-    (floor,) = run_episodes([spec], ConstantVelocity(), FAST, progress=seen.append)
+    # One plan per 0.5 s (FAST): the follower's plan_timeout (0.4 s by default) must outlast it.
+    slow_plans = FollowerConfig(plan_timeout=1.0)
+    (floor,) = run_episodes([spec], ConstantVelocity(), FAST, progress=seen.append,
+                            follower=slow_plans)
     assert seen == [floor]
-    ceiling = run_episode(spec, ExpertPolicy(), FAST)
+    ceiling = run_episode(spec, ExpertPolicy(), FAST, slow_plans)
     assert floor.collisions_vehicle >= 1           # the episode is a real test
     assert ceiling.collisions_vehicle == 0 and ceiling.collisions_pedestrian == 0
     assert ceiling.red_lights == 0 and not ceiling.route_deviation

@@ -173,3 +173,28 @@ def test_same_sets_as_message_filters_on_regular_skewed_streams():
     theirs = run_theirs([(i, s, s) for i, s in events], n, 5, int(slop * 1e9))
     ours, _ = run_ours([(i, s, s) for i, s in events], n, 5, int(slop * 1e9))
     assert len(ours) >= 15 and ours == theirs   # most frames make a set; none differs
+
+
+def test_optional_inputs_join_when_they_fit_and_are_none_otherwise():
+    out = []
+    sync = ApproximateTimeSynchronizer(3, queue_size=5, slop=0.05)
+    sync.register_callback(lambda stamp, items: out.append(items))
+    sync.set_optional([1])
+    sync.add(0, T0, 'a0')
+    sync.add(2, T0 + 10 * MS, 'c0')                  # input 1 silent: a set without it
+    assert out == [['a0', None, 'c0']]
+    sync.add(1, T0 + 100 * MS, 'b1')                 # optional input sends again: it joins
+    sync.add(0, T0 + 100 * MS, 'a1')
+    sync.add(2, T0 + 130 * MS, 'c1')
+    assert out[-1] == ['a1', 'b1', 'c1']
+    sync.add(1, T0 + 300 * MS, 'b2')                 # too far from the next set: left out
+    sync.add(0, T0 + 200 * MS, 'a2')
+    sync.add(2, T0 + 200 * MS, 'c2')
+    assert out[-1] == ['a2', None, 'c2']
+    assert sync.stats.used == 7 and sync.stats.sets == 3
+    sync.set_optional([])                            # required again: no set without it
+    sync.add(0, T0 + 400 * MS, 'a3')
+    sync.add(2, T0 + 400 * MS, 'c3')
+    assert len(out) == 3
+    with pytest.raises(ValueError, match='at least one required'):
+        sync.set_optional([0, 1, 2])

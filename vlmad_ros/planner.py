@@ -156,6 +156,22 @@ def camera_features(camera: Camera, msg, image_size: Tuple[int, int], zoom: floa
     return camera_views(camera, rgb, image_size, zoom, zoom_camera)
 
 
+def blank_views(camera: Camera, image_size: Tuple[int, int], zoom: float = 0.0,
+                zoom_camera: str = '') -> List[tuple]:
+    """
+    Black views of a camera at model resolution, with its true calibration.
+
+    What planner_node plans with for a missing, stale, corrupt or wrongly sized camera under
+    missing_camera:=fill (as Autoware's VAD node does): the model sees no content there, but
+    every view keeps its intrinsics and pose, so the ray encoding is the usual one.
+    """
+    w, h = decode_size(camera.name, image_size, zoom, zoom_camera)
+    scale = max(w / camera.width, h / camera.height)
+    black = np.zeros((max(1, round(camera.height * scale)), max(1, round(camera.width * scale)),
+                      3), np.uint8)
+    return camera_views(camera, black, image_size, zoom, zoom_camera)
+
+
 def order_views(per_camera: Sequence[Sequence[tuple]]) -> List[tuple]:
     """Model view order: every camera's whole frame in rig order, then the zoom view(s)."""
     return [v[0] for v in per_camera] + [x for v in per_camera for x in v[1:]]
@@ -313,6 +329,11 @@ class Planner:
         """Decode one camera message into the views this model reads (camera_features)."""
         cfg = self.config
         return camera_features(camera, msg, cfg.image_size, cfg.zoom, cfg.zoom_camera)
+
+    def blank_views(self, camera: Camera) -> List[tuple]:
+        """Black views of one camera for this model (a missing camera, filled)."""
+        cfg = self.config
+        return blank_views(camera, cfg.image_size, cfg.zoom, cfg.zoom_camera)
 
     def describe(self) -> str:
         cfg = self.config

@@ -14,7 +14,10 @@ combination; one pass, O(inputs x queue)); only when that does not fit, a greedy
 order with a sliding-window feasibility test, so the cost stays polynomial instead of
 queue_size^(inputs - 1).
 Differences, on purpose: stamps jumping back by more than `reset_after` (a bag loops, a simulator
-restarts) clear all queues; the callback runs after the lock is released.
+restarts) clear all queues; the callback runs after the lock is released; inputs can be made
+optional (`set_optional`: a silent or stale camera under the planner's missing_camera:=fill):
+a set is then matched on the required inputs alone, and each optional input joins with its
+nearest message that keeps the spread under slop, or is None in the set.
 """
 from __future__ import annotations
 
@@ -63,7 +66,22 @@ class ApproximateTimeSynchronizer:
         self._newest: Optional[int] = None
         self._lock = threading.Lock()
         self._callbacks: List[Callback] = []
+        self._optional: frozenset = frozenset()
         self.stats = SyncStats()
+
+    def set_optional(self, indices) -> None:
+        """Make these inputs optional (None in a set's items when absent); the rest required."""
+        optional = frozenset(int(i) for i in indices)
+        if len(optional) >= self.num_inputs or any(
+                not 0 <= i < self.num_inputs for i in optional):
+            raise ValueError(f'optional inputs {sorted(optional)}: need indices in '
+                             f'0..{self.num_inputs - 1} and at least one required input')
+        with self._lock:
+            self._optional = optional
+
+    @property
+    def optional(self) -> frozenset:
+        return self._optional
 
     def register_callback(self, callback: Callback) -> None:
         """callback(stamp_ns, items) for every set; stamp_ns = the newest stamp in the set."""
@@ -107,19 +125,23 @@ class ApproximateTimeSynchronizer:
                 return None
             items = []
             for i, entry in enumerate(chosen):
-                items.append(entry[1])
-                _remove(self._queues[i], entry)
-            self.stats.used += len(chosen)
+                items.append(None if entry is None else entry[1])
+                if entry is not None:
+                    _remove(self._queues[i], entry)
+            present = [e for e in chosen if e is not None]
+            self.stats.used += len(present)
             self.stats.sets += 1
-            result = (max(e[0] for e in chosen), items)
+            result = (max(e[0] for e in present), items)
         for callback in self._callbacks:      # outside the lock: callbacks may add() again
             callback(*result)
         return result
 
-    def _candidates(self, index: int, stamp_ns: int) -> Optional[List[List[list]]]:
+    def _candidates(self, index: int, stamp_ns: int,
+                    inputs: Sequence[int]) -> Optional[List[List[list]]]:
         """Per input, entries within slop of the new stamp sorted by distance (stable)."""
         cands = []
-        for i, queue in enumerate(self._queues):
+        for i in inputs:
+            queue = self._queues[i]
             if i == index:
                 cands.append([next(e for e in queue if e[0] == stamp_ns)])
                 continue
@@ -130,8 +152,28 @@ class ApproximateTimeSynchronizer:
             cands.append(near)
         return cands
 
-    def _match(self, index: int, stamp_ns: int) -> Optional[List[list]]:
-        cands = self._candidates(index, stamp_ns)
+    def _match(self, index: int, stamp_ns: int) -> Optional[List[Optional[list]]]:
+        """Match the required inputs (and the new message); add optional ones that fit."""
+        required = [i for i in range(self.num_inputs)
+                    if i not in self._optional or i == index]
+        chosen = self._match_inputs(index, stamp_ns, required)
+        if chosen is None:
+            return None
+        full: List[Optional[list]] = [None] * self.num_inputs
+        for i, entry in zip(required, chosen):
+            full[i] = entry
+        lo, hi = min(e[0] for e in chosen), max(e[0] for e in chosen)
+        for i in sorted(self._optional - set(required)):
+            fits = [e for e in self._queues[i]
+                    if max(hi, e[0]) - min(lo, e[0]) < self.slop_ns]
+            if fits:
+                full[i] = min(fits, key=lambda e: abs(e[0] - stamp_ns))
+                lo, hi = min(lo, full[i][0]), max(hi, full[i][0])
+        return full
+
+    def _match_inputs(self, index: int, stamp_ns: int,
+                      inputs: Sequence[int]) -> Optional[List[list]]:
+        cands = self._candidates(index, stamp_ns, inputs)
         if cands is None:
             return None
         first = [c[0] for c in cands]

@@ -63,7 +63,7 @@ class FollowerConfig:
     max_curvature: float = 0.2        # [1/m] (5 m turning radius)
     max_lateral_accel: float = 3.0    # [m/s^2] caps speed in curves: v^2 * kappa
     stop_speed: float = 0.3           # [m/s] plan speeds below this mean stop
-    plan_timeout: float = 1.0         # [s] no new plan for this long -> stop
+    plan_timeout: float = 0.4         # [s] no plan newer than this (by its stamp) -> stop
     odom_timeout: float = 0.5         # [s] no odometry for this long -> stop
     output_mode: str = 'velocity'     # 'velocity' or 'carla' (see module docstring)
     max_steer_angle: float = 1.22     # [rad] carla mode: front-wheel limit (vehicle_info)

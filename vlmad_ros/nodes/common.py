@@ -191,5 +191,20 @@ class LogThrottle:
             return False
         skipped = self.suppressed.pop(key, 0)
         self._last[key] = now
-        log(text + (f' ({skipped} more since the last report)' if skipped else ''))
+        text += f' ({skipped} more since the last report)' if skipped else ''
+        _CALL_SITES.get(getattr(log, '__name__', ''), _CALL_SITES['info'])(log, text)
         return True
+
+
+# rclpy ties a severity to each call site (function, file, line) of a logger and raises
+# "Logger severity cannot be changed between calls" when one site logs at another: LogThrottle
+# calls each severity's method from a line of its own (a warning then an error killed
+# planner_node's inference thread).
+_CALL_SITES: Dict[str, Callable[[Callable[[str], None], str], None]] = {
+    'debug': lambda log, text: log(text),
+    'info': lambda log, text: log(text),
+    'warning': lambda log, text: log(text),
+    'warn': lambda log, text: log(text),
+    'error': lambda log, text: log(text),
+    'fatal': lambda log, text: log(text),
+}

@@ -235,6 +235,8 @@ class PathFollowerNode(Node):
     def on_timer(self) -> None:
         if self.last_odom is None or self.last_odom_clock is None:
             return
+        if self._odom_silence() > self.follower.config.odom_timeout:
+            return   # the watchdog is stopping the car: no following command between its stops
         # The odometry clock, advanced by the node-clock time since the last odometry.
         self.control(self.last_odom[0] + max(clock_s(self) - self.last_odom_clock, 0.0))
 
@@ -247,17 +249,21 @@ class PathFollowerNode(Node):
         """Stop the car when odometry stops (node clock: sim time pauses with the sim)."""
         if self.last_odom_clock is None or self.last_odom is None:
             return
+        silent = self._odom_silence()
+        if silent > self.follower.config.odom_timeout:
+            # Decelerate at max_decel on the odometry clock carried forward by the silence.
+            t, _, speed = self.last_odom
+            self._publish(self.follower.stop_command(Status.NO_ODOM, t + silent, speed), t)
+
+    def _odom_silence(self) -> float:
+        """Seconds without odometry (node clock, cross-checked with the last stamp)."""
         now = clock_s(self)
         since_receipt = now - self.last_odom_clock
         since_stamp = now - self.last_odom[0]
         # Both measures must say silent: a clock that has only just started (sim time before
         # its first /clock) or that runs on another time base than the stamps must not stop
         # the car alone, nor answer a lockstep simulator's odometry with a stop.
-        silent = min(since_receipt, since_stamp) if since_stamp >= 0 else since_receipt
-        if silent > self.follower.config.odom_timeout:
-            # Decelerate at max_decel on the odometry clock carried forward by the silence.
-            t, _, speed = self.last_odom
-            self._publish(self.follower.stop_command(Status.NO_ODOM, t + silent, speed), t)
+        return min(since_receipt, since_stamp) if since_stamp >= 0 else since_receipt
 
     def _publish(self, cmd: Command, odom_stamp: float) -> None:
         twist = Twist()

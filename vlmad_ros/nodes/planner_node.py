@@ -112,7 +112,16 @@ PARAMETERS = (
           'releases the GIL)', bounds=(1, 64)),
     Param('fp16', False, 'half precision (CUDA only)'),
     Param('stale_timeout', 0.5, 'an input silent this long [s, node clock: sim time under '
-          'use_sim_time] is reported stale', bounds=(0.0, 60.0)),
+          'use_sim_time], or whose stamps lag the odometry by this long, is stale; also the '
+          'odometry gap that resets the ego-state estimator', bounds=(0.0, 60.0)),
+    Param('missing_camera', 'stop', 'a camera stale, silent, corrupt or of the wrong size: stop '
+          '(no plan for that set; the follower stops the car) or fill (plan with a black image '
+          'in its place, up to max_missing_cameras)', choices=('fill', 'stop')),
+    Param('max_missing_cameras', 2, 'missing_camera:=fill plans with at most this many cameras '
+          'filled black; more: no plan', bounds=(0, 64)),
+    Param('odom_jump_distance', 5.0, 'odometry moving more than this [m] between two messages '
+          'is a pose jump (relocalisation, teleport): the ego-state estimator is reset',
+          bounds=(0.0, 1e6)),
     Param('diagnostics_period', 1.0, 'diagnostics publishing period [s]', bounds=(0.0, 60.0)),
 )
 PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
@@ -150,7 +159,11 @@ def validate(values: Dict[str, object]) -> Settings:
     if v['use_camera_info'] and len(v['camera_info_topics']) != n:
         raise ParameterError(f'camera_info_topics: need {n} topics, got '
                              f'{len(v["camera_info_topics"])}')
-    for name in ('slop', 'reset_after', 'stale_timeout', 'diagnostics_period'):
+    if v['max_missing_cameras'] >= n:
+        raise ParameterError(f'max_missing_cameras: must be < the number of cameras ({n}), got '
+                             f'{v["max_missing_cameras"]}')
+    for name in ('slop', 'reset_after', 'stale_timeout', 'diagnostics_period',
+                 'odom_jump_distance'):
         if not float(v[name]) > 0:
             raise ParameterError(f'{name}: must be > 0, got {v[name]}')
     for name in ('odom_topic', 'command_topic', 'plan_topic') + (
@@ -288,6 +301,10 @@ class PlannerNode(LifecycleNode):
             collections.Counter)
         self._bad_lock = threading.Lock()
         self._resets_logged = 0
+        self.camera_faults: Dict[str, str] = {}    # camera -> why its last image failed
+        self.last_stamp: List[Optional[int]] = [None] * (n + 1)   # cameras, then odometry
+        self.last_pose: Optional[tuple] = None     # (stamp_ns, x, y) of the last odometry
+        self.degraded_sets = collections.Counter()  # 'filled' / 'stopped' sets
         self.rates = [RateMeter() for _ in range(n)]
         self.odom_rate = RateMeter()
         self.stage = {k: RollingStats() for k in ('decode', 'sync', 'model', 'publish')}
@@ -380,6 +397,7 @@ class PlannerNode(LifecycleNode):
         t_arrival = time.perf_counter()
         self.rates[index].tick(clock_s(self))
         part = CameraPart(stamps.to_ns(msg.header.stamp), t_arrival, index, msg)
+        self.last_stamp[index] = part.stamp_ns
         self._add_to_sync(index, part, t_arrival)
 
     def _decode(self, part: CameraPart):
@@ -387,10 +405,15 @@ class PlannerNode(LifecycleNode):
         name = self.settings.cameras[part.index]
         camera = self.rig.cameras[part.index]
         try:
-            return self.planner.views(camera, part.msg)
+            views = self.planner.views(camera, part.msg)
         except (ImageConversionError, ImageSizeError) as err:
             self._bad(name, err.reason, str(err))
+            with self._bad_lock:
+                self.camera_faults[name] = err.reason
             return None
+        with self._bad_lock:
+            self.camera_faults.pop(name, None)
+        return views
 
     def _on_odom(self, msg: Odometry) -> None:
         t_arrival = time.perf_counter()
@@ -407,10 +430,57 @@ class PlannerNode(LifecycleNode):
             return
         stamp = stamps.to_ns(msg.header.stamp)
         self.odom_rate.tick(clock_s(self))
+        self._check_odom_continuity(stamp, pose.position.x, pose.position.y)
+        self.last_stamp[-1] = stamp
+        self._update_optional_cameras()
         ego = self.ego_estimator.update(stamp * 1e-9, tw.linear.x, tw.angular.z)
         part = OdomPart(stamp, t_arrival, ego, msg.header.frame_id,
                         (pose.position.x, pose.position.y, pose.position.z), q)
         self._add_to_sync(len(self.settings.cameras), part, time.perf_counter())
+
+    def _check_odom_continuity(self, stamp_ns: int, x: float, y: float) -> None:
+        """Reset the ego-state estimator on an odometry outage or pose jump (no stale accel)."""
+        last, self.last_pose = self.last_pose, (stamp_ns, x, y)
+        if last is None:
+            return
+        gap = (stamp_ns - last[0]) * 1e-9
+        step = math.hypot(x - last[1], y - last[2])
+        if gap > self.settings.stale_timeout:
+            why, detail = 'outage_reset', f'no odometry for {gap:.2f} s'
+        elif step > self.settings.odom_jump_distance:
+            why, detail = 'pose_jump_reset', f'pose jumped {step:.1f} m in {gap:.3f} s'
+        else:
+            return
+        self.ego_estimator.reset()
+        with self._bad_lock:
+            self.bad_inputs['odometry'][why] += 1
+        self.throttle(self.get_logger().warning, f'odometry {why}',
+                      f'odometry: {detail}: ego-state estimator reset')
+
+    def _absent_cameras(self, now: float) -> Dict[str, str]:
+        """Cameras that are silent (node clock) or whose stamps lag the odometry: name -> why."""
+        s, out = self.settings, {}
+        odom_stamp = self.last_stamp[-1]
+        for name, meter, stamp in zip(s.cameras, self.rates, self.last_stamp):
+            if meter.last is None:
+                out[name] = 'missing'
+            elif now - meter.last > s.stale_timeout or (
+                    odom_stamp is not None and stamp is not None
+                    and (odom_stamp - stamp) * 1e-9 > s.stale_timeout):
+                out[name] = 'stale'
+        return out
+
+    def _update_optional_cameras(self) -> None:
+        """Under missing_camera:=fill, absent cameras (up to the limit) stop blocking sets."""
+        s = self.settings
+        if s.missing_camera != 'fill' or clock_s(self) - self.start_time < s.stale_timeout:
+            return
+        absent = self._absent_cameras(clock_s(self))
+        optional = [i for i, name in enumerate(s.cameras) if name in absent]
+        if len(optional) > s.max_missing_cameras:
+            optional = []                     # too many: every camera required, no sets
+        if frozenset(optional) != self.sync.optional:
+            self.sync.set_optional(optional)
 
     def _add_to_sync(self, index: int, part, t_ready: float) -> None:
         self.sync.add(index, part.stamp_ns, part)
@@ -422,7 +492,7 @@ class PlannerNode(LifecycleNode):
 
     def _on_set(self, stamp_ns: int, parts: List) -> None:
         # Latency runs from the arrival of the set's last message.
-        self.slot.put((parts, max(p.t_arrival for p in parts)))
+        self.slot.put((parts, max(p.t_arrival for p in parts if p is not None)))
 
     def _on_camera_info(self, name: str, msg: CameraInfo) -> None:
         k = list(msg.k)
@@ -458,12 +528,42 @@ class PlannerNode(LifecycleNode):
                 self.throttle(self.get_logger().error, 'inference',
                               f'inference failed: {type(err).__name__}: {err}')
 
+    def _decode_set(self, cams: List) -> Optional[List]:
+        """Decode a set's cameras in parallel; fill or refuse the missing ones (the policy)."""
+        s = self.settings
+        decoded = list(self._decode_pool.map(
+            lambda p: None if p is None else self._decode(p), cams))
+        missing = {}
+        if any(d is None for d in decoded):
+            absent = self._absent_cameras(clock_s(self))
+            with self._bad_lock:
+                faults = dict(self.camera_faults)
+            missing = {s.cameras[i]: (faults.get(s.cameras[i], 'bad_image') if p is not None
+                                      else absent.get(s.cameras[i], 'stale'))
+                       for i, (p, d) in enumerate(zip(cams, decoded)) if d is None}
+        if not missing:
+            return decoded
+        what = ', '.join(f'{name} {why}' for name, why in missing.items())
+        if s.missing_camera == 'stop' or len(missing) > s.max_missing_cameras:
+            self.degraded_sets['stopped'] += 1
+            self.throttle(self.get_logger().error, 'degraded stop',
+                          f'no plan (missing_camera={s.missing_camera}, max_missing_cameras='
+                          f'{s.max_missing_cameras}): {what}')
+            return None
+        self.degraded_sets['filled'] += 1
+        self.throttle(self.get_logger().warning, 'degraded fill',
+                      f'planning with black images for: {what}')
+        with self._camera_lock:
+            rig = self.rig
+        return [d if d is not None else self.planner.blank_views(rig.cameras[i])
+                for i, d in enumerate(decoded)]
+
     def _plan(self, parts: List, t_arrival: float) -> None:
         t0 = time.perf_counter()
         cams, odom = parts[:-1], parts[-1]
-        decoded = list(self._decode_pool.map(self._decode, cams))   # in parallel
-        if any(d is None for d in decoded):
-            return                                                 # counted in _decode
+        decoded = self._decode_set(cams)
+        if decoded is None:
+            return                                                 # counted in _decode_set
         t_decoded = time.perf_counter()
         self.stage['decode'].add(t_decoded - t0)
         command = self.command
@@ -478,7 +578,8 @@ class PlannerNode(LifecycleNode):
         if not self._subs:
             return                                                 # deactivated meanwhile
         t1 = time.perf_counter()
-        header = self._publish(traj, cams[0].stamp_ns, odom)
+        stamp_ns = next(p.stamp_ns for p in cams if p is not None)
+        header = self._publish(traj, stamp_ns, odom)
         if self.explanation_pub is not None:
             self._publish_explanation(explanations(out)[0], header)
         t2 = time.perf_counter()
@@ -552,28 +653,50 @@ class PlannerNode(LifecycleNode):
         self.diag_pub.publish(msg)
 
     def _inputs_status(self) -> DiagnosticStatus:
-        """Rates and staleness on the node clock (sim time under use_sim_time)."""
+        """
+        Per input: rate and state (ok, missing, stale, or why its last image failed).
+
+        ERROR when no plan can come (odometry absent; cameras degraded beyond the
+        missing_camera policy), WARN when planning goes on with cameras filled black.
+        """
         now, s = clock_s(self), self.settings
         cam = DiagnosticStatus(name=f'{NODE_NAME}: cameras', hardware_id=NODE_NAME)
-        stale, missing = [], []
-        for name, meter in list(zip(s.cameras, self.rates)) + [('odometry', self.odom_rate)]:
+        absent = self._absent_cameras(now)
+        odom = self.odom_rate
+        if odom.last is None:
+            absent['odometry'] = 'missing'
+        elif now - odom.last > s.stale_timeout:
+            absent['odometry'] = 'stale'
+        with self._bad_lock:
+            faults = dict(self.camera_faults)
+        for name, meter in list(zip(s.cameras, self.rates)) + [('odometry', odom)]:
             cam.values.append(KeyValue(key=f'{name} rate_hz', value=f'{meter.rate(now):.2f}'))
-            if meter.last is None:
-                missing.append(name)
-            elif now - meter.last > s.stale_timeout:
-                stale.append(name)
-        cam.values.append(KeyValue(key='missing', value=','.join(missing)))
-        cam.values.append(KeyValue(key='stale', value=','.join(stale)))
-        if not (missing or stale):
-            cam.level, cam.message = DiagnosticStatus.OK, 'all inputs arriving'
-            return cam
-        cam.level = DiagnosticStatus.WARN
-        cam.message = '; '.join(p for p in (
-            f'missing: {", ".join(missing)}' if missing else '',
-            f'stale: {", ".join(stale)}' if stale else '') if p)
-        if now - self.start_time > 2 * s.stale_timeout and self._subs:
-            self.throttle(self.get_logger().warning, 'inputs', f'inputs {cam.message}')
+            cam.values.append(KeyValue(key=f'{name} state',
+                                       value=absent.get(name) or faults.get(name) or 'ok'))
+        for kind in ('missing', 'stale'):
+            cam.values.append(KeyValue(key=kind, value=','.join(
+                n for n, why in absent.items() if why == kind)))
+        degraded = {n: absent.get(n) or faults[n] for n in s.cameras if n in absent or n in faults}
+        cam.level, cam.message = self._inputs_verdict(degraded, absent.get('odometry'))
+        if cam.level != DiagnosticStatus.OK and now - self.start_time > 2 * s.stale_timeout \
+                and self._subs:
+            self.throttle(self.get_logger().warning, 'inputs', f'inputs: {cam.message}')
         return cam
+
+    def _inputs_verdict(self, degraded: Dict[str, str], odometry: Optional[str]):
+        """(level, message) of the inputs status; the message names every input and why."""
+        s = self.settings
+        what = ', '.join(f'{n} {why}' for n, why in degraded.items())
+        if odometry:
+            return DiagnosticStatus.ERROR, f'no plans: odometry {odometry}' + (
+                f'; cameras: {what}' if what else '')
+        if not degraded:
+            return DiagnosticStatus.OK, 'all inputs arriving'
+        if s.missing_camera == 'stop' or len(degraded) > s.max_missing_cameras:
+            return DiagnosticStatus.ERROR, (
+                f'no plans (missing_camera={s.missing_camera}, max_missing_cameras='
+                f'{s.max_missing_cameras}): {what}')
+        return DiagnosticStatus.WARN, f'planning with black images for: {what}'
 
     def _sync_status(self) -> DiagnosticStatus:
         st = self.sync.stats
@@ -583,6 +706,8 @@ class PlannerNode(LifecycleNode):
                            ('success_ratio', f'{st.success_ratio:.3f}'),
                            ('dropped_from_queue', st.dropped), ('resets', st.resets),
                            ('replaced_sets', self.slot.replaced),
+                           ('sets_filled', self.degraded_sets['filled']),
+                           ('sets_stopped', self.degraded_sets['stopped']),
                            ('plans_published', self.published),
                            ('command', 'none' if self.command is None
                             else Command(self.command).name),

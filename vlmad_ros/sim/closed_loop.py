@@ -199,12 +199,12 @@ def run_episode(spec: EpisodeSpec, policy: Policy, loop: LoopConfig = LoopConfig
 
 
 def run_episodes(specs: Sequence[EpisodeSpec], policy: Policy, loop: LoopConfig = LoopConfig(),
-                 progress: Optional[Callable[[ScenarioResult], None]] = None
-                 ) -> List[ScenarioResult]:
+                 progress: Optional[Callable[[ScenarioResult], None]] = None,
+                 follower: Optional[FollowerConfig] = None) -> List[ScenarioResult]:
     """Run several episodes in order; `progress` sees each result as it comes."""
     out = []
     for spec in specs:
-        out.append(run_episode(spec, policy, loop))
+        out.append(run_episode(spec, policy, loop, follower))
         if progress is not None:
             progress(out[-1])
     return out
