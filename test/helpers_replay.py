@@ -2,7 +2,8 @@
 What `ros2 bag play --clock` does, for the replay test (ros2cli is not installable here).
 
 Publishes a rosbag2's messages as recorded (CDR bytes, unchanged) at their log times scaled
-by `rate`, with /clock from the same stamps, on reliable topics.
+by `rate`, with /clock from the same stamps, on reliable topics with the recorded durability
+(transient local for /tf_static and /vlmad/command, as `ros2 bag play` offers them).
 """
 import importlib
 import time
@@ -16,16 +17,25 @@ def message_class(msgtype: str):
     return getattr(importlib.import_module(f'{package}.msg'), name)
 
 
+def _qos(connection):
+    """Return the recorded offered QoS, as `ros2 bag play` uses it: transient local if latched."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from rosbags.interfaces import QosDurability
+    offered = getattr(connection.ext, 'offered_qos_profiles', None) or []
+    latched = any(q.durability == QosDurability.TRANSIENT_LOCAL for q in offered)
+    return QoSProfile(depth=1 if latched else 50, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=(DurabilityPolicy.TRANSIENT_LOCAL if latched
+                                  else DurabilityPolicy.VOLATILE))
+
+
 def play(node, executor, bag, topics, rate: float = 1.0, clock_every_s: float = 0.01) -> int:
     """Publish `topics` of `bag` in log-time order; returns the number of messages sent."""
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rosgraph_msgs.msg import Clock
-    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
     clock_pub = node.create_publisher(Clock, '/clock', 10)
     sent = 0
     with Reader(bag) as reader:
         conns = [c for c in reader.connections if c.topic in set(topics)]
-        pubs = {c.topic: node.create_publisher(message_class(c.msgtype), c.topic, qos)
+        pubs = {c.topic: node.create_publisher(message_class(c.msgtype), c.topic, _qos(c))
                 for c in conns}
         deadline = time.monotonic() + 10.0
         while any(p.get_subscription_count() == 0 for p in pubs.values()):

@@ -13,6 +13,7 @@ import pytest
 from vlmad_ros import topics
 from vlmad_ros.bagschema import read_messages
 from vlmad_ros.data import nuscenes_converter
+from vlmad_ros.rig import CAMERA_NAMES
 from vlmad_ros.types import Command
 import yaml
 
@@ -61,7 +62,9 @@ def test_mcap_ros2_support_decodes_every_message(bags, which):
     for topic in topics.CAMERA_INFO_TOPICS:
         assert len(decoded[topic][0][1].k) == 9
     assert decoded[topics.ODOM][0][1].child_frame_id == 'base_link'
-    assert len(decoded[topics.TF_STATIC][0][1].transforms) == 6
+    static = {t.child_frame_id for t in decoded[topics.TF_STATIC][0][1].transforms}
+    assert {topics.camera_optical_frame(c) for c in CAMERA_NAMES} <= static
+    assert static <= {topics.camera_optical_frame(c) for c in CAMERA_NAMES} | {topics.ODOM_FRAME}
     # Our own message types, decoded from the definitions stored in the bag.
     rosbags_objects = [m for t, _, m in read_messages(bag, topics=[topics.OBJECTS])]
     for (_, a), b in zip(decoded[topics.OBJECTS], rosbags_objects):

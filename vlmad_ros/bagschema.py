@@ -28,7 +28,9 @@ BAG_VERSION = 8
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 # Topics whose publishers are latched (transient local): `ros2 bag play` offers them that way so
 # late subscribers (tf2 listeners) still receive them.
-LATCHED_TOPICS = frozenset({'/tf_static'})
+# Recorded transient local, so `ros2 bag play` offers them as the nodes expect: the route
+# command is latched on both sides (a planner started late still gets the last one).
+LATCHED_TOPICS = frozenset({'/tf_static', '/vlmad/command'})
 _NO_TIME = QosTime(sec=0, nsec=0)
 LATCHED_QOS = Qos(history=QosHistory.KEEP_LAST, depth=1, reliability=QosReliability.RELIABLE,
                   durability=QosDurability.TRANSIENT_LOCAL, deadline=_NO_TIME,
