@@ -147,29 +147,54 @@ def episodes(n: int) -> List[str]:
 
 
 def soak_closed_loop(args, env, tmp: pathlib.Path) -> Dict[str, object]:
-    """Run the demo's three processes for N episodes, sampling the RSS of each."""
+    """
+    Run the demo's three processes for N episodes, sampling the RSS of each.
+
+    Slopes leave out the first episode (start-up: torch, renderer caches); `mb_per_episode` is
+    the slope of the RSS at each episode's end (the sim writes a trace file per episode).
+    """
     from vlmad_ros import demo
     params = demo.node_parameters(str(tmp), args.checkpoint, not args.checkpoint,
                                   episodes(args.closed_loop), args.episode_duration)
-    rss: Dict[str, List[Tuple[float, float]]] = {}
+    rss: Dict[str, List[Tuple[float, float, int]]] = {}
     start = time.time()
-    last = [0.0]
-    period = max(1.0, _sample_period(args) if args.sample_every else 2.0)
+    last = [-1e9]
+    period = args.sample_every or 2.0
 
     def sample(procs) -> None:
         now = time.time() - start
-        if now - last[0] >= period:
+        done = len(list((tmp / 'traces').glob('episode_*.json')))
+        ends = [s[2] for s in rss.get('sim_node', [])]
+        if now - last[0] >= period or (ends and done > ends[-1]):
             last[0] = now
             for name, proc in procs.items():
-                rss.setdefault(name, []).append((now, rss_mb(proc.pid)))
+                rss.setdefault(name, []).append((now, rss_mb(proc.pid), done))
     rc = demo.run_loop(tmp, params, timeout=600.0 + 60.0 * args.closed_loop, env=env,
                        on_poll=sample)
     if rc != 0:
         raise RuntimeError(f'closed loop failed (rc {rc}; logs in {tmp / "logs"})')
     results = json.loads((tmp / 'results.json').read_text())
     return {'episodes': len(results['scenarios']), 'episodes_asked': args.closed_loop,
+            'episode_duration_s': args.episode_duration,
             'wall_s': round(time.time() - start, 1),
-            'rss_mb': {name: _series(s, args.settle) for name, s in rss.items()}}
+            'rss_mb': {name: _episode_series(s) for name, s in rss.items()}}
+
+
+def _episode_series(samples: List[Tuple[float, float, int]]) -> Dict[str, object]:
+    """RSS slopes of one process: per minute after episode 1, and per episode."""
+    steady = [(t, v) for t, v, done in samples if done >= 1]
+    ends = {}
+    for _, v, done in samples:
+        ends.setdefault(done, v)          # first sample after `done` episodes ended
+    per_episode = [(k, v) for k, v in sorted(ends.items()) if k >= 1]
+    out = _series([(t, v) for t, v, _ in samples], 0.0)
+    out['slope_per_min'] = round(slope_per_min(*zip(*steady)), 4) if len(steady) > 2 \
+        else float('nan')
+    out['after_episode_1'] = round(per_episode[0][1], 1) if per_episode else None
+    out['mb_per_episode'] = round(slope_per_min(*zip(*[(60.0 * k, v) for k, v in
+                                                       per_episode])), 4) \
+        if len(per_episode) > 2 else float('nan')
+    return out
 
 
 def run(args) -> int:
