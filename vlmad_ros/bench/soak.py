@@ -104,7 +104,9 @@ def soak_planner(args, env, tmp: pathlib.Path) -> Dict[str, object]:
     try:
         bench_planner.warm_up(node, receiver, args, env, tmp)
         start = time.time()
-        feeder = children.spawn(_feeder_cmd(args, tmp / 'sets.json'), env=env,
+        feeder_env = dict(env, FASTDDS_DEFAULT_PROFILES_FILE=args.feeder_profile) \
+            if args.feeder_profile else env        # as `bench planner`: large-message profile
+        feeder = children.spawn(_feeder_cmd(args, tmp / 'sets.json'), env=feeder_env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         period = _sample_period(args)
         while feeder.poll() is None:
