@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from vlmad_ros.rig import load_rig
 from vlmad_ros.teacher.base import FatalTeacherError, Status, TeacherInput
+from vlmad_ros.teacher.budget import Budget, BudgetExhausted
 from vlmad_ros.teacher.cache import AnswerCache
-from vlmad_ros.teacher.openai_client import ChatClient, ClientConfig, parse_retry_after
+from vlmad_ros.teacher.openai_client import ChatClient, ClientConfig, parse_retry_after, \
+    RequestFailed
 from vlmad_ros.teacher.openai_teacher import ImageConfig, OpenAITeacher, Price
 from vlmad_ros.teacher.overlay import red_mask
 from vlmad_ros.teacher.prompt import load_prompt
@@ -142,3 +144,79 @@ def test_cache_hits_skip_the_request(tmp_path):
         assert not teacher(srv.base_url, cache=cache).annotate(frame(stamp=7)).ok
         assert not teacher(srv.base_url, cache=cache).annotate(frame(stamp=7)).ok
     assert len(srv.requests) == 4
+
+
+@pytest.mark.parametrize('mode', ['openai', 'vllm', 'ollama', 'json', 'none'])
+def test_structured_modes_put_the_answer_schema_in_the_request(mode):
+    from vlmad_ros import labels
+    with h.ChatServer() as srv:
+        assert teacher(srv.base_url, structured=mode).annotate(frame()).ok
+    (req,) = srv.requests
+    body = req['body']
+    schema = {
+        'openai': lambda: body['response_format']['json_schema']['schema'],
+        'vllm': lambda: body['structured_outputs']['json'],
+        'ollama': lambda: body['format'],
+    }.get(mode, lambda: None)()
+    if mode == 'openai':
+        assert body['response_format']['type'] == 'json_schema'
+        assert body['response_format']['json_schema']['strict'] is True
+    if mode == 'vllm':
+        assert body['guided_json'] == schema
+    if schema is not None:
+        assert set(schema['required']) == set(labels.TEXT_FIELDS) | set(labels.LABEL_SETS)
+        assert schema['additionalProperties'] is False
+        for key, values in labels.LABEL_SETS.items():
+            assert schema['properties'][key]['enum'] == list(values)
+    asked = {k for k in ('response_format', 'structured_outputs', 'guided_json', 'format')
+             if k in body}
+    assert asked == {'openai': {'response_format'}, 'vllm': {'structured_outputs', 'guided_json'},
+                     'ollama': {'format'}, 'json': {'response_format'}, 'none': set()}[mode]
+    if mode == 'json':
+        assert body['response_format'] == {'type': 'json_object'}
+    with pytest.raises(ValueError, match='structured'):
+        ClientConfig(structured='xml')
+
+
+def test_key_echoed_by_the_server_is_cut_from_errors_and_answers():
+    echo = {'error': {'message': f'Incorrect API key provided: {KEY}'}}
+    with h.ChatServer(lambda r: (401, {}, echo)) as srv:
+        with pytest.raises(FatalTeacherError, match='rejected') as err:
+            teacher(srv.base_url).annotate(frame())
+    assert KEY not in str(err.value) and '[API key]' in str(err.value)
+    client = ChatClient(ClientConfig(base_url='http://127.0.0.1:1/v1', max_retries=0), KEY)
+    with h.ChatServer(lambda r: (400, {}, echo)) as srv:
+        client.config.base_url = srv.base_url
+        with pytest.raises(RequestFailed) as err:
+            client.chat([{'role': 'user', 'content': 'hi'}])
+    assert KEY not in str(err.value)
+    with h.ChatServer(lambda r: (200, {}, {'not': f'a completion {KEY}'})) as srv:
+        client.config.base_url = srv.base_url
+        with pytest.raises(RequestFailed, match='bad_response') as err:
+            client.chat([{'role': 'user', 'content': 'hi'}])
+    assert KEY not in str(err.value)
+    with h.ChatServer(lambda r: (200, {}, h.completion(f'your key is {KEY}'))) as srv:
+        client.config.base_url = srv.base_url
+        assert KEY not in client.chat([{'role': 'user', 'content': 'hi'}]).text
+
+
+def test_budget_counts_every_request_and_the_cost():
+    budget = Budget(max_requests=3)
+    client = ChatClient(ClientConfig(base_url='http://127.0.0.1:1/v1', max_retries=5,
+                                     backoff_base=0.0), KEY, budget=budget)
+    with h.ChatServer(lambda r: (503, {}, b'busy')) as srv:
+        client.config.base_url = srv.base_url
+        with pytest.raises(BudgetExhausted, match='max-requests 3'):
+            client.chat([{'role': 'user', 'content': 'hi'}])
+    assert len(srv.requests) == 3 and budget.requests == 3, 'retries count'
+    budget = Budget(max_cost_usd=2.5, price=Price(1000.0, 0.0))  # 1000 tokens: 1 USD a reply
+    client = ChatClient(ClientConfig(base_url='http://127.0.0.1:1/v1'), KEY, budget=budget)
+    with h.ChatServer() as srv:
+        client.config.base_url = srv.base_url
+        for _ in range(3):
+            client.chat([{'role': 'user', 'content': 'hi'}])
+        with pytest.raises(BudgetExhausted, match='max-cost'):
+            client.chat([{'role': 'user', 'content': 'hi'}])
+    assert len(srv.requests) == 3 and budget.cost_usd == pytest.approx(3.0)
+    with pytest.raises(ValueError, match='needs prices'):
+        Budget(max_cost_usd=1.0)

@@ -115,8 +115,13 @@ def command(name: str, params_file: str, overrides: Dict[str, object],
 
 
 def run_loop(out: pathlib.Path, params: Dict[str, Dict[str, object]], timeout: float,
-             env: Dict[str, str]) -> int:
-    """Start planner, follower and sim; wait for the sim to finish; stop the others."""
+             env: Dict[str, str], on_poll=None) -> int:
+    """
+    Start planner, follower and sim; wait for the sim to finish; stop the others.
+
+    `on_poll(procs)`, if given, is called every 0.2 s with the running processes by node name
+    (the soak bench samples their memory).
+    """
     logs = out / 'logs'
     logs.mkdir(parents=True, exist_ok=True)
     files = {'planner_node': 'planner.yaml', 'path_follower': 'path_follower.yaml',
@@ -140,6 +145,8 @@ def run_loop(out: pathlib.Path, params: Dict[str, Dict[str, object]], timeout: f
             if time.monotonic() > deadline:
                 print(f'vlmad demo: timed out after {timeout:.0f} s', file=sys.stderr)
                 return 1
+            if on_poll is not None:
+                on_poll(procs)
             time.sleep(0.2)
         rc = procs['sim_node'].returncode
         if rc != 0:

@@ -3,7 +3,7 @@
 
 To add one (e.g. renderer, loader): write `add_arguments(parser)` and `run(args) -> int` in
 vlmad_ros/bench/<name>.py and list it in BENCHES. `vlmad bench all` runs every bench with its
-defaults.
+defaults, except the half-hour soak.
 """
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ BENCHES = {
     'planner': ('vlmad_ros.bench.planner',
                 'planner_node over DDS: six 1600x900 JPEG streams + odometry from a separate '
                 'process; output Hz, latency, replaced sets, per-stage time'),
+    'soak': ('vlmad_ros.bench.soak',
+             'planner_node at 20 Hz under the six-camera load for 30 min (--duration): RSS and '
+             'latency slopes, dropped sets; --closed-loop N: sim + planner + follower'),
     'planner-stages': ('vlmad_ros.bench.planner_stages',
                        'in-process: what each decode/model speed-up buys (interleaved runs)'),
     'export': ('vlmad_ros.bench.export',
@@ -56,6 +59,8 @@ def main(args) -> int:
     if args.bench == 'all':
         code = 0
         for name, (module, _) in BENCHES.items():
+            if name == 'soak':  # 30 minutes by default: run it on its own
+                continue
             mod = importlib.import_module(module)
             parser = argparse.ArgumentParser(prog=f'vlmad bench {name}')
             mod.add_arguments(parser)

@@ -99,14 +99,20 @@ def _percentiles(values: List[float]) -> List[float]:
     return [float(v) for v in np.percentile(values, [50, 95, 99])]
 
 
-def run(args) -> int:
-    from vlmad_ros.paths import config_dir
+def bench_env() -> Dict[str, str]:
+    """Environment of the bench processes: a random domain, DDS on this host only."""
     env = dict(os.environ)
     env.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 199)))
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')   # Jazzy and later
     env.setdefault('ROS_LOCALHOST_ONLY', '1')                      # Humble
     os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
                                            'ROS_LOCALHOST_ONLY')})
+    return env
+
+
+def node_command(args) -> List[str]:
+    """planner_node as a user starts it: the yaml, then the bench's parameters."""
+    from vlmad_ros.paths import config_dir
     params = args.params_file or str(config_dir() / 'planner.yaml')
     if args.feeder_profile is None:
         args.feeder_profile = str(config_dir() / 'fastdds_large_messages.xml')
@@ -118,6 +124,26 @@ def run(args) -> int:
         extra.append('reliability:=reliable')
     for p in extra:
         node_args += ['-p', p]
+    return node_args
+
+
+def warm_up(node, receiver: 'Receiver', args, env, tmp: pathlib.Path) -> None:
+    """Feed until the node answers (start-up imports torch); not measured."""
+    for _ in range(4):
+        if node.poll() is not None:
+            said = node.stderr.read()[-2000:] if node.stderr else '(see its log)'
+            raise RuntimeError(f'planner_node exited: {said}')
+        _feeder(10, 3, str(tmp / 'warmup.json'), args, env)
+        if receiver.received:
+            break
+    else:
+        raise RuntimeError('planner_node produced no Path during warm-up')
+    time.sleep(1.0)
+
+
+def run(args) -> int:
+    env = bench_env()
+    node_args = node_command(args)
     load_before = [round(x, 2) for x in os.getloadavg()]
     print(f'[bench planner] ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]}; load average {load_before}; '
           f'node: {" ".join(node_args)}', flush=True)
@@ -127,16 +153,7 @@ def run(args) -> int:
     results = []
     tmp = pathlib.Path(tempfile.mkdtemp(prefix='vlmad_bench_'))
     try:
-        # Warm-up: until the node answers (start-up imports torch), not measured.
-        for _ in range(4):
-            if node.poll() is not None:
-                raise RuntimeError(f'planner_node exited: {node.stderr.read()[-2000:]}')
-            _feeder(10, 3, str(tmp / 'warmup.json'), args, env)
-            if receiver.received:
-                break
-        else:
-            raise RuntimeError('planner_node produced no Path during warm-up')
-        time.sleep(1.0)
+        warm_up(node, receiver, args, env, tmp)
         for rate in args.rates:
             results.append(_measure(f'{rate:g}', rate, args, env, receiver, tmp))
             _print_result(results[-1])

@@ -28,12 +28,14 @@ from vlmad_ros.data.reader import RawSample, read_samples, ReaderConfig, ReadSta
 from vlmad_ros.images import compressed_to_rgb, ImageConversionError
 from vlmad_ros.rig import CAMERA_NAMES
 from vlmad_ros.teacher.base import FatalTeacherError, TeacherInput, TeacherResult, Usage
+from vlmad_ros.teacher.budget import BudgetExhausted
 from vlmad_ros.teacher.journal import Journal, JournalMismatch
 from vlmad_ros.teacher.scene import read_scene_index, SceneIndex
 
 REASONING_TYPE = 'vlmad_ros/msg/DrivingReasoning'
 EXIT_OK, EXIT_USAGE, EXIT_TEACHER, EXIT_UNREADABLE, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 EXIT_DISK = 5   # writing failed (full disk, no permission): nothing half-written is left
+EXIT_BUDGET = 6  # --max-requests / --max-cost reached: rerun to continue
 
 
 def parse_shard(text: str) -> Tuple[int, int]:
@@ -99,8 +101,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--image-width', type=int, default=1600,
                    help='shrink wider prompt images to this width (default: %(default)s; 0: keep)')
     g.add_argument('--detail', choices=('low', 'high', 'auto'), default='auto')
-    g.add_argument('--no-json-mode', action='store_true',
-                   help='do not send response_format (servers that reject it)')
+    g.add_argument('--structured', choices=('openai', 'vllm', 'ollama', 'json', 'none'),
+                   default='openai',
+                   help='how the answer JSON schema is sent: openai = response_format '
+                        'json_schema (OpenAI; vLLM and Ollama /v1 accept it too; default), '
+                        'vllm = structured_outputs + guided_json, ollama = format, json = JSON '
+                        'mode without schema, none = nothing (servers that reject the fields)')
+    g.add_argument('--no-json-mode', action='store_const', const='none', dest='structured',
+                   help='same as --structured none')
+    g.add_argument('--max-requests', type=_positive(int), default=None,
+                   help='stop after this many HTTP requests (retries count); rerun to continue')
+    g.add_argument('--max-cost', type=_positive(float), default=None, metavar='USD',
+                   help='stop once this much is spent (needs --price-input/--price-output or '
+                        '--price-table); rerun to continue')
     g.add_argument('--prompt-version', default=None,
                    help='prompt version: vlmad_ros/teacher/prompts/<version>.*.txt '
                         '(default: vlmad-v1)')
@@ -118,7 +131,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ----- teacher construction -----
 
 def _price(args):
-    from vlmad_ros.teacher.openai_teacher import Price
+    from vlmad_ros.teacher.budget import Price
     price_in, price_out = args.price_input, args.price_output
     if args.price_table:
         import yaml
@@ -137,6 +150,7 @@ def make_teacher(args):
     if args.teacher == 'rule':
         from vlmad_ros.teacher.rule import RuleTeacher
         return RuleTeacher()
+    from vlmad_ros.teacher.budget import Budget
     from vlmad_ros.teacher.cache import AnswerCache, default_cache_dir
     from vlmad_ros.teacher.openai_client import ChatClient, ClientConfig
     from vlmad_ros.teacher.openai_teacher import ImageConfig, OpenAITeacher
@@ -146,16 +160,26 @@ def make_teacher(args):
     config = ClientConfig(base_url=args.base_url, model=args.model, timeout=args.timeout,
                           max_retries=args.max_retries, backoff_base=args.backoff_base,
                           backoff_max=args.backoff_max, max_tokens=args.max_tokens,
-                          json_mode=not args.no_json_mode)
+                          structured=_structured(args))
     api_key = os.environ.get(args.api_key_env, '')
     if not api_key:
         print(f'note: ${args.api_key_env} is not set: sending no Authorization header',
               file=sys.stderr)
     cache = None if args.no_cache else AnswerCache(args.cache_dir or default_cache_dir())
-    return OpenAITeacher(ChatClient(config, api_key=api_key),
+    price = _price(args)
+    budget = Budget(getattr(args, 'max_requests', None), getattr(args, 'max_cost', None), price)
+    return OpenAITeacher(ChatClient(config, api_key=api_key, budget=budget),
                          load_prompt(args.prompt_version or DEFAULT_PROMPT),
                          image=ImageConfig(width=args.image_width, detail=args.detail),
-                         price=_price(args), cache=cache)
+                         price=price, cache=cache)
+
+
+def _structured(args) -> str:
+    """--structured; callers without it (the annotator node) keep JSON mode unless told not to."""
+    chosen = getattr(args, 'structured', None)
+    if chosen:
+        return chosen
+    return 'none' if getattr(args, 'no_json_mode', False) else 'json'
 
 
 # ----- one keyframe -----
@@ -215,6 +239,7 @@ class Summary:
     skipped: Dict[str, int] = dataclasses.field(default_factory=collections.Counter)
     usage: Usage = dataclasses.field(default_factory=Usage)
     wall_s: float = 0.0
+    stopped: str = ''            # why the run stopped early ('budget'); empty when complete
     outputs: List[str] = dataclasses.field(default_factory=list)
     # label histogram of the OK records written into the output bags (resumed ones included):
     # category -> label text -> count, every label of the set listed, zeros too
@@ -299,10 +324,21 @@ def write_output_bag(src: pathlib.Path, dst: pathlib.Path, records: Dict[int, Te
 
 
 def _drain(pending: dict, journal: Journal, summary: Summary, bar) -> None:
-    """Wait for at least one answer and journal it; FatalTeacherError from a worker propagates."""
+    """
+    Wait for at least one answer and journal it; a worker's fatal error propagates.
+
+    A budget stop first waits for the requests already in flight and journals their answers:
+    they are paid for, and the rerun must not ask for them again.
+    """
     done, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
+    stop = next((f.exception() for f in done if isinstance(f.exception(), BudgetExhausted)),
+                None)
+    if stop is not None:
+        done, _ = cf.wait(list(pending))
     for fut in done:
         stamp = pending.pop(fut)
+        if isinstance(fut.exception(), BudgetExhausted):
+            continue
         result = fut.result()
         journal.add(stamp, result)
         summary.count(result)
@@ -310,6 +346,8 @@ def _drain(pending: dict, journal: Journal, summary: Summary, bar) -> None:
             bar.update(1)
             bar.set_postfix(ok=summary.annotated, failed=sum(summary.failed.values()),
                             cost=f'${summary.usage.cost_usd:.3f}', refresh=False)
+    if stop is not None:
+        raise stop
 
 
 def _out_name(src: pathlib.Path) -> str:
@@ -421,6 +459,11 @@ def main(args) -> int:
             summary.bags += 1
         if summary.unreadable:
             code = EXIT_UNREADABLE
+    except BudgetExhausted as err:
+        summary.stopped = 'budget'
+        print(f'\nvlmad annotate: budget: {err}; finished keyframes are journaled in '
+              f'{out_dir}: run the same command again to continue', file=sys.stderr)
+        code = EXIT_BUDGET
     except FatalTeacherError as err:
         print(f'\nvlmad annotate: teacher error: {err}', file=sys.stderr)
         if any(out_dir.glob('*.journal.jsonl')):

@@ -5,7 +5,9 @@ Standard library only (urllib). Images travel inline as base64 data URLs. Transi
 (429, 5xx, timeouts, dropped connections) are retried with exponential backoff and jitter,
 honouring Retry-After. Failures that no retry can fix (unreachable endpoint, key rejected, model
 or URL unknown) raise FatalTeacherError so a run stops at once instead of failing every frame.
-The API key is only ever put into the Authorization header: never logged, never in errors.
+The API key is only ever put into the Authorization header: never logged, and cut out of every
+error text and answer (servers echo it in error bodies). `structured` picks how the answer's JSON
+schema is sent (STRUCTURED); a Budget, when given, is asked before every HTTP request.
 """
 from __future__ import annotations
 
@@ -23,10 +25,30 @@ import urllib.error
 import urllib.request
 
 from vlmad_ros.teacher.base import FatalTeacherError
+from vlmad_ros.teacher.budget import Budget
+from vlmad_ros.teacher.parse import answer_schema
 
 RETRY_STATUS = (408, 409, 429, 500, 502, 503, 504)
 FATAL_STATUS = {401: 'the API key was rejected', 403: 'access denied',
                 404: 'the URL or model does not exist'}
+
+
+def _openai_schema(schema: dict) -> dict:
+    return {'response_format': {'type': 'json_schema', 'json_schema': {
+        'name': 'vlmad_answer', 'strict': True, 'schema': schema}}}
+
+
+# request body fields per way of asking for the answer schema (one name -> fields added):
+# openai: response_format json_schema (OpenAI; also vLLM and Ollama's /v1 endpoints);
+# vllm: vLLM's own structured outputs (structured_outputs, and guided_json for older vLLM);
+# ollama: Ollama's `format` field with the schema; json: JSON mode without a schema; none.
+STRUCTURED = {
+    'openai': _openai_schema,
+    'vllm': lambda schema: {'structured_outputs': {'json': schema}, 'guided_json': schema},
+    'ollama': lambda schema: {'format': schema},
+    'json': lambda schema: {'response_format': {'type': 'json_object'}},
+    'none': lambda schema: {},
+}
 
 
 @dataclasses.dataclass
@@ -41,7 +63,7 @@ class ClientConfig:
     backoff_max: float = 60.0      # cap on any single wait, Retry-After included
     max_tokens: int = 500          # answer length limit
     temperature: float = 0.0
-    json_mode: bool = True         # send response_format={"type": "json_object"}
+    structured: str = 'openai'     # how the answer schema is sent: one of STRUCTURED
 
     def __post_init__(self):
         if not self.base_url.startswith(('http://', 'https://')):
@@ -57,6 +79,9 @@ class ClientConfig:
             raise ValueError('backoff_base and backoff_max must be >= 0')
         if self.max_tokens <= 0:
             raise ValueError(f'max_tokens must be > 0, got {self.max_tokens}')
+        if self.structured not in STRUCTURED:
+            raise ValueError(f'structured must be one of {sorted(STRUCTURED)}, '
+                             f'got {self.structured!r}')
 
     @property
     def url(self) -> str:
@@ -104,8 +129,11 @@ class ChatClient:
     """Thread-safe: one request per call, no shared connection state."""
 
     def __init__(self, config: ClientConfig, api_key: Optional[str] = None,
-                 rng: Optional[random.Random] = None, sleep=time.sleep):
+                 rng: Optional[random.Random] = None, sleep=time.sleep,
+                 schema: Optional[dict] = None, budget: Optional[Budget] = None):
         self.config = config
+        self.schema = schema if schema is not None else answer_schema()
+        self.budget = budget
         self._api_key = api_key or None
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
@@ -136,23 +164,27 @@ class ChatClient:
         cfg = self.config
         body = {'model': cfg.model, 'messages': messages, 'max_tokens': cfg.max_tokens,
                 'temperature': cfg.temperature}
-        if cfg.json_mode:
-            body['response_format'] = {'type': 'json_object'}
+        body.update(STRUCTURED[cfg.structured](self.schema))
         data = json.dumps(body).encode()
         last_reason, last_detail = 'unknown', ''
         for attempt in range(cfg.max_retries + 1):
             retry_after = None
             request = urllib.request.Request(cfg.url, data=data, headers=self._headers(),
                                              method='POST')
+            if self.budget is not None:
+                self.budget.take_request()   # BudgetExhausted stops the run before asking
             try:
                 with urllib.request.urlopen(request, timeout=cfg.timeout) as response:
                     payload = response.read()
                 reply = self._parse(payload)
                 reply.attempts = attempt + 1
+                reply.text = self._redact(reply.text)
+                if self.budget is not None:
+                    self.budget.spend(reply.prompt_tokens, reply.completion_tokens)
                 return reply
             except urllib.error.HTTPError as err:
                 status = err.code
-                detail = _short(err.read() if err.fp else b'')
+                detail = self._redact(_short(err.read() if err.fp else b'', limit=10_000))[:200]
                 err.close()
                 if status in FATAL_STATUS:
                     raise FatalTeacherError(
@@ -166,11 +198,12 @@ class ChatClient:
                 if isinstance(err.reason, (socket.timeout, TimeoutError)):
                     last_reason, last_detail = 'timeout', f'no answer within {cfg.timeout} s'
                 else:
-                    last_reason, last_detail = 'unreachable', str(err.reason)
+                    last_reason, last_detail = 'unreachable', self._redact(str(err.reason))
             except (socket.timeout, TimeoutError):
                 last_reason, last_detail = 'timeout', f'no answer within {cfg.timeout} s'
             except (ConnectionError, http.client.HTTPException) as err:
-                last_reason, last_detail = 'connection', f'{type(err).__name__}: {err}'
+                last_reason, last_detail = 'connection', self._redact(
+                    f'{type(err).__name__}: {err}')
             if last_reason == 'unreachable' and attempt >= min(cfg.max_retries, 2):
                 break  # nothing listens there: say so quickly instead of backing off for long
             if attempt < cfg.max_retries:
@@ -180,14 +213,19 @@ class ChatClient:
                                     f'(check --base-url; {attempt + 1} attempts)')
         raise RequestFailed(last_reason, f'{last_detail} after {cfg.max_retries + 1} attempts')
 
-    @staticmethod
-    def _parse(payload: bytes) -> ChatReply:
+    def _redact(self, text: str) -> str:
+        """Cut the key out of text a server sent back (error bodies that echo the request)."""
+        if self._api_key and text:
+            return text.replace(self._api_key, '[API key]')
+        return text
+
+    def _parse(self, payload: bytes) -> ChatReply:
         try:
             obj = json.loads(payload)
             text = obj['choices'][0]['message']['content']
         except (ValueError, KeyError, IndexError, TypeError):
-            raise RequestFailed('bad_response', f'not a chat completion: {_short(payload)}') \
-                from None
+            detail = self._redact(_short(payload, limit=10_000))[:200]
+            raise RequestFailed('bad_response', f'not a chat completion: {detail}') from None
         if isinstance(text, list):  # content parts
             text = ''.join(p.get('text', '') for p in text if isinstance(p, dict))
         usage = obj.get('usage') or {}

@@ -14,27 +14,12 @@ from typing import Optional
 
 from vlmad_ros.images import encode_jpeg, resize_rgb
 from vlmad_ros.teacher.base import TeacherInput, TeacherResult, Usage
+from vlmad_ros.teacher.budget import Price
 from vlmad_ros.teacher.cache import AnswerCache, cache_key
 from vlmad_ros.teacher.openai_client import ChatClient, image_content, RequestFailed
 from vlmad_ros.teacher.overlay import draw_path
 from vlmad_ros.teacher.parse import AnswerError, parse_answer
 from vlmad_ros.teacher.prompt import Prompt
-
-
-@dataclasses.dataclass(frozen=True)
-class Price:
-    """USD per million tokens; cost = tokens x price."""
-
-    input_per_mtok: float = 0.0
-    output_per_mtok: float = 0.0
-
-    def __post_init__(self):
-        if self.input_per_mtok < 0 or self.output_per_mtok < 0:
-            raise ValueError('prices must be >= 0 USD per million tokens')
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input_per_mtok
-                + completion_tokens * self.output_per_mtok) / 1e6
 
 
 @dataclasses.dataclass(frozen=True)

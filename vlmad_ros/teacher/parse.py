@@ -83,3 +83,16 @@ def parse_answer(text: str, max_chars: int = MAX_TEXT_CHARS) -> Answer:
         except ValueError as err:
             raise AnswerError('invalid_label', str(err)) from None
     return Answer(texts=tuple(texts), labels=tuple(idx))
+
+
+def answer_schema() -> dict:
+    """
+    JSON schema of an answer, for servers that constrain decoding to it.
+
+    Only keywords OpenAI's strict mode accepts (no maxLength): lengths stay the parser's job,
+    which checks every answer whether or not the server honoured the schema.
+    """
+    props = {k: {'type': 'string'} for k in labels.TEXT_FIELDS}
+    props.update({k: {'type': 'string', 'enum': list(v)} for k, v in labels.LABEL_SETS.items()})
+    return {'type': 'object', 'properties': props, 'required': list(ANSWER_KEYS),
+            'additionalProperties': False}
