@@ -100,7 +100,7 @@ def test_stopping_vlmad_demo_stops_its_nodes(sig, ros_env, tmp_path):
         time.sleep(3.0)                       # the nodes are up (imports done), mid-episode
         assert all(_alive(p) for p in nodes)
         demo.send_signal(sig)
-        demo.wait(30)
+        demo.wait(60)                         # children.stop takes at most 10 s
         assert _wait_gone(nodes, 15.0) == [], f'orphans after {sig.name}'
         if sig != signal.SIGKILL:
             assert demo.returncode != 0       # interrupted, and says so
