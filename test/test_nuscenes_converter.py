@@ -222,6 +222,29 @@ def test_cli_converts_selected_scenes_and_names_bad_ones(tmp_path, converted):
     assert 'scene-0002: 4 keyframes, 144 images' in done.stdout
 
 
+def test_keyframes_only_keeps_every_training_sample_and_drops_the_sweeps(tmp_path, converted):
+    """--keyframes-only: the samples' images alone; the reader yields the same samples."""
+    ds, bags = converted
+    out = tmp_path / 'bags'
+    done = subprocess.run([sys.executable, '-m', 'vlmad_ros.cli', 'convert-nuscenes',
+                           '--dataroot', str(ds.root), '--version', helpers_nuscenes.VERSION,
+                           '--out', str(out), '--scenes', 'scene-0001', '--keyframes-only'],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    small, full = _by_topic(out / 'scene-0001'), _by_topic(bags[0])
+    keyframes = len(full[topics.KEYFRAME])
+    for topic in topics.CAMERA_IMAGE_TOPICS:
+        assert len(small[topic]) == keyframes < len(full[topic])
+    for topic in (topics.ODOM, topics.KEYFRAME, topics.COMMAND, topics.OBJECTS):
+        assert len(small[topic]) == len(full[topic])
+    a, b = list(read_samples(out / 'scene-0001')), list(read_samples(bags[0]))
+    assert [s.stamp_ns for s in a] == [s.stamp_ns for s in b] and len(a) == 6
+    for x, y in zip(a, b):
+        assert [bytes(m.data) for m in x.images] == [bytes(m.data) for m in y.images]
+        np.testing.assert_array_equal(x.trajectory.xy, y.trajectory.xy)
+        assert x.command == y.command and x.ego == y.ego
+
+
 def test_unknown_scene_is_named(tmp_path, converted, capsys):
     import argparse
     ds, _ = converted

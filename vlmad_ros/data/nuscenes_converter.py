@@ -130,8 +130,13 @@ class SceneConverter:
         return t_ns, xyz, quats, v_body, yaw_rate
 
     def convert(self, scene_name: str, out: pathlib.Path, storage: str = 'mcap',
-                overwrite: bool = False) -> Dict:
-        """Write one scene's bag at `out` (whole or not at all); returns counts per topic."""
+                overwrite: bool = False, keyframes_only: bool = False) -> Dict:
+        """
+        Write one scene's bag at `out` (whole or not at all); returns counts per topic.
+
+        keyframes_only: the six images of each sample only (2 Hz, what training reads; about a
+        sixth of the bytes), not the 12 Hz sweeps between them (replay at the camera rate).
+        """
         nusc = self.nusc
         scene = self.scene(scene_name)
         samples = self.samples(scene)
@@ -163,6 +168,8 @@ class SceneConverter:
         info_topic = dict(zip(CAMERA_NAMES, topics.CAMERA_INFO_TOPICS))
         by_token: Dict[str, Camera] = {}
         for sd in cameras:
+            if keyframes_only and not sd['is_key_frame']:
+                continue
             stamp = int(sd['timestamp']) * US
             cam = by_token.get(sd['calibrated_sensor_token'])
             if cam is None:
@@ -268,7 +275,8 @@ def _layout():
 
 
 def convert(dataroot, version: str, out, scenes: Optional[Sequence[str]] = None,
-            storage: str = 'mcap', verbose: bool = True) -> List[pathlib.Path]:
+            storage: str = 'mcap', verbose: bool = True,
+            keyframes_only: bool = False) -> List[pathlib.Path]:
     """Convert scenes (all by default) to bags out/<scene name>; returns the bag paths."""
     from nuscenes.nuscenes import NuScenes
     dataroot = pathlib.Path(dataroot)
@@ -282,9 +290,9 @@ def convert(dataroot, version: str, out, scenes: Optional[Sequence[str]] = None,
     out = pathlib.Path(out)
     journal = BagJournal(out, 'convert-nuscenes', {
         'command': 'convert-nuscenes', 'dataroot': str(dataroot.resolve()), 'version': version,
-        'storage': storage}).start()
+        'storage': storage, 'keyframes_only': keyframes_only}).start()
     try:
-        return _convert_scenes(converter, names, out, storage, journal, verbose)
+        return _convert_scenes(converter, names, out, storage, journal, verbose, keyframes_only)
     except FileExistsError:
         if not journal.resumed and not journal.rows:   # no claim on a folder not ours
             journal.remove()
@@ -294,7 +302,8 @@ def convert(dataroot, version: str, out, scenes: Optional[Sequence[str]] = None,
 
 
 def _convert_scenes(converter: SceneConverter, names: Sequence[str], out: pathlib.Path,
-                    storage: str, journal: BagJournal, verbose: bool) -> List[pathlib.Path]:
+                    storage: str, journal: BagJournal, verbose: bool,
+                    keyframes_only: bool = False) -> List[pathlib.Path]:
     """Convert the scenes the journal does not list as finished (a rerun resumes)."""
     done = journal.finished()
     written = []
@@ -308,7 +317,8 @@ def _convert_scenes(converter: SceneConverter, names: Sequence[str], out: pathli
             continue
         start = time.monotonic()
         counts = converter.convert(name, bag, storage=storage,
-                                   overwrite=journal.overwrite(name))
+                                   overwrite=journal.overwrite(name),
+                                   keyframes_only=keyframes_only)
         journal.add(name, {'counts': counts})
         if verbose:
             images = sum(counts.get(t, 0) for t in topics.CAMERA_IMAGE_TOPICS)
@@ -326,11 +336,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='scene names (default: every scene of the version)')
     parser.add_argument('--out', required=True, help='output folder: one bag per scene')
     parser.add_argument('--storage', default='mcap', choices=sorted(STORAGES))
+    parser.add_argument('--keyframes-only', action='store_true',
+                        help="only the samples' six images (2 Hz, for training); without it "
+                             'every 12 Hz sweep image too (for replay at the camera rate)')
 
 
 def main(args) -> int:
     try:
-        convert(args.dataroot, args.version, args.out, args.scenes, args.storage)
+        convert(args.dataroot, args.version, args.out, args.scenes, args.storage,
+                keyframes_only=args.keyframes_only)
     except (FileNotFoundError, FileExistsError, ValueError) as err:   # JournalMismatch too
         print(f'convert-nuscenes: {err}', file=sys.stderr)
         return 2
