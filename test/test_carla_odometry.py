@@ -5,13 +5,16 @@ The estimator drives known trajectories with the leaderboard's sensor noise; the
 against the fake bridge publishing only those sensors (no odometry topic) and carries the
 CARLA control node and a stand-in planner.
 """
-import json
 import math
+import subprocess
 
 import numpy as np
 import pytest
+from vlmad_ros import carla
 from vlmad_ros.control.odometry import (
     EARTH_RADIUS, GeoReference, GnssImuOdometry, OdometryConfig)
+from vlmad_ros.paths import config_dir
+import yaml
 
 DT = 0.05
 GNSS_SIGMA_DEG = 5e-6       # the leaderboard's GNSS noise (noise_lat/lon_stddev), ~0.55 m
@@ -89,3 +92,51 @@ def test_a_time_jump_restarts_at_the_fix():
     assert (out.x, out.y, out.yaw) == pytest.approx((500.0, 20.0, 1.0), abs=1e-6)
     with pytest.raises(ValueError, match='orientation'):
         GnssImuOdometry(geo).update(0.0, 0.0, 0.0, None, 0.0, 0.0)
+
+
+def test_config_file_equals_the_node_defaults():
+    from vlmad_ros.nodes.carla_odometry_node import PARAMETERS
+    params = yaml.safe_load((config_dir() / 'carla_odometry.yaml').read_text())
+    assert params['/**']['ros__parameters'] == {p.name: p.default for p in PARAMETERS}
+
+
+@pytest.mark.ros
+def test_bad_geo_reference_stops_the_node_naming_it(ros_env, tmp_path):
+    proc = start_odometry(ros_env, tmp_path / 'bad.log', lat_ref=95.0)
+    assert proc.wait(timeout=60) == 2
+    assert 'lat_ref' in (tmp_path / 'bad.log').read_text()
+
+
+# ----- the node over DDS ------------------------------------------------------------------------
+
+def start_odometry(env, log_path, **overrides):
+    from vlmad_ros.demo import command
+    log = open(log_path, 'w')
+    proc = subprocess.Popen(command('carla_odometry_node',
+                                    str(config_dir() / 'carla_odometry.yaml'), overrides,
+                                    carla.odometry_sensor_remappings('hero')),
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc.log_path, proc.log_file = log_path, log
+    return proc
+
+
+@pytest.mark.ros
+def test_the_stack_drives_on_gnss_imu_and_speed_without_an_odometry_topic(ros_env, tmp_path):
+    """Fake bridge (sensors, no odometry) -> carla_odometry_node -> planner + control node."""
+    from test_carla_control import drive, text
+    odom = start_odometry(ros_env, tmp_path / 'odometry.log', use_sim_time=True)
+    result, planner, control = drive(
+        ros_env, tmp_path, ['--lockstep', '--ticks', '120', '--sensors', '--no-odometry',
+                            '--speed', '2', '--odom-subscribers', '1'],
+        {'speed': 8.0, 'odom_topic': carla.ESTIMATED_ODOM_TOPIC},
+        {'odom_topic': carla.ESTIMATED_ODOM_TOPIC}, others=[odom], timeout=180)
+    ticks = result['ticks']
+    # Every tick had estimated odometry, a plan made from it and its control in time.
+    missed = [t['t'] for t in ticks if not t['accepted']]
+    assert result['ignored'] == [] and missed == [], (missed, text(odom)[-2000:])
+    assert {round(t['t'], 3) for t in ticks} <= set(planner.odom)
+    assert ticks[-1]['v'] > 6.0 and ticks[-1]['x'] > 30.0, ticks[-1]
+    errors = [math.hypot(planner.odom[round(t['t'], 3)][0] - t['x'],
+                         planner.odom[round(t['t'], 3)][1] - t['y']) for t in ticks[20:]]
+    print(f'estimated odometry over DDS: max error {max(errors):.2f} m')
+    assert max(errors) < 0.5

@@ -95,6 +95,15 @@ def bench2drive_topics(role: str = 'hero', interface: str = 'bridge',
             'status_topic': f'/carla/{role}/status' if bridge else ''}
 
 
+ESTIMATED_ODOM_TOPIC = '/vlmad/odometry'   # carla_odometry_node's output in bench2drive
+
+
+def odometry_sensor_remappings(role: str = 'hero') -> List[Tuple[str, str]]:
+    """carla_odometry_node's inputs from the leaderboard agent's sensors (ids gnss, imu, speed)."""
+    return [('gnss', f'/carla/{role}/gnss'), ('imu', f'/carla/{role}/imu'),
+            ('speed', f'/carla/{role}/speed'), ('odometry', ESTIMATED_ODOM_TOPIC)]
+
+
 def vehicle_follower_config(**overrides) -> FollowerConfig:
     """
     Return the controller settings of carla_control_node (plan -> CarlaEgoVehicleControl).
