@@ -59,7 +59,7 @@ class NodeConfig:
 DESCRIPTIONS = {
     'gnss_topic': 'input sensor_msgs/NavSatFix', 'imu_topic': 'input sensor_msgs/Imu',
     'speed_topic': 'input std_msgs/Float32 speed [m/s]',
-    'odom_topic': 'output nav_msgs/Odometry', 'frame_id': 'odometry frame (the route\'s)',
+    'odom_topic': 'output nav_msgs/Odometry', 'frame_id': "odometry frame (the route's)",
     'child_frame_id': 'the ego frame', 'lat_ref': "the map's geo-reference latitude [deg]",
     'lon_ref': "the map's geo-reference longitude [deg]",
     'reliability': 'sensor subscription reliability',
