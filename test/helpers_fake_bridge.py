@@ -152,8 +152,8 @@ class FakeBridge:
         from vlmad_ros.control.odometry import GeoReference
         gnss_type, imu_type, speed_type = self.sensor_types
         lat, lon = GeoReference(0.0, 0.0).to_geo(x, y)
-        gnss = gnss_type(latitude=lat + self.rng.normal(0, 5e-6),
-                         longitude=lon + self.rng.normal(0, 5e-6))
+        gnss = gnss_type(latitude=lat + self.rng.normal(0, 5e-6),   # status left unset like
+                         longitude=lon + self.rng.normal(0, 5e-6))  # carla_ros_bridge's
         imu = imu_type()
         imu.orientation.z, imu.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
         imu.angular_velocity.z = w + self.rng.normal(0, 0.01)

@@ -107,7 +107,9 @@ class CarlaOdometryNode(Node):
             f'{c.lon_ref})')
 
     def on_gnss(self, msg: NavSatFix) -> None:
-        if msg.status.status >= NavSatStatus.STATUS_FIX and all(
+        # carla_ros_bridge leaves status unset: STATUS_UNKNOWN (-2) from Jazzy on, 0 before.
+        # Only an explicit STATUS_NO_FIX says the fix is unusable.
+        if msg.status.status != NavSatStatus.STATUS_NO_FIX and all(
                 math.isfinite(v) for v in (msg.latitude, msg.longitude)):
             self.gnss = msg
             self.fuse()
