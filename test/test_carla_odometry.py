@@ -100,6 +100,16 @@ def test_config_file_equals_the_node_defaults():
     assert params['/**']['ros__parameters'] == {p.name: p.default for p in PARAMETERS}
 
 
+def test_a_fix_with_status_unset_is_used_and_no_fix_is_not():
+    # carla_ros_bridge never sets NavSatFix.status: the message default must count as a fix.
+    from sensor_msgs.msg import NavSatFix, NavSatStatus
+    from vlmad_ros.nodes.carla_odometry_node import usable_fix
+    assert usable_fix(NavSatFix(latitude=0.1, longitude=0.2))
+    assert usable_fix(NavSatFix(status=NavSatStatus(status=NavSatStatus.STATUS_FIX)))
+    assert not usable_fix(NavSatFix(status=NavSatStatus(status=NavSatStatus.STATUS_NO_FIX)))
+    assert not usable_fix(NavSatFix(latitude=math.nan))
+
+
 @pytest.mark.ros
 def test_bad_geo_reference_stops_the_node_naming_it(ros_env, tmp_path):
     proc = start_odometry(ros_env, tmp_path / 'bad.log', lat_ref=95.0)

@@ -78,6 +78,16 @@ def build_configs(values: Dict[str, object]):
     return node, odom
 
 
+def usable_fix(msg: NavSatFix) -> bool:
+    """
+    Whether a fix has a position: anything but an explicit STATUS_NO_FIX, with finite lat/lon.
+
+    carla_ros_bridge leaves status unset, which is STATUS_UNKNOWN (-2) from Jazzy on (0 before).
+    """
+    return msg.status.status != NavSatStatus.STATUS_NO_FIX and all(
+        math.isfinite(v) for v in (msg.latitude, msg.longitude))
+
+
 class CarlaOdometryNode(Node):
     """A GNSS + IMU pair of one stamp and the latest speed -> one Odometry."""
 
@@ -107,10 +117,7 @@ class CarlaOdometryNode(Node):
             f'{c.lon_ref})')
 
     def on_gnss(self, msg: NavSatFix) -> None:
-        # carla_ros_bridge leaves status unset: STATUS_UNKNOWN (-2) from Jazzy on, 0 before.
-        # Only an explicit STATUS_NO_FIX says the fix is unusable.
-        if msg.status.status != NavSatStatus.STATUS_NO_FIX and all(
-                math.isfinite(v) for v in (msg.latitude, msg.longitude)):
+        if usable_fix(msg):
             self.gnss = msg
             self.fuse()
 
