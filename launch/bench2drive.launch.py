@@ -11,7 +11,11 @@ command, and publishes /carla/<role>/status, which the agent waits for.
 
 interface:=native runs the same stack on CARLA's own ROS 2 interface (CarlaUE4.sh --ros2):
 the same camera and control topic names; no route topic (the command stays STRAIGHT unless
-something publishes /vlmad/command) and the odometry topic is a launch argument.
+something publishes /vlmad/command).
+
+The leaderboard gives no odometry: unless `odom_topic` names one, carla_odometry_node makes it
+from the agent's GNSS, IMU and speedometer (/carla/<role>/{gnss,imu,speed}) on /vlmad/odometry,
+with the town's geo-reference `lat_ref` / `lon_ref`.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -24,13 +28,21 @@ from vlmad_ros import carla
 
 def _nodes(context):
     arg = {name: LaunchConfiguration(name).perform(context)
-           for name in ('role_name', 'checkpoint', 'device', 'interface', 'odom_topic')}
+           for name in ('role_name', 'checkpoint', 'device', 'interface', 'odom_topic',
+                        'lat_ref', 'lon_ref')}
     share = FindPackageShare('vlmad_ros').perform(context)
-    topics = carla.bench2drive_topics(arg['role_name'], arg['interface'], arg['odom_topic'])
+    odom = arg['odom_topic'] or carla.ESTIMATED_ODOM_TOPIC
+    topics = carla.bench2drive_topics(arg['role_name'], arg['interface'], odom)
     planner = carla.planner_parameters(arg['role_name'])
     planner.update(checkpoint=arg['checkpoint'], device=arg['device'],
                    odom_topic=topics['odom_topic'])
-    return [
+    estimator = [] if arg['odom_topic'] else [
+        Node(package='vlmad_ros', executable='carla_odometry_node', name='carla_odometry_node',
+             output='screen', remappings=carla.odometry_sensor_remappings(arg['role_name']),
+             parameters=[f'{share}/config/carla_odometry.yaml',
+                         {'lat_ref': float(arg['lat_ref']), 'lon_ref': float(arg['lon_ref']),
+                          'use_sim_time': True}])]
+    return estimator + [
         Node(package='vlmad_ros', executable='planner_node', name='planner_node',
              output='screen', parameters=[f'{share}/config/planner.yaml', planner]),
         Node(package='vlmad_ros', executable='carla_control_node', name='carla_control_node',
@@ -49,6 +61,11 @@ def generate_launch_description():
         DeclareLaunchArgument('interface', default_value='bridge',
                               description='bridge (carla_ros_bridge) | native (CARLA --ros2)'),
         DeclareLaunchArgument('odom_topic', default_value='',
-                              description='nav_msgs/Odometry (empty: /carla/<role>/odometry)'),
+                              description='nav_msgs/Odometry (empty: estimated from GNSS, IMU '
+                                          'and speedometer by carla_odometry_node)'),
+        DeclareLaunchArgument('lat_ref', default_value='0.0',
+                              description="the town's geo-reference latitude [deg]"),
+        DeclareLaunchArgument('lon_ref', default_value='0.0',
+                              description="the town's geo-reference longitude [deg]"),
         OpaqueFunction(function=_nodes),
     ])

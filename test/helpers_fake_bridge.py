@@ -11,6 +11,10 @@ accepted only when its stamp is within 1 ms of the simulation time and not repea
 without one the car gets zero control); free-running: applies the last accepted control.
 The car is carla.vehicle_control_response (`--drive control`) or moves along the route at
 `--speed` regardless of control (`--drive route`). Every tick goes into the --out JSON.
+`--sensors` also publishes what the leaderboard's agent gets instead of odometry:
+/carla/hero/gnss (NavSatFix, CARLA's geo-reference at lat/lon 0 with the leaderboard's noise),
+/carla/hero/imu (Imu: orientation, yaw rate) and /carla/hero/speed (Float32);
+`--no-odometry` leaves /carla/hero/odometry out.
 """
 from __future__ import annotations
 
@@ -62,8 +66,8 @@ class FakeBridge:
         from nav_msgs.msg import Odometry
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
-        from sensor_msgs.msg import CameraInfo, Image
-        from std_msgs.msg import Bool
+        from sensor_msgs.msg import CameraInfo, Image, Imu, NavSatFix
+        from std_msgs.msg import Bool, Float32
         from vlmad_ros.rig import CAMERA_NAMES, load_rig
         self.args = args
         rclpy.init()
@@ -100,6 +104,10 @@ class FakeBridge:
         n.create_subscription(Bool, f'/carla/{ROLE}/status',
                               lambda m: self.status.append(m.data), latched)
         self.route_type, self.odom_type, self.clock_type = CarlaRoute, Odometry, Clock
+        self.sensor_types = (NavSatFix, Imu, Float32)
+        self.pub_sensors = [n.create_publisher(kind, f'/carla/{ROLE}/{name}', reliable)
+                            for kind, name in zip(self.sensor_types, ('gnss', 'imu', 'speed'))]
+        self.rng = np.random.default_rng(0)
         self.xy, self.options = route_points(args.route)
 
     def spin(self, seconds: float) -> None:
@@ -128,12 +136,33 @@ class FakeBridge:
             img.header.stamp = info.header.stamp = stamp
             pub_info.publish(info)
             pub_img.publish(img)
+        if self.args.sensors:
+            self.publish_sensors(stamp, x, y, yaw, v, w)
+        if self.args.no_odometry:
+            return
         odom = self.odom_type()
         odom.header.stamp, odom.header.frame_id, odom.child_frame_id = stamp, 'map', ROLE
         p, q = odom.pose.pose.position, odom.pose.pose.orientation
         p.x, p.y, q.z, q.w = x, y, math.sin(yaw / 2), math.cos(yaw / 2)
         odom.twist.twist.linear.x, odom.twist.twist.angular.z = v, w
         self.pub_odom.publish(odom)
+
+    def publish_sensors(self, stamp, x, y, yaw, v, w):
+        """GNSS (noise 5e-6 deg, ~0.55 m), IMU (exact orientation, noisy gyro), speed."""
+        from vlmad_ros.control.odometry import GeoReference
+        gnss_type, imu_type, speed_type = self.sensor_types
+        lat, lon = GeoReference(0.0, 0.0).to_geo(x, y)
+        gnss = gnss_type(latitude=lat + self.rng.normal(0, 5e-6),   # status left unset like
+                         longitude=lon + self.rng.normal(0, 5e-6))  # carla_ros_bridge's
+        imu = imu_type()
+        imu.orientation.z, imu.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
+        imu.angular_velocity.z = w + self.rng.normal(0, 0.01)
+        for msg in (gnss, imu):
+            msg.header.stamp, msg.header.frame_id = stamp, f'{ROLE}/{type(msg).__name__}'
+        pub_gnss, pub_imu, pub_speed = self.pub_sensors
+        pub_speed.publish(speed_type(data=float(v)))
+        pub_imu.publish(imu)
+        pub_gnss.publish(gnss)
 
     def take_control(self, t: float, last_stamp, wait: float):
         """Apply the leaderboard's check: return (control or None, ignored records)."""
@@ -157,7 +186,8 @@ class FakeBridge:
         while not self.status and time.monotonic() < deadline:
             self.spin(0.05)
         # Not the leaderboard's: a test starts ticking once its listeners are connected.
-        while (self.pub_odom.get_subscription_count() < a.odom_subscribers
+        listened = self.pub_sensors[0] if a.no_odometry else self.pub_odom
+        while (listened.get_subscription_count() < a.odom_subscribers
                and time.monotonic() < deadline):
             self.spin(0.05)
         self.publish_route()
@@ -175,7 +205,7 @@ class FakeBridge:
                 last_stamp, control = got[0], got[2]
             elif a.lockstep:
                 control = None          # the leaderboard's zero control after 1 s
-            tick = {'t': t, 'wall_pub': wall_pub - start, 'x': x, 'y': y, 'v': v,
+            tick = {'t': t, 'wall_pub': wall_pub - start, 'x': x, 'y': y, 'yaw': yaw, 'v': v,
                     'accepted': got is not None,
                     'wall_ctl': None if got is None else got[1] - start}
             if control is not None:
@@ -217,6 +247,8 @@ def main() -> None:
     p.add_argument('--status-timeout', type=float, default=60.0)
     p.add_argument('--odom-subscribers', type=int, default=1,
                    help='wait for this many odometry subscribers before ticking')
+    p.add_argument('--sensors', action='store_true', help='also publish gnss, imu, speed')
+    p.add_argument('--no-odometry', action='store_true', help='no /carla/hero/odometry')
     p.add_argument('--settle', type=float, default=1.0, help='[s] after the route, before ticks')
     bridge = FakeBridge(p.parse_args())
     result = bridge.run()

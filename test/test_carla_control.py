@@ -115,7 +115,7 @@ def text(proc):
 class FakePlanner:
     """The test's stand-in planner: answers each odometry tick with a straight plan."""
 
-    def __init__(self, speed=8.0, stop_at=math.inf):
+    def __init__(self, speed=8.0, stop_at=math.inf, odom_topic='/carla/hero/odometry'):
         import rclpy
         from nav_msgs.msg import Odometry, Path
         from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -125,9 +125,9 @@ class FakePlanner:
         self.node = rclpy.create_node('test_planner', context=self.context)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub = self.node.create_publisher(Path, '/vlmad/plan', reliable)
-        self.speed, self.stop_at = speed, stop_at
+        self.speed, self.stop_at, self.odom_topic = speed, stop_at, odom_topic
         self.plans, self.odom, self.commands = [], {}, []
-        self.node.create_subscription(Odometry, '/carla/hero/odometry', self.on_odom, reliable)
+        self.node.create_subscription(Odometry, odom_topic, self.on_odom, reliable)
         self.node.create_subscription(DrivingCommand, '/vlmad/command', self.commands.append, 50)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -163,24 +163,37 @@ class FakePlanner:
             assert proc.poll() is None and time.monotonic() < deadline, text(proc)
             self.executor.spin_once(timeout_sec=0.05)
 
+    def wait_for_odometry_graph(self, proc, subscribers=2, timeout=30.0):
+        """Return once the odometry topic has a publisher and `subscribers` subscribers."""
+        deadline = time.monotonic() + timeout
+        while (self.node.count_publishers(self.odom_topic) < 1
+               or self.node.count_subscribers(self.odom_topic) < subscribers):
+            assert proc.poll() is None and time.monotonic() < deadline, text(proc)
+            self.executor.spin_once(timeout_sec=0.05)
+
     def close(self):
         import rclpy
         rclpy.shutdown(context=self.context)
 
 
-def drive(ros_env, tmp_path, bridge_args, planner_kw, control_kw=None, timeout=90):
+def drive(ros_env, tmp_path, bridge_args, planner_kw, control_kw=None, timeout=90,
+          others=()):
+    """Run the fake bridge against the control node, the test's planner and `others`."""
     control = start_control(ros_env, tmp_path / 'control.log', **(control_kw or {}))
     planner = FakePlanner(**planner_kw)
     planner.wait_for_control(control)
+    if others:   # an odometry source between the bridge and the planners
+        planner.wait_for_odometry_graph(control)
     bridge = start_bridge(ros_env, tmp_path / 'bridge.json', '--odom-subscribers', '2',
                           *bridge_args)
     try:
         planner.spin_while(bridge, timeout)
         assert bridge.returncode == 0, text(bridge)
         assert control.poll() is None, text(control)
+        assert all(p.poll() is None for p in others), [text(p) for p in others]
     finally:
         planner.close()
-        stop(bridge, control)
+        stop(bridge, control, *others)
     return json.loads((tmp_path / 'bridge.json').read_text()), planner, control
 
 

@@ -96,15 +96,27 @@ def bench2drive_topics(role: str = 'hero', interface: str = 'bridge',
             'status_topic': f'/carla/{role}/status' if bridge else ''}
 
 
+ESTIMATED_ODOM_TOPIC = '/vlmad/odometry'   # carla_odometry_node's output in bench2drive
+
+
+def odometry_sensor_remappings(role: str = 'hero') -> List[Tuple[str, str]]:
+    """carla_odometry_node's inputs from the leaderboard agent's sensors (ids gnss, imu, speed)."""
+    return [('gnss', f'/carla/{role}/gnss'), ('imu', f'/carla/{role}/imu'),
+            ('speed', f'/carla/{role}/speed'), ('odometry', ESTIMATED_ODOM_TOPIC)]
+
+
 def vehicle_follower_config(**overrides) -> FollowerConfig:
     """
     Return the controller settings of carla_control_node (plan -> CarlaEgoVehicleControl).
 
     The speed PID's output is an acceleration demand here, so its gains are in m/s^2 per m/s
     (config/carla_control.yaml holds the same values; test_carla_control checks they agree).
+    The feed-forward covers the plan's acceleration and the coasting deceleration of the car
+    model below (COAST_DECEL), so the PID only corrects what the model gets wrong.
     """
-    values = {'output_mode': 'vehicle', 'pid': PIDConfig(kp=1.0, ki=0.2, kd=0.0,
-                                                         integral_limit=2.0, output_limit=8.0)}
+    values = {'output_mode': 'vehicle', 'accel_feedforward': 1.0, 'accel_horizon': 0.5,
+              'coast_accel': COAST_DECEL,
+              'pid': PIDConfig(kp=1.0, ki=0.2, kd=0.0, integral_limit=2.0, output_limit=8.0)}
     values.update(overrides)
     return FollowerConfig(**values)
 

@@ -18,6 +18,11 @@ carla.VehicleControl): throttle and brake in [0, 1] from the speed PID's acceler
 (throttle = demand / throttle_accel; brake = -demand / brake_accel beyond a dead band, so
 braking is proportional), steer in [-1, 1] = -(steering angle) / max_steer_angle (CARLA steers
 right for positive values). Full brake when the plan says stop at standstill or plans are lost.
+The acceleration demand is the PID's correction plus a feed-forward: `accel_feedforward` times
+the plan's own acceleration (the slope of its implied speed over the next `accel_horizon` s)
+plus `coast_accel`, the deceleration a coasting car has (rolling resistance, drag), which the
+throttle has to cover before the car speeds up at all. Without it the PID alone must find the
+throttle and the car trails the plan's speed. Velocity and carla modes do not use these.
 `Command.vehicle` carries it; linear_x / angular_z then hold the target speed and yaw rate.
 """
 from __future__ import annotations
@@ -71,18 +76,22 @@ class FollowerConfig:
     throttle_accel: float = 4.0       # [m/s^2] vehicle mode: acceleration at full throttle
     brake_accel: float = 8.0          # [m/s^2] vehicle mode: deceleration at full brake
     brake_deadband: float = 0.3       # [m/s^2] vehicle mode: smaller decel demands coast
+    accel_feedforward: float = 0.0    # vehicle mode: gain on the plan's acceleration
+    accel_horizon: float = 0.5        # [s] vehicle mode: plan acceleration over this window
+    coast_accel: float = 0.0          # [m/s^2] vehicle mode: deceleration when coasting
     pid: PIDConfig = dataclasses.field(default_factory=PIDConfig)
 
     def __post_init__(self):
         positive = ('wheelbase', 'lookahead_min', 'lookahead_max', 'max_speed', 'max_accel',
                     'max_decel', 'max_curvature', 'max_lateral_accel', 'plan_timeout',
-                    'odom_timeout', 'max_steer_angle', 'throttle_accel', 'brake_accel')
+                    'odom_timeout', 'max_steer_angle', 'throttle_accel', 'brake_accel',
+                    'accel_horizon')
         for name in positive:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f'{name} must be finite and > 0, got {value}')
         for name in ('lookahead_time', 'speed_preview', 'stop_speed', 'brake_decel',
-                     'brake_deadband'):
+                     'brake_deadband', 'accel_feedforward', 'coast_accel'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f'{name} must be finite and >= 0, got {value}')
@@ -171,6 +180,7 @@ class PathFollower:
         self._last_time: Optional[float] = None
         self._last_cmd_speed = 0.0
         self._saturated = False   # the last command hit a limit: freeze the PID integral
+        self._plan_accel = 0.0    # the plan's acceleration at the target (vehicle mode)
         self.status = Status.NO_PLAN
 
     def set_path(self, path: TimedPath) -> None:
@@ -183,6 +193,7 @@ class PathFollower:
     def stop_command(self, status: Status, now: float, speed: float) -> Command:
         """Decelerate to standstill at max_decel (plan or odometry lost)."""
         self.status = status
+        self._plan_accel = 0.0
         return self._output(now, speed, target=0.0, curvature=0.0, status=status)
 
     def update(self, now: float, pose: Sequence[float], speed: float) -> Command:
@@ -198,17 +209,22 @@ class PathFollower:
                                 c.lookahead_min), c.lookahead_max)
             curvature = pursuit_curvature(lookahead_point(local, lookahead))
         curvature = min(max(curvature, -c.max_curvature), c.max_curvature)
+        self._plan_accel = 0.0
         if self.plan_age(now) > c.plan_timeout:
             self.status = Status.PLAN_TIMEOUT
             return self._output(now, speed, 0.0, curvature, Status.PLAN_TIMEOUT)
-        target = implied_speed(self.path.times, self.path.xy,
-                               now - self.path.times[0] + c.speed_preview)
-        target = min(target, c.max_speed)
+        tau = now - self.path.times[0] + c.speed_preview
+        planned = implied_speed(self.path.times, self.path.xy, tau)
+        target = min(planned, c.max_speed)
         if abs(curvature) > 1e-6:
             target = min(target, math.sqrt(c.max_lateral_accel / abs(curvature)))
         status = Status.FOLLOWING
         if target < c.stop_speed:
             target, status = 0.0, Status.STOPPED
+        self._plan_accel = 0.0
+        if target == planned:    # a speed capped by a limit is held: no plan acceleration
+            ahead = implied_speed(self.path.times, self.path.xy, tau + c.accel_horizon)
+            self._plan_accel = (min(ahead, c.max_speed) - planned) / c.accel_horizon
         self.status = status
         return self._output(now, speed, target, curvature, status)
 
@@ -257,8 +273,12 @@ class PathFollower:
     def _vehicle_output(self, target: float, accel: float, curvature: float, status: Status,
                         speed: float) -> Command:
         c = self.config
+        if target > 0.0:
+            accel += c.accel_feedforward * self._plan_accel
         limited = min(max(accel, -c.max_decel), c.max_accel)
         self._saturated = limited != accel
+        if target > 0.0:
+            limited += c.coast_accel   # what the pedals must add to the coasting deceleration
         angle = min(max(math.atan(c.wheelbase * curvature), -c.max_steer_angle),
                     c.max_steer_angle)
         steer = -angle / c.max_steer_angle
