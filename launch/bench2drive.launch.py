@@ -18,54 +18,50 @@ from the agent's GNSS, IMU and speedometer (/carla/<role>/{gnss,imu,speed}) on /
 with the town's geo-reference `lat_ref` / `lon_ref`.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from launch_ros.substitutions import FindPackageShare
 
 from vlmad_ros import carla
+from vlmad_ros.launch_args import Arg, declare, node_parameters
+
+ARGS = [
+    Arg('checkpoint', str, 'planner checkpoint (empty: the packaged default)', ('planner_node',)),
+    Arg('device', str, 'cpu | cuda | auto', ('planner_node',)),
+    Arg('lat_ref', float, "the town's geo-reference latitude [deg]", ('carla_odometry_node',)),
+    Arg('lon_ref', float, "the town's geo-reference longitude [deg]", ('carla_odometry_node',)),
+]
+EXTRA = [
+    ('role_name', 'hero', 'ego role name (the leaderboard spawns "hero")'),
+    ('interface', 'bridge', 'bridge (carla_ros_bridge) | native (CARLA --ros2)'),
+    ('odom_topic', '', 'nav_msgs/Odometry (empty: estimated from GNSS, IMU and speedometer by '
+                       'carla_odometry_node)'),
+]
 
 
 def _nodes(context):
     arg = {name: LaunchConfiguration(name).perform(context)
-           for name in ('role_name', 'checkpoint', 'device', 'interface', 'odom_topic',
-                        'lat_ref', 'lon_ref')}
-    share = FindPackageShare('vlmad_ros').perform(context)
+           for name in ('role_name', 'interface', 'odom_topic')}
+    namespace = LaunchConfiguration('namespace')
     odom = arg['odom_topic'] or carla.ESTIMATED_ODOM_TOPIC
     topics = carla.bench2drive_topics(arg['role_name'], arg['interface'], odom)
-    planner = carla.planner_parameters(arg['role_name'])
-    planner.update(checkpoint=arg['checkpoint'], device=arg['device'],
-                   odom_topic=topics['odom_topic'])
-    estimator = [] if arg['odom_topic'] else [
+    planner = dict(carla.planner_parameters(arg['role_name']), odom_topic=topics['odom_topic'])
+    nodes = [] if arg['odom_topic'] else [
         Node(package='vlmad_ros', executable='carla_odometry_node', name='carla_odometry_node',
-             output='screen', remappings=carla.odometry_sensor_remappings(arg['role_name']),
-             parameters=[f'{share}/config/carla_odometry.yaml',
-                         {'lat_ref': float(arg['lat_ref']), 'lon_ref': float(arg['lon_ref']),
-                          'use_sim_time': True}])]
-    return estimator + [
+             namespace=namespace, output='screen',
+             remappings=carla.odometry_sensor_remappings(arg['role_name']),
+             parameters=node_parameters(context, 'carla_odometry_node', ARGS,
+                                        {'use_sim_time': True}))]
+    return nodes + [
         Node(package='vlmad_ros', executable='planner_node', name='planner_node',
-             output='screen', parameters=[f'{share}/config/planner.yaml', planner]),
+             namespace=namespace, output='screen',
+             parameters=node_parameters(context, 'planner_node', ARGS, planner)),
         Node(package='vlmad_ros', executable='carla_control_node', name='carla_control_node',
-             output='screen',
-             parameters=[f'{share}/config/carla_control.yaml', topics, {'use_sim_time': True}]),
+             namespace=namespace, output='screen',
+             parameters=node_parameters(context, 'carla_control_node', ARGS,
+                                        dict(topics, use_sim_time=True))),
     ]
 
 
 def generate_launch_description():
-    return LaunchDescription([
-        DeclareLaunchArgument('role_name', default_value='hero',
-                              description='ego role name (the leaderboard spawns "hero")'),
-        DeclareLaunchArgument('checkpoint', default_value='',
-                              description='planner checkpoint (empty: the packaged default)'),
-        DeclareLaunchArgument('device', default_value='cpu', description='cpu | cuda | auto'),
-        DeclareLaunchArgument('interface', default_value='bridge',
-                              description='bridge (carla_ros_bridge) | native (CARLA --ros2)'),
-        DeclareLaunchArgument('odom_topic', default_value='',
-                              description='nav_msgs/Odometry (empty: estimated from GNSS, IMU '
-                                          'and speedometer by carla_odometry_node)'),
-        DeclareLaunchArgument('lat_ref', default_value='0.0',
-                              description="the town's geo-reference latitude [deg]"),
-        DeclareLaunchArgument('lon_ref', default_value='0.0',
-                              description="the town's geo-reference longitude [deg]"),
-        OpaqueFunction(function=_nodes),
-    ])
+    return LaunchDescription([*declare(ARGS, EXTRA), OpaqueFunction(function=_nodes)])

@@ -21,7 +21,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import yaml
 
 CONFIG_FILES = {'planner_node': 'planner.yaml', 'annotator_node': 'annotator.yaml',
-                'path_follower': 'path_follower.yaml', 'sim_node': 'sim.yaml'}
+                'path_follower': 'path_follower.yaml', 'sim_node': 'sim.yaml',
+                'carla_control_node': 'carla_control.yaml',
+                'carla_odometry_node': 'carla_odometry.yaml'}
 COMMON = (('params_file', 'parameter file applied on top of the installed config/<node>.yaml '
                           '(keys select the node, e.g. /**/planner_node)'),
           ('namespace', 'namespace of the nodes (and of their relative topics)'))
