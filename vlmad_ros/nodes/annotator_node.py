@@ -259,8 +259,7 @@ class AnnotatorNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    return run_node(NODE_NAME, AnnotatorNode)
+    return run_node(NODE_NAME, AnnotatorNode, args)
 
 
 if __name__ == '__main__':

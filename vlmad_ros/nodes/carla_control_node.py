@@ -33,7 +33,6 @@ from typing import Dict, Optional, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry, Path
-import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -323,8 +322,7 @@ def main(args=None) -> int:
     except ImportError as err:
         print(f'[{NODE_NAME}] {err}', file=sys.stderr, flush=True)
         return 3
-    rclpy.init(args=args)
-    return run_node(NODE_NAME, CarlaControlNode)
+    return run_node(NODE_NAME, CarlaControlNode, args)
 
 
 if __name__ == '__main__':

@@ -18,7 +18,6 @@ import sys
 from typing import Dict, Optional
 
 from nav_msgs.msg import Odometry
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu, NavSatFix, NavSatStatus
@@ -162,8 +161,7 @@ class CarlaOdometryNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    return run_node(NODE_NAME, CarlaOdometryNode)
+    return run_node(NODE_NAME, CarlaOdometryNode, args)
 
 
 if __name__ == '__main__':

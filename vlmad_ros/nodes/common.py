@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 import sys
+import threading
 import time
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -19,6 +21,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
 RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
                'reliable': ReliabilityPolicy.RELIABLE}
@@ -134,17 +137,22 @@ def build(config_cls, values: Mapping[str, object], prefix: str = ''):
         raise ParameterError(str(err)) from None
 
 
-def run_node(node_name: str, make_node: Callable[[], Node]) -> int:
+def run_node(node_name: str, make_node: Callable[[], Node], args=None) -> int:
     """
-    Spin a node until Ctrl-C or shutdown; exit code 2 with the parameter named on bad ones.
+    Init rclpy, spin a node until SIGINT / SIGTERM or shutdown; exit code 2 on a bad parameter.
 
-    A node with a close() method has it called before destroy_node() (bags are closed there).
+    The signals are caught here, in Python, and the executor wakes every 0.1 s to see them:
+    rclpy's own handler lost a SIGINT now and then on a loaded machine (the process stayed in
+    wait_for_ready_callbacks and ros2 launch had to SIGKILL it, losing the bag's end). A node
+    with a close() method has it called before destroy_node() (bags are closed there).
     """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = install_stop_signals()
     node = None
     code = 0
     try:
         node = make_node()
-        rclpy.spin(node)
+        spin_until(node, stop)
     except ParameterError as err:
         print(f'[{node_name}] invalid parameter: {err}', file=sys.stderr, flush=True)
         code = 2
@@ -166,6 +174,31 @@ def run_node(node_name: str, make_node: Callable[[], Node]) -> int:
         if rclpy.ok():
             rclpy.shutdown()
     return code
+
+
+def install_stop_signals() -> threading.Event:
+    """SIGINT and SIGTERM set the returned event (a second SIGINT raises KeyboardInterrupt)."""
+    stop = threading.Event()
+
+    def _on_signal(signum, _frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)
+    return stop
+
+
+def spin_until(node: Node, stop: threading.Event, period: float = 0.1) -> None:
+    """Spin `node` in a single-threaded executor until `stop` is set or rclpy shuts down."""
+    executor = rclpy.executors.SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=period)
+    finally:
+        executor.shutdown()
 
 
 def clock_s(node: Node) -> float:

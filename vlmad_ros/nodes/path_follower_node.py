@@ -315,8 +315,7 @@ class PathFollowerNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    return run_node(NODE_NAME, PathFollowerNode)
+    return run_node(NODE_NAME, PathFollowerNode, args)
 
 
 if __name__ == '__main__':

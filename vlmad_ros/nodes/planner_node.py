@@ -36,7 +36,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry, Path
 import numpy as np
-import rclpy
 from rclpy.lifecycle import Node as LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -752,8 +751,7 @@ class PlannerNode(LifecycleNode):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    return run_node(NODE_NAME, PlannerNode)
+    return run_node(NODE_NAME, PlannerNode, args)
 
 
 if __name__ == '__main__':
