@@ -1,6 +1,7 @@
 """Suite-wide fixtures. Tests run against the installed package (tools/run_tests.sh)."""
 import os
 import pathlib
+import signal
 import socket
 import sys
 
@@ -12,6 +13,11 @@ REPO_ROOT = TEST_DIR.parent
 # the repo root would shadow the installed vlmad_ros (which has the generated messages).
 if str(TEST_DIR) not in sys.path:
     sys.path.insert(0, str(TEST_DIR))
+# A shell starts background jobs (`make test &`, nohup, some CI runners) with SIGINT ignored,
+# and an ignored signal stays ignored across exec: every node and launch process the tests
+# start would then ignore the SIGINT the tests stop them with. Catching it here resets it to
+# the default in every child (exec resets caught signals, never ignored ones).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

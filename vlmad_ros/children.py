@@ -94,6 +94,9 @@ def _exec_with_parent_death_signal(argv: Sequence[str]) -> None:
         raise OSError(ctypes.get_errno(), 'prctl(PR_SET_PDEATHSIG) failed')
     if os.getppid() != parent:      # the parent died before the signal was armed
         raise SystemExit(128 + int(DEATH_SIGNAL))
+    # A parent started in the background (`nohup vlmad demo &`) ignores SIGINT, and an ignored
+    # signal survives exec: the child must answer the SIGINT that `stop` sends first.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     cmd = list(argv[2:])
     os.execvp(cmd[0], cmd)
 
