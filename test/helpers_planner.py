@@ -58,14 +58,12 @@ class Harness:
     """An rclpy node in the test process: a SetPublisher plus Path/diagnostics subscribers."""
 
     def __init__(self, width=1600, height=900, plan_topic='/vlmad/plan', reliable=True):
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from nav_msgs.msg import Path
-        from rclpy.executors import SingleThreadedExecutor
         from vlmad_ros.bench.feeder import SetPublisher
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node('planner_test_harness', context=self.context)
+        from vlmad_ros.nodes.common import SpinningNode
+        self.spinner = SpinningNode('planner_test_harness')
+        self.node = self.spinner.node
         # Reliable: FastDDS's default 512 kB shared-memory segment drops best-effort bursts of
         # 1600x900 JPEGs (config/fastdds_large_messages.xml); tests must not depend on that.
         self.feeder = SetPublisher(self.node, width, height, quality=85, variants=1,
@@ -76,10 +74,7 @@ class Harness:
         self._lock = threading.Lock()
         self.node.create_subscription(Path, plan_topic, self._on_path, 50)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 50)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        self.spinner.start()
 
     def collect(self, msg_type, topic, reliable=True):
         """Subscribe to another topic; returns the list its messages are appended to."""
@@ -149,6 +144,4 @@ class Harness:
         raise AssertionError('no Path within the start-up timeout')
 
     def close(self):
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
+        self.spinner.close()

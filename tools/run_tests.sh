@@ -20,4 +20,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST   # Jazzy and later
 export ROS_LOCALHOST_ONLY=1                      # Humble (ignores the line above)
 export PYTHONDONTWRITEBYTECODE=1
 echo "[test] ROS_DOMAIN_ID=$ROS_DOMAIN_ID (localhost only)"
-exec python -m pytest -p no:cacheprovider --import-mode=importlib "$@"
+# A whole-run limit on top of pytest-timeout's per-test one (pytest.ini): a hang that no Python
+# signal reaches still ends, SIGINT first (pytest prints its summary), SIGKILL 60 s later.
+limit=${VLMAD_TEST_TIME_LIMIT:-3600}
+exec timeout -s INT -k 60 "$limit" python -m pytest -p no:cacheprovider --import-mode=importlib "$@"

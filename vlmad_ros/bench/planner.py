@@ -16,7 +16,6 @@ import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Dict, List, Optional
 
@@ -50,22 +49,17 @@ class Receiver:
     """Paths (receive wall time by stamp) and the latest diagnostics, in this process."""
 
     def __init__(self):
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from nav_msgs.msg import Path
-        from rclpy.executors import SingleThreadedExecutor
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node('vlmad_bench_receiver', context=self.context)
+        from vlmad_ros.nodes.common import SpinningNode
+        self.spinner = SpinningNode('vlmad_bench_receiver')
+        self.node = self.spinner.node
         self.received: Dict[int, int] = {}
         self.poses_ok = True
         self.diag: Dict[str, Dict[str, str]] = {}
         self.node.create_subscription(Path, '/vlmad/plan', self._on_path, 100)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spinner.start()
 
     def _on_path(self, msg) -> None:
         now = time.time_ns()
@@ -78,9 +72,7 @@ class Receiver:
             self.diag[st.name.split(': ')[-1]] = {kv.key: kv.value for kv in st.values}
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
+        self.spinner.close()
 
 
 def _feeder(rate: float, duration: float, log: str, args, env, warmup: float = 1.5):

@@ -201,6 +201,46 @@ def spin_until(node: Node, stop: threading.Event, period: float = 0.1) -> None:
         executor.shutdown()
 
 
+class SpinningNode:
+    """A node in its own context, spun by a daemon thread: a tool's or test's window on a graph.
+
+    close() stops the thread before it destroys the node: destroying a node while another
+    thread spins it can deadlock rclpy over Fast DDS (ros2/rclpy#456), and rclpy's
+    Executor.shutdown() returns before its spin thread has left.
+    """
+
+    def __init__(self, name: str):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._spin, name=f'{name}-spin', daemon=True)
+
+    def start(self) -> 'SpinningNode':
+        self._thread.start()
+        return self
+
+    def _spin(self) -> None:
+        try:
+            while self.context.ok() and not self._stopping.is_set():
+                self.executor.spin_once(timeout_sec=0.1)
+        except Exception:           # a context shut down mid-wait: the thread is done anyway
+            if not self._stopping.is_set():
+                raise
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop spinning, then destroy the node and shut the context down (never blocks long)."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.executor.shutdown(timeout_sec=timeout)
+            self.node.destroy_node()
+        self.context.try_shutdown()
+
+
 def clock_s(node: Node) -> float:
     """Return the node clock [s]: sim time under use_sim_time, so staleness pauses with a sim."""
     return node.get_clock().now().nanoseconds * 1e-9
