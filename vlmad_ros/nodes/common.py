@@ -202,7 +202,8 @@ def spin_until(node: Node, stop: threading.Event, period: float = 0.1) -> None:
 
 
 class SpinningNode:
-    """A node in its own context, spun by a daemon thread: a tool's or test's window on a graph.
+    """
+    A node in its own context, spun by a daemon thread: a tool's or test's window on a graph.
 
     close() stops the thread before it destroys the node: destroying a node while another
     thread spins it can deadlock rclpy over Fast DDS (ros2/rclpy#456), and rclpy's

@@ -12,6 +12,7 @@ from typing import List
 import numpy as np
 
 from vlmad_ros.resume import BagJournal, JournalMismatch, write_text_atomic
+from vlmad_ros.synth.dagger import DaggerConfig
 from vlmad_ros.synth.perturb import PerturbConfig
 from vlmad_ros.synth.recorder import record_scene, RecordConfig, scene_name
 from vlmad_ros.synth.scenarios import SCENARIOS, SceneConfig
@@ -46,6 +47,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='recovery data: probability per keyframe that the expert is '
                         'knocked off its line (offset, heading, speed) and records its way '
                         'back; keyframes whose future holds a knock are dropped (default 0)')
+    parser.add_argument('--dagger', default='', metavar='CHECKPOINT',
+                        help='DAgger-style recovery data: this planner drives windows of each '
+                        'scene (--dagger-learner-s), the expert takes over from where it left '
+                        'the car and its way back is recorded; keyframes whose 3 s future is '
+                        "not all the expert's are dropped (synth/dagger.py)")
+    parser.add_argument('--dagger-learner-s', type=float, nargs=2, default=(2.5, 5.0),
+                        metavar=('LO', 'HI'), help='length of each planner window [s]')
+    parser.add_argument('--dagger-expert-s', type=float, nargs=2, default=(4.5, 7.0),
+                        metavar=('LO', 'HI'), help='the expert between windows [s]')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
 
@@ -54,7 +64,20 @@ def config_from_args(args) -> RecordConfig:
                         rig=args.rig, jpeg_quality=args.jpeg_quality, storage=args.storage,
                         keyframe_images_only=args.keyframe_images_only, odom_hz=args.odom_hz,
                         perturb=PerturbConfig(per_keyframe=args.perturb),
+                        dagger=_dagger_config(args),
                         scene=SceneConfig(scenario=args.scenario or ''))
+
+
+def _dagger_config(args) -> DaggerConfig:
+    """Build the DAgger settings of the command line; name a missing checkpoint up front."""
+    if not args.dagger:
+        return DaggerConfig()
+    path = pathlib.Path(args.dagger).expanduser().resolve()
+    if not path.is_file():
+        raise ValueError(f'--dagger: no checkpoint file {path}')
+    return DaggerConfig(checkpoint=str(path), learner_s=tuple(args.dagger_learner_s),
+                        expert_s=tuple(args.dagger_expert_s),
+                        render_width=args.width, render_height=args.height)
 
 
 def _job(job):
@@ -168,5 +191,7 @@ def _record(args, cfg: RecordConfig, out: pathlib.Path, journal: BagJournal) -> 
     for r in results:
         print(f"{r['bag']}: {r['scenario']}, {r['frames']} camera sets, route {r['route_m']} m, "
               f"collisions {r['collisions']}, red lights {r['red_lights']}, "
-              f"perturbations {r['perturbations']}")
+              f"perturbations {r['perturbations']}"
+              + (f", planner drove {r['learner_s']} s ({r['handovers']} hand-overs)"
+                 if 'learner_s' in r else ''))
     return 0

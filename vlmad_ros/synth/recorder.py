@@ -23,7 +23,8 @@ from vlmad_ros.data import rosmsgs
 from vlmad_ros.data.geometry import quat_wxyz_from_yaw
 from vlmad_ros.images import encode_jpeg
 from vlmad_ros.rig import CAMERA_NAMES, CameraRig, load_rig
-from vlmad_ros.synth import perturb
+from vlmad_ros.synth import dagger, perturb
+from vlmad_ros.synth.dagger import DaggerConfig
 from vlmad_ros.synth.perturb import PerturbConfig
 from vlmad_ros.synth.render import make_style, RenderConfig, SceneRenderer
 from vlmad_ros.synth.scenarios import make_world, SceneConfig
@@ -58,6 +59,7 @@ class RecordConfig:
     # rates): a training set at a sixth of the render cost. Replay-style bags keep all.
     keyframe_images_only: bool = False
     perturb: PerturbConfig = PerturbConfig()     # recovery data (off by default)
+    dagger: DaggerConfig = DaggerConfig()        # a planner drives windows (off by default)
     scene: SceneConfig = SceneConfig()
     render: RenderConfig = RenderConfig()
 
@@ -154,6 +156,8 @@ def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfi
                               cfg.duration, cfg.keyframe_every / cfg.camera_hz)
     pending_knocks = list(knocks)
     applied = []
+    learner = dagger.make_learner(cfg.dagger, cfg.rig, 1.0 / cfg.odom_hz, cfg.jpeg_quality,
+                                  seed, index, cfg.duration)
 
     def ns(t: float) -> int:
         return t0_ns + int(round(t * NS))
@@ -184,12 +188,15 @@ def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfi
         history: collections.deque = collections.deque(maxlen=8)   # (snapshot, command)
         frame_k = 0
         for step in range(n_steps + 1):
-            if step > 0:
+            if step > 0 and learner is not None:
+                learner.step(world, dt)
+            elif step > 0:
                 world.step(dt)
             while pending_knocks and pending_knocks[0].t <= world.t + 0.5 * dt:
                 event = pending_knocks.pop(0)
-                if perturb.apply(world.ego, event, cfg.perturb.min_speed):
-                    applied.append(event)
+                if learner is None or not learner.active(world.t):
+                    if perturb.apply(world.ego, event, cfg.perturb.min_speed):
+                        applied.append(event)
             history.append((world.snapshot(), int(world.route_command())))
             now = history[-1][0].t
             # Camera sets whose last camera has fired by now.
@@ -197,8 +204,10 @@ def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfi
                 t_set = frame_k / cfg.camera_hz
                 if t_set + max(offsets) > now + 1e-9 and step < n_steps:
                     break
+                keyframe = _is_keyframe(cfg, frame_k, t_set, knocks) and (
+                    learner is None or learner.keeps(t_set))
                 _render_set(push, renderer, rig, cfg, world, name, frame_k, t_set, offsets,
-                            history, ns, keyframe=_is_keyframe(cfg, frame_k, t_set, knocks))
+                            history, ns, keyframe=keyframe)
                 frame_k += 1
                 if progress is not None:
                     progress(1)
@@ -217,7 +226,7 @@ def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfi
     return {'bag': str(path), 'scene': name, 'scenario': world.scenario, 'frames': frame_k,
             'counts': counts, 'collisions': len(inf.collisions),
             'red_lights': len(inf.red_lights), 'route_m': round(world.route_progress(), 2),
-            'perturbations': len(applied)}
+            'perturbations': len(applied), **(learner.summary() if learner else {})}
 
 
 def _is_keyframe(cfg: RecordConfig, k: int, t_set: float, knocks) -> bool:
