@@ -63,7 +63,7 @@ def rank_main(root):
 
 
 def assert_same(merged, single):
-    """Counts and collision rates exactly; L2 sums may differ in their last bits by order."""
+    """Compare counts and collision rates exactly, L2 to its last bits (summation order)."""
     assert merged['samples'] == single['samples']
     assert merged['collision_steps_skipped'] == single['collision_steps_skipped']
     for proto in ('avg_over_horizon', 'at_horizon'):

@@ -161,7 +161,7 @@ def ego_hits(x, y, heading, boxes) -> np.ndarray:
 
 def collisions(pred_xy: np.ndarray, gt_xy: np.ndarray, future_boxes: np.ndarray):
     """
-    A batch: (B, 6, 2), (B, 6, 2), (B, 6, N, 5) -> (collide (B, 6) bool, counted (B, 6) bool).
+    Check a batch: (B, 6, 2), (B, 6, 2), (B, 6, N, 5) -> collide, counted (B, 6) bool.
 
     The ego box sits at each waypoint facing along the path; future_boxes holds the agents at
     the matching times. counted is False where the ground-truth ego box already collides
@@ -275,7 +275,7 @@ class PlanningMetrics:
 
     def totals(self, mask: Optional[np.ndarray] = None) -> np.ndarray:
         """
-        The sums behind `compute()`: samples, then per step L2 sum, collisions, counted steps.
+        Sum what `compute()` needs: samples, then per step L2, collisions, counted steps.
 
         Sums and counts, not means: the totals of two accumulators add up to the totals of
         their samples together (what merges DDP ranks).
@@ -292,7 +292,7 @@ class PlanningMetrics:
 
     def compute(self, mask: Optional[np.ndarray] = None, across_ranks: bool = False) -> Dict:
         """
-        The results (JSON shape in the class doc) of the selected samples.
+        Compute the results (JSON shape in the class doc) of the selected samples.
 
         across_ranks: a collective call on every rank of the torch.distributed group, which
         all-reduces the totals: every rank gets the results over all ranks' samples.

@@ -146,7 +146,7 @@ def _write_window(writer, bar, means: Dict[str, float], scheduler, step: int) ->
 
 def val_shard(dataset, rank: int, world: int):
     """
-    This rank's part of the validation set: every world-th sample from `rank` on.
+    Select this rank's part of the validation set: every world-th sample from `rank` on.
 
     Unlike DistributedSampler no sample is repeated to even the shards out, so the ranks'
     metric totals add up to the whole set's (PlanningMetrics.compute(across_ranks=True)).

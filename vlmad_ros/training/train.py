@@ -8,14 +8,14 @@
     torchrun --nproc_per_node N -m vlmad_ros.training.train --data ... --out ...   (DDP)
 
 main() reads top to bottom: set-up -> data (training/data.py) -> text targets -> model ->
-optimizer (training/loop.py: AdamW, warm-up + cosine) -> resume -> loop (train, validate with
-the shared metrics, epoch outputs). RUN_DIR receives config.yaml, TensorBoard events,
-metrics.jsonl, deployable planner-only checkpoints (checkpoints/epoch_NNN.pt, best.pt by
-validation L2, last.pt) and train_state.pt (model, heads, optimizer, schedule, scaler, RNG
-states: training/checkpointing.py). Killed at any point, the same command continues from the
-last finished epoch and ends with the weights of an uninterrupted run. With
---keep-action-head (train.keep_action_head) the deployable checkpoints also carry the Q2
-action head, for planner_node's `explain`.
+optimizer (training/loop.py: AdamW, warm-up + cosine) -> resume -> loop (train, validate:
+every DDP rank its shard, metrics merged; epoch outputs). RUN_DIR receives config.yaml,
+TensorBoard events, metrics.jsonl, deployable planner-only checkpoints
+(checkpoints/epoch_NNN.pt, best.pt by validation L2, last.pt) and train_state.pt (model,
+heads, optimizer, schedule, scaler, RNG states: training/checkpointing.py). Killed at any
+point, the same command continues from the last finished epoch and ends with the weights of
+an uninterrupted run. With --keep-action-head (train.keep_action_head) the deployable
+checkpoints also carry the Q2 action head, for planner_node's `explain`.
 """
 from __future__ import annotations
 
@@ -396,7 +396,7 @@ def validate_ranks(run: Run, model, val_loader):
 
 
 class EpochOutputs:
-    """Rank 0's outputs of each epoch: validation, deployable checkpoints, state, metrics."""
+    """Rank 0's outputs of each epoch: merged validation, deployable checkpoints, state."""
 
     def __init__(self, run: Run, model, train_bags, resolved, progress):
         self.run, self.model, self.progress, self.resolved = run, model, progress, resolved
