@@ -137,7 +137,8 @@ def test_ddp_two_cpu_processes_gloo(data, tmp_path):
     log = read_jsonl(out / 'metrics.jsonl')
     assert [r['epoch'] for r in log] == [1, 2]          # rank 0 alone writes
     # Bags of 7 + 5 samples; the scene split holds the first bag of the seeded order (a, 7
-    # samples) out whole: each rank gets ceil(5 / 2) = 3 per epoch, in one step of 4.
+    # samples) out whole: each rank gets ceil(5 / 2) = 3 per epoch, in one step of 4. Both
+    # ranks validate (4 + 3 samples); their merged totals count all 7.
     assert log[0]['step'] == 1 and log[0]['val']['samples'] == 7
     assert load_checkpoint(out / 'best.pt') is not None
 

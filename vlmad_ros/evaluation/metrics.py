@@ -20,7 +20,6 @@ import numpy as np
 
 from vlmad_ros import labels
 from vlmad_ros.topics import PLAN_DT, PLAN_STEPS
-from vlmad_ros.types import Trajectory
 
 # BEV occupancy grid (ST-P3): 200 x 200 cells of 0.5 m covering [-50, 50] m in x and y.
 GRID_CELLS = 200
@@ -48,95 +47,137 @@ def horizon_step(t: float) -> int:
 
 
 def path_headings(xy: np.ndarray) -> np.ndarray:
-    """(6, 2) waypoints -> (6,) headings along the path (the rule of Trajectory.from_xy)."""
-    return Trajectory.from_xy(xy).heading
-
-
-def box_corners(cx: float, cy: float, length: float, width: float, yaw: float) -> np.ndarray:
-    """(4, 2) corners of an oriented box, counter-clockwise."""
-    c, s = np.cos(yaw), np.sin(yaw)
-    half = np.array([[length, width], [-length, width], [-length, -width], [length, -width]]) / 2
-    rot = np.array([[c, -s], [s, c]])
-    return half @ rot.T + np.array([cx, cy])
-
-
-def box_cells(cx: float, cy: float, length: float, width: float, yaw: float) -> np.ndarray:
     """
-    Grid cells (M, 2) as (ix, iy) whose centres lie inside the box (polygon fill, as ST-P3).
+    (..., 6, 2) waypoints -> (..., 6) float32 headings: Trajectory.from_xy's rule, batched.
 
-    The cell holding the box centre is always included, so boxes smaller than a cell
-    (a pedestrian seen diagonally) still occupy the grid. Cells outside the grid are dropped.
+    The first step is measured from the origin; a step shorter than 1 mm keeps the previous
+    heading (0 at the start).
     """
-    corners = box_corners(cx, cy, length, width, yaw)
-    lo = np.floor((corners.min(0) + GRID_HALF) / GRID_RES).astype(int)
-    hi = np.floor((corners.max(0) + GRID_HALF) / GRID_RES).astype(int)
-    lo = np.clip(lo, 0, GRID_CELLS - 1)
-    hi = np.clip(hi, 0, GRID_CELLS - 1)
-    ix, iy = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing='ij')
-    ix, iy = ix.ravel(), iy.ravel()
-    # Cell centres in the box's own frame.
+    xy = np.asarray(xy, dtype=np.float32)
+    prev = np.concatenate([np.zeros_like(xy[..., :1, :]), xy[..., :-1, :]], axis=-2)
+    d = xy - prev
+    heading = np.arctan2(d[..., 1], d[..., 0])
+    still = np.linalg.norm(d, axis=-1) < 1e-3
+    heading[..., 0] = np.where(still[..., 0], np.float32(0.0), heading[..., 0])
+    for k in range(1, heading.shape[-1]):
+        heading[..., k] = np.where(still[..., k], heading[..., k - 1], heading[..., k])
+    return heading
+
+
+# The ego box spans at most its diagonal: its cell window is never wider than this.
+EGO_WINDOW = int(np.ceil(np.hypot(EGO_LENGTH, EGO_WIDTH) / GRID_RES)) + 1
+_HALF_CORNERS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
+
+
+def _rotations(yaw: np.ndarray):
+    """cos, sin of yaw in yaw's own precision (float32 path headings), then as float64."""
+    yaw = np.asarray(yaw)
+    return np.cos(yaw).astype(np.float64), np.sin(yaw).astype(np.float64)
+
+
+def _windows(cx, cy, length, width, c, s):
+    """
+    (M,) oriented boxes -> lo, hi (M, 2): the grid-clipped cell range of their corners.
+
+    The corners go through one 2 x 2 matrix product per box, as a stacked matmul: BLAS may
+    fuse multiply-adds, and cells on a box edge must fall on the same side every time.
+    """
+    half = (_HALF_CORNERS[None] * np.stack([length, width], -1)[:, None, :]) / 2
+    rot_t = np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], -2)   # rot.T per box
+    corners = np.matmul(half, rot_t) + np.stack([cx, cy], -1)[:, None, :]
+    lo = np.floor((corners.min(1) + GRID_HALF) / GRID_RES).astype(int)
+    hi = np.floor((corners.max(1) + GRID_HALF) / GRID_RES).astype(int)
+    return np.clip(lo, 0, GRID_CELLS - 1), np.clip(hi, 0, GRID_CELLS - 1)
+
+
+def _centre_cells(cx, cy):
+    """(M,) box centres -> (M, 2) cells, and whether each is on the grid."""
+    cell = np.floor((np.stack([cx, cy], -1) + GRID_HALF) / GRID_RES).astype(int)
+    return cell, np.all((cell >= 0) & (cell < GRID_CELLS), axis=-1)
+
+
+def _inside(ix, iy, cx, cy, length, width, c, s):
+    """Cells (ix, iy) whose centres lie in the box (broadcast; box arrays shaped to match)."""
     px = -GRID_HALF + (ix + 0.5) * GRID_RES - cx
     py = -GRID_HALF + (iy + 0.5) * GRID_RES - cy
-    c, s = np.cos(yaw), np.sin(yaw)
     u = c * px + s * py
     v = -s * px + c * py
-    inside = (np.abs(u) <= length / 2) & (np.abs(v) <= width / 2)
-    cells = np.stack([ix[inside], iy[inside]], axis=1)
-    centre = np.floor((np.array([cx, cy]) + GRID_HALF) / GRID_RES).astype(int)
-    if np.all((centre >= 0) & (centre < GRID_CELLS)):
-        cells = np.vstack([cells, centre[None]])
-    return cells
+    return (np.abs(u) <= length / 2) & (np.abs(v) <= width / 2)
 
 
-def occupancy_grid(boxes: np.ndarray) -> np.ndarray:
-    """(N, 5) agent boxes x, y, length, width, yaw (NaN rows absent) -> (200, 200) bool grid."""
-    grid = np.zeros((GRID_CELLS, GRID_CELLS), dtype=bool)
-    for box in np.asarray(boxes, dtype=np.float64).reshape(-1, 5):
-        if not np.all(np.isfinite(box)):
-            continue
-        cells = box_cells(*box)
-        grid[cells[:, 0], cells[:, 1]] = True
-    return grid
+def _box_cells(boxes: np.ndarray, c, s, lo, hi, ix, iy):
+    """
+    Whether cells (M, K, K) are occupied by their boxes (M, 5) as ST-P3 rasterises them.
+
+    A cell is occupied when its centre lies inside the box (polygon fill) within the box's
+    clipped corner window, or it holds the box centre: boxes smaller than a cell (a pedestrian
+    seen diagonally) still occupy the grid. lo, hi: the boxes' _windows.
+    """
+    cx, cy, length, width = (boxes[:, i, None, None] for i in range(4))
+    inside = _inside(ix, iy, cx, cy, length, width, c[:, None, None], s[:, None, None])
+    in_window = ((ix >= lo[:, 0, None, None]) & (ix <= hi[:, 0, None, None])
+                 & (iy >= lo[:, 1, None, None]) & (iy <= hi[:, 1, None, None]))
+    centre, on_grid = _centre_cells(boxes[:, 0], boxes[:, 1])
+    is_centre = ((ix == centre[:, 0, None, None]) & (iy == centre[:, 1, None, None])
+                 & on_grid[:, None, None])
+    return (inside & in_window) | is_centre
 
 
-def ego_cells(x: float, y: float, heading: float) -> np.ndarray:
-    """Cells under the ego box with its rear-axle reference at (x, y) facing `heading`."""
-    cx = x + EGO_CENTER_FORWARD * np.cos(heading)
-    cy = y + EGO_CENTER_FORWARD * np.sin(heading)
-    return box_cells(cx, cy, EGO_LENGTH, EGO_WIDTH, heading)
+def ego_hits(x, y, heading, boxes) -> np.ndarray:
+    """
+    Whether the ego box at each pose shares a grid cell with any agent box -> (...) bool.
 
-
-def ego_collides(grid: np.ndarray, x: float, y: float, heading: float) -> bool:
-    cells = ego_cells(x, y, heading)
-    return bool(grid[cells[:, 0], cells[:, 1]].any()) if len(cells) else False
+    x, y, heading: (...) ego poses (rear-axle reference, heading in its own dtype);
+    boxes: (..., N, 5) agents x, y, length, width, yaw at the same times (NaN rows absent).
+    Only ego/agent pairs whose cell windows overlap are rasterised, in one batch.
+    """
+    shape = np.shape(x)
+    x, y = (np.asarray(v, np.float64).reshape(-1) for v in (x, y))
+    ego_c, ego_s = (v.reshape(-1) for v in _rotations(heading))
+    boxes = np.asarray(boxes, np.float64)
+    boxes = boxes.reshape(len(x), boxes.shape[-2] if boxes.ndim > 1 else 0, 5)
+    ecx = x + EGO_CENTER_FORWARD * ego_c
+    ecy = y + EGO_CENTER_FORWARD * ego_s
+    length, width = np.full_like(ecx, EGO_LENGTH), np.full_like(ecx, EGO_WIDTH)
+    ego_lo, ego_hi = _windows(ecx, ecy, length, width, ego_c, ego_s)
+    # Candidate pairs: finite agent rows whose window overlaps the ego's.
+    pose, agent = np.nonzero(np.all(np.isfinite(boxes), axis=-1))
+    a = boxes[pose, agent]
+    a_c, a_s = _rotations(a[:, 4])
+    a_lo, a_hi = _windows(a[:, 0], a[:, 1], a[:, 2], a[:, 3], a_c, a_s)
+    near = np.all((a_lo <= ego_hi[pose]) & (a_hi >= ego_lo[pose]), axis=-1)
+    pose, a, a_c, a_s, a_lo, a_hi = (v[near] for v in (pose, a, a_c, a_s, a_lo, a_hi))
+    # The ego's cells, on a fixed window from its low corner.
+    steps = np.arange(EGO_WINDOW)
+    ix = ego_lo[pose, 0, None, None] + steps[None, :, None]
+    iy = ego_lo[pose, 1, None, None] + steps[None, None, :]
+    ego_box = np.stack([ecx, ecy, length, width], -1)[pose]
+    ego = _box_cells(ego_box, ego_c[pose], ego_s[pose], ego_lo[pose], ego_hi[pose], ix, iy)
+    agents = _box_cells(a, a_c, a_s, a_lo, a_hi, ix, iy)
+    hit = np.zeros(len(x), dtype=bool)
+    hit[pose[np.any(ego & agents, axis=(1, 2))]] = True
+    return hit.reshape(shape)
 
 
 def collisions(pred_xy: np.ndarray, gt_xy: np.ndarray, future_boxes: np.ndarray):
     """
-    One sample: -> (collide (6,) bool, counted (6,) bool).
+    Check a batch: (B, 6, 2), (B, 6, 2), (B, 6, N, 5) -> collide, counted (B, 6) bool.
 
-    pred_xy, gt_xy: (6, 2) waypoints; future_boxes: (6, N, 5) agents at the matching times.
-    counted[k] is False where the ground-truth ego box already collides at step k (annotation
-    or footprint artefacts the planner cannot be blamed for); such steps are skipped.
+    The ego box sits at each waypoint facing along the path; future_boxes holds the agents at
+    the matching times. counted is False where the ground-truth ego box already collides
+    (annotation or footprint artefacts the planner cannot be blamed for): such steps are
+    skipped and never collide.
     """
     pred_xy = np.asarray(pred_xy, dtype=np.float64)
     gt_xy = np.asarray(gt_xy, dtype=np.float64)
     boxes = np.asarray(future_boxes, dtype=np.float64)
-    if boxes.ndim != 3 or boxes.shape[0] != PLAN_STEPS or boxes.shape[2] != 5:
-        raise ValueError(f'future_boxes must be ({PLAN_STEPS}, N, 5), got {boxes.shape}')
-    pred_heading = path_headings(pred_xy)
-    gt_heading = path_headings(gt_xy)
-    collide = np.zeros(PLAN_STEPS, dtype=bool)
-    counted = np.ones(PLAN_STEPS, dtype=bool)
-    for k in range(PLAN_STEPS):
-        grid = occupancy_grid(boxes[k])
-        if not grid.any():
-            continue
-        if ego_collides(grid, gt_xy[k, 0], gt_xy[k, 1], gt_heading[k]):
-            counted[k] = False
-            continue
-        collide[k] = ego_collides(grid, pred_xy[k, 0], pred_xy[k, 1], pred_heading[k])
-    return collide, counted
+    if boxes.ndim != 4 or boxes.shape[1] != PLAN_STEPS or boxes.shape[3] != 5 \
+            or len(boxes) != len(gt_xy):
+        raise ValueError(f'future_boxes must be (B={len(gt_xy)}, {PLAN_STEPS}, N, 5), '
+                         f'got {boxes.shape}')
+    counted = ~ego_hits(gt_xy[..., 0], gt_xy[..., 1], path_headings(gt_xy), boxes)
+    collide = ego_hits(pred_xy[..., 0], pred_xy[..., 1], path_headings(pred_xy), boxes)
+    return collide & counted, counted
 
 
 def l2_errors(pred_xy: np.ndarray, gt_xy: np.ndarray) -> np.ndarray:
@@ -158,6 +199,27 @@ def _protocols(per_step: np.ndarray, scale: float = 1.0) -> Dict[str, Dict[str, 
     return out
 
 
+# PlanningMetrics.totals: samples, then L2 sums, collisions and counted steps per step.
+_TOTALS = 1 + 3 * PLAN_STEPS
+
+
+def all_reduce_sum(values: np.ndarray) -> np.ndarray:
+    """
+    Sum a float64 vector over the ranks of the torch.distributed group (as is without one).
+
+    NCCL reduces device tensors only: the vector then travels on this rank's current GPU.
+    """
+    import torch
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    tensor = torch.from_numpy(np.array(values, dtype=np.float64))
+    if dist.get_backend() == 'nccl':
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.cpu().numpy()
+
+
 @dataclasses.dataclass
 class PlanningMetrics:
     """
@@ -176,54 +238,80 @@ class PlanningMetrics:
 
     def add(self, pred_xy, gt_xy, future_boxes, scenario: str = '', hard: bool = False) -> bool:
         """Score one sample; returns False (and counts it skipped) without a full future."""
-        pred_xy = np.asarray(pred_xy, dtype=np.float64)
-        gt_xy = np.asarray(gt_xy, dtype=np.float64)
-        if pred_xy.shape != (PLAN_STEPS, 2) or gt_xy.shape != (PLAN_STEPS, 2):
-            raise ValueError(f'pred_xy and gt_xy must be ({PLAN_STEPS}, 2), '
-                             f'got {pred_xy.shape} and {gt_xy.shape}')
-        if not np.all(np.isfinite(gt_xy)):
-            self.skipped += 1
-            return False
-        if not np.all(np.isfinite(pred_xy)):
-            raise ValueError('pred_xy holds NaN/inf: a planner output must be finite')
-        collide, counted = collisions(pred_xy, gt_xy, future_boxes)
-        self.l2.append(l2_errors(pred_xy, gt_xy))
-        self.collide.append(collide)
-        self.counted.append(counted)
-        self.scenarios.append(scenario or '')
-        self.hard.append(bool(hard))
-        return True
+        pred_xy, gt_xy, future_boxes = (np.asarray(_numpy(a), np.float64)[None]
+                                        for a in (pred_xy, gt_xy, future_boxes))
+        return self.add_batch(pred_xy, gt_xy, future_boxes, [scenario], [hard]) == 1
 
     def add_batch(self, pred_xy, gt_xy, future_boxes, scenarios: Optional[Sequence[str]] = None,
-                  hard: Optional[Sequence[bool]] = None):
-        """Batched arrays (B, 6, 2), (B, 6, 2), (B, 6, N, 5); torch tensors are accepted."""
-        pred_xy, gt_xy, future_boxes = (_numpy(a) for a in (pred_xy, gt_xy, future_boxes))
-        for b in range(len(pred_xy)):
-            self.add(pred_xy[b], gt_xy[b], future_boxes[b],
-                     scenarios[b] if scenarios is not None else '',
-                     bool(hard[b]) if hard is not None else False)
+                  hard: Optional[Sequence[bool]] = None) -> int:
+        """
+        Score a batch (B, 6, 2), (B, 6, 2), (B, 6, N, 5) (torch tensors accepted) at once.
+
+        Samples without a full 6-step ground truth are counted in `skipped`; returns how many
+        were scored.
+        """
+        pred_xy, gt_xy = (np.asarray(_numpy(a), np.float64) for a in (pred_xy, gt_xy))
+        boxes = np.asarray(_numpy(future_boxes), np.float64)
+        if pred_xy.shape != gt_xy.shape or pred_xy.shape[1:] != (PLAN_STEPS, 2):
+            raise ValueError(f'pred_xy and gt_xy must be (B, {PLAN_STEPS}, 2), '
+                             f'got {pred_xy.shape} and {gt_xy.shape}')
+        full = np.all(np.isfinite(gt_xy), axis=(1, 2))
+        self.skipped += int((~full).sum())
+        if not np.all(np.isfinite(pred_xy[full])):
+            raise ValueError('pred_xy holds NaN/inf: a planner output must be finite')
+        if boxes.ndim == 4 and len(boxes) == len(full):
+            boxes = boxes[full]
+        collide, counted = collisions(pred_xy[full], gt_xy[full], boxes)
+        self.l2.extend(l2_errors(pred_xy[full], gt_xy[full]))
+        self.collide.extend(collide)
+        self.counted.extend(counted)
+        keep = np.flatnonzero(full)
+        self.scenarios += [(scenarios[i] or '') if scenarios is not None else '' for i in keep]
+        self.hard += [bool(hard[i]) if hard is not None else False for i in keep]
+        return len(keep)
 
     def __len__(self) -> int:
         return len(self.l2)
 
-    def compute(self, mask: Optional[np.ndarray] = None) -> Dict:
-        n = len(self.l2)
-        sel = np.ones(n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-        count = int(sel.sum())
+    def totals(self, mask: Optional[np.ndarray] = None) -> np.ndarray:
+        """
+        Sum what `compute()` needs: samples, then per step L2, collisions, counted steps.
+
+        Sums and counts, not means: the totals of two accumulators add up to the totals of
+        their samples together (what merges DDP ranks).
+        """
+        sel = np.ones(len(self), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        out = np.zeros(_TOTALS, dtype=np.float64)
+        out[0] = sel.sum()
+        if out[0]:
+            counted = np.stack(self.counted)[sel]
+            out[1:] = np.concatenate([np.stack(self.l2)[sel].sum(0),
+                                      (np.stack(self.collide)[sel] & counted).sum(0),
+                                      counted.sum(0)])
+        return out
+
+    def compute(self, mask: Optional[np.ndarray] = None, across_ranks: bool = False) -> Dict:
+        """
+        Compute the results (JSON shape in the class doc) of the selected samples.
+
+        across_ranks: a collective call on every rank of the torch.distributed group, which
+        all-reduces the totals: every rank gets the results over all ranks' samples.
+        """
+        totals = self.totals(mask)
+        if across_ranks:
+            totals = all_reduce_sum(totals)
+        count = int(totals[0])
         if count == 0:
             nan = np.full(PLAN_STEPS, np.nan)
             return {'samples': 0, 'l2': _protocols(nan), 'collision': _protocols(nan)}
-        l2 = np.stack(self.l2)[sel]
-        collide = np.stack(self.collide)[sel]
-        counted = np.stack(self.counted)[sel]
-        n_counted = counted.sum(0)
+        l2, collide, counted = totals[1:].reshape(3, PLAN_STEPS)
         with np.errstate(invalid='ignore', divide='ignore'):
-            rate = np.where(n_counted > 0, (collide & counted).sum(0) / n_counted, np.nan)
+            rate = np.where(counted > 0, collide / counted, np.nan)
         return {
             'samples': count,
-            'l2': _protocols(l2.mean(0)),
+            'l2': _protocols(l2 / count),
             'collision': _protocols(rate, scale=100.0),
-            'collision_steps_skipped': int((~counted).sum()),
+            'collision_steps_skipped': int(count * PLAN_STEPS - counted.sum()),
         }
 
     def compute_hard(self) -> Dict:
@@ -237,7 +325,7 @@ class PlanningMetrics:
         return {name: self.compute(scen == name) for name in names}
 
     def merge(self, other: 'PlanningMetrics') -> 'PlanningMetrics':
-        """Add another accumulator's samples (e.g. gathered from DDP ranks)."""
+        """Add another accumulator's samples (DDP ranks merge totals: compute(across_ranks))."""
         self.l2 += other.l2
         self.collide += other.collide
         self.counted += other.counted
@@ -247,7 +335,7 @@ class PlanningMetrics:
         return self
 
     def state(self) -> Dict:
-        """Plain arrays (picklable, for torch.distributed.all_gather_object)."""
+        """Plain arrays (picklable): the per-sample rows, for saving or merging elsewhere."""
         return {'l2': self.l2, 'collide': self.collide, 'counted': self.counted,
                 'scenarios': self.scenarios, 'hard': self.hard, 'skipped': self.skipped}
 

@@ -144,14 +144,27 @@ def _write_window(writer, bar, means: Dict[str, float], scheduler, step: int) ->
     bar.set_postfix(loss=f'{means.get("loss", float("nan")):.3f}', refresh=False)
 
 
+def val_shard(dataset, rank: int, world: int):
+    """
+    Select this rank's part of the validation set: every world-th sample from `rank` on.
+
+    Unlike DistributedSampler no sample is repeated to even the shards out, so the ranks'
+    metric totals add up to the whole set's (PlanningMetrics.compute(across_ranks=True)).
+    """
+    if dataset is None or world <= 1:
+        return dataset
+    return torch.utils.data.Subset(dataset, range(rank, len(dataset), world))
+
+
 @torch.no_grad()
 def validate(planner: torch.nn.Module, loader, device: torch.device, autocast,
              keep: int = 0):
     """
-    Run the planner alone (as deployed) over the validation set -> PlanningMetrics.
+    Run the planner alone (as deployed) over the (rank's) validation set -> PlanningMetrics.
 
-    Also returns up to `keep` (batch, pred) pairs of one sample each, spread over the set
-    (for the TensorBoard images: the first samples are often one standing scene).
+    Under DDP each rank runs its val_shard; `compute(across_ranks=True)` on every rank merges
+    them. Also returns up to `keep` (batch, pred) pairs of one sample each, spread over the
+    set (for the TensorBoard images: the first samples are often one standing scene).
     """
     from vlmad_ros.data.dataset import SCENARIO
     was_training = planner.training

@@ -8,14 +8,14 @@
     torchrun --nproc_per_node N -m vlmad_ros.training.train --data ... --out ...   (DDP)
 
 main() reads top to bottom: set-up -> data (training/data.py) -> text targets -> model ->
-optimizer (training/loop.py: AdamW, warm-up + cosine) -> resume -> loop (train, validate with
-the shared metrics, epoch outputs). RUN_DIR receives config.yaml, TensorBoard events,
-metrics.jsonl, deployable planner-only checkpoints (checkpoints/epoch_NNN.pt, best.pt by
-validation L2, last.pt) and train_state.pt (model, heads, optimizer, schedule, scaler, RNG
-states: training/checkpointing.py). Killed at any point, the same command continues from the
-last finished epoch and ends with the weights of an uninterrupted run. With
---keep-action-head (train.keep_action_head) the deployable checkpoints also carry the Q2
-action head, for planner_node's `explain`.
+optimizer (training/loop.py: AdamW, warm-up + cosine) -> resume -> loop (train, validate:
+every DDP rank its shard, metrics merged; epoch outputs). RUN_DIR receives config.yaml,
+TensorBoard events, metrics.jsonl, deployable planner-only checkpoints
+(checkpoints/epoch_NNN.pt, best.pt by validation L2, last.pt) and train_state.pt (model,
+heads, optimizer, schedule, scaler, RNG states: training/checkpointing.py). Killed at any
+point, the same command continues from the last finished epoch and ends with the weights of
+an uninterrupted run. With --keep-action-head (train.keep_action_head) the deployable
+checkpoints also carry the Q2 action head, for planner_node's `explain`.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ from vlmad_ros.training.config import resolve_configs, RUNTIME_FIELDS, TrainConf
 from vlmad_ros.training.data import (
     attach_text_targets, make_loaders, split_by_scene, TextCollate)
 from vlmad_ros.training.loop import (
-    compiled, make_optimizer, Precision, train_epoch, validate)
+    compiled, make_optimizer, Precision, train_epoch, val_shard, validate)
 from vlmad_ros.training.report import (
     epoch_line, flat_metrics, l2_score, make_writer, path_images)
 import yaml
@@ -343,8 +343,9 @@ def _main(args) -> int:
     run = set_up(args)
     full_train, train_set, val_set, train_bags = load_data(run, args)
     collate = text_targets(run, args, full_train, train_bags)
-    loaders = make_loaders(train_set, val_set, collate, run.tc, run.dist, run.device,
-                           run.master)
+    # Every rank validates its own shard (master=True: each gets a validation loader).
+    loaders = make_loaders(train_set, val_shard(val_set, run.dist.rank, run.dist.world),
+                           collate, run.tc, run.dist, run.device, True)
     model = make_model(run, args)
     optimizer, scheduler = make_optimizer(model, run.tc, run.tc.epochs * len(loaders.train))
     resolved = run.resolved(train_bags)
@@ -366,11 +367,12 @@ def _main(args) -> int:
             ddp_model, model, loaders.train, (optimizer, scheduler), run.tc, run.device,
             run.precision, outputs.writer if outputs else None, progress['global_step'],
             f'epoch {epoch + 1}/{run.tc.epochs}')
+        val = validate_ranks(run, model, loaders.val)
         if outputs is not None:
             record = {'epoch': epoch + 1, 'step': progress['global_step'],
                       'lr': scheduler.get_last_lr()[0], 'train': train_logs,
                       'seconds': round(time.time() - t0, 1)}
-            outputs.end_epoch(record, loaders.val, (optimizer, scheduler))
+            outputs.end_epoch(record, val, (optimizer, scheduler))
         _barrier(run)
     if outputs is not None:
         outputs.close()
@@ -380,8 +382,21 @@ def _main(args) -> int:
     return 0
 
 
+def validate_ranks(run: Run, model, val_loader):
+    """
+    Validate on every rank (its shard) and merge -> (results over the whole set, kept) or None.
+
+    The merge is a collective call: every rank gets the results; rank 0 keeps images.
+    """
+    if val_loader is None:
+        return None
+    metrics, kept = validate(model.planner, val_loader, run.device, run.precision.autocast,
+                             run.tc.log_images if run.master else 0)
+    return metrics.compute(across_ranks=run.dist.enabled), kept
+
+
 class EpochOutputs:
-    """Rank 0's outputs of each epoch: validation, deployable checkpoints, state, metrics."""
+    """Rank 0's outputs of each epoch: merged validation, deployable checkpoints, state."""
 
     def __init__(self, run: Run, model, train_bags, resolved, progress):
         self.run, self.model, self.progress, self.resolved = run, model, progress, resolved
@@ -400,12 +415,12 @@ class EpochOutputs:
         self.export = functools.partial(model.export, rig=_first_rig(train_bags),
                                         keep_action_head=tc.keep_action_head)
 
-    def end_epoch(self, record: Dict[str, Any], val_loader, optim) -> None:
-        """Validate, export (best/epoch/last), then save the state, then append metrics."""
+    def end_epoch(self, record: Dict[str, Any], val, optim) -> None:
+        """Log validation (validate_ranks), export (best/epoch/last), save state, metrics."""
         run, out, progress = self.run, self.run.out_dir, self.progress
         meta = dict(self.meta, epoch=record['epoch'])
-        if val_loader is not None:
-            score = self._validate(record, meta, val_loader)
+        if val is not None:
+            score = self._validate(record, meta, *val)
             if score < progress['best']:
                 progress['best'] = score
                 self.export(out / 'best.pt', extra=meta)
@@ -423,11 +438,8 @@ class EpochOutputs:
         append_metrics(out, record)
         run.log(epoch_line(record))
 
-    def _validate(self, record, meta, val_loader) -> float:
-        run, writer, step = self.run, self.writer, self.progress['global_step']
-        metrics, kept = validate(self.model.planner, val_loader, run.device,
-                                 run.precision.autocast, run.tc.log_images)
-        res = metrics.compute()
+    def _validate(self, record, meta, res, kept) -> float:
+        writer, step = self.writer, self.progress['global_step']
         record['val'] = res
         for k, v in flat_metrics(res).items():
             if math.isfinite(v):
