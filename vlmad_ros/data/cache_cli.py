@@ -31,13 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help='cache folder (default: $VLMAD_CACHE or ~/.cache/vlmad_ros)')
 
 
+def model_configs(config: str):
+    """(TrainConfig, PlannerConfig, VLMADConfig) that `vlmad train --config config` uses."""
+    from vlmad_ros.training.config import resolve_configs
+    cfgs = resolve_configs(argparse.Namespace(config=config, model=None, no_vlm_ad=False,
+                                              q1_only=False, q2_only=False))
+    return cfgs['train'], cfgs['model'], cfgs['vlmad']
+
+
 def views_of(config: str, size: str):
     """The ViewSpec `vlmad train --config config` reads, with `size` (WxH) overriding."""
     from vlmad_ros.planner import ViewSpec
-    from vlmad_ros.training.config import resolve_configs
-    pc = resolve_configs(argparse.Namespace(config=config, model=None, no_vlm_ad=False,
-                                            q1_only=False, q2_only=False))['model']
-    views = ViewSpec.of(pc)
+    views = ViewSpec.of(model_configs(config)[1])
     if size:
         try:
             w, h = (int(v) for v in size.lower().split('x'))
