@@ -1,7 +1,9 @@
 """
-The decoded-sample cache is keyed by content: touching or re-annotating a bag decodes nothing,
-a changed picture is decoded alone; `vlmad cache build` builds on several processes, resumably;
-a DDP training refuses to start without its caches.
+The decoded-sample cache is keyed by content.
+
+Touching or re-annotating a bag decodes nothing, a changed picture is decoded alone; `vlmad
+cache build` builds on several processes, resumably; a DDP training refuses to start without
+its caches.
 """
 import argparse
 import dataclasses
@@ -14,13 +16,12 @@ import sys
 import helpers_data
 import numpy as np
 import pytest
-from vlmad_ros import topics
+from vlmad_ros import topics, types
 from vlmad_ros.bagschema import BagWriter, read_messages
 from vlmad_ros.data import dataset as D
 from vlmad_ros.images import decode_jpeg, encode_jpeg, resize_rgb
 from vlmad_ros.planner import ViewSpec
 from vlmad_ros.training import train
-from vlmad_ros import types
 
 SIZE = (48, 32)
 KF_STAMP = helpers_data.T0_NS + int(round(1.5 * 12)) * 1_000_000_000 // 12   # sample 3

@@ -135,7 +135,7 @@ def loader_benchmark(bags: Optional[Sequence] = None, image_size=(192, 112),
 
 
 def _read_and_decode(paths, views, threads: int) -> dict:
-    """The reader's two passes, then the decodes + resizes of its samples on `threads`."""
+    """Time the reader's two passes, then the decodes + resizes of its samples."""
     result = {}
     start, cpu = time.perf_counter(), time.process_time()
     samples = [s for p in paths for s in read_samples(p)]

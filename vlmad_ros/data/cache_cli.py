@@ -1,6 +1,9 @@
 """
-`vlmad cache build DATA... [--config FILE | --size WxH] [--workers N]`: decode every bag's
-samples into the dataset cache before training, one bag per process on every core.
+`vlmad cache build`: decode every bag's samples into the dataset cache before training.
+
+    vlmad cache build DATA... [--config FILE | --size WxH] [--workers N] [--cache-dir DIR]
+
+One bag per process, on every core by default.
 
 `vlmad train` builds what is missing itself on a single process, but a DDP run refuses to
 start without its caches (a rank would otherwise decode while the others wait at a
@@ -24,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help='the training YAML: its model: section gives the views '
                        '(size, zoom), as `vlmad train --config FILE`')
     build.add_argument('--size', default='', metavar='WxH',
-                       help='model input size (overrides the config\'s; e.g. 192x112)')
+                       help="model input size (overrides the config's; e.g. 192x112)")
     build.add_argument('--workers', type=int, default=0,
                        help='processes, one bag each (default 0: every core)')
     build.add_argument('--cache-dir', default='',
@@ -40,7 +43,7 @@ def model_configs(config: str):
 
 
 def views_of(config: str, size: str):
-    """The ViewSpec `vlmad train --config config` reads, with `size` (WxH) overriding."""
+    """Return the ViewSpec `vlmad train --config config` reads; `size` (WxH) overrides."""
     from vlmad_ros.planner import ViewSpec
     views = ViewSpec.of(model_configs(config)[1])
     if size:

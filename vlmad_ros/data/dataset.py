@@ -99,8 +99,9 @@ def cache_key(bag: pathlib.Path, size, config: ReaderConfig) -> str:
 
 def sample_digest(sample: RawSample) -> bytes:
     """
-    Everything a sample's decoded views depend on, besides the view spec: per camera its
-    calibration and its image message (format or encoding, size, data bytes).
+    Hash what a sample's decoded views depend on, besides the view spec.
+
+    Per camera: its calibration and its image message (format or encoding, size, data bytes).
 
     Stamps, teacher records, odometry and the bag's files are left out on purpose, so a
     touched, re-annotated or re-recorded bag with the same pictures reuses its decoded rows.
@@ -149,7 +150,7 @@ class _ImageStore:
         return self._calib
 
     def images(self) -> np.ndarray:
-        """The rows, memory-mapped on first use in each process (DataLoader workers)."""
+        """Map the rows, on first use in each process (DataLoader workers)."""
         if self._images is None or self._pid != os.getpid():
             self._images = np.memmap(self.path / 'images.u8', dtype=np.uint8, mode='r',
                                      shape=self.shape)
@@ -392,7 +393,7 @@ class _BagCache:
 
 
 def missing_caches(paths, size, cache_root, config: Optional[ReaderConfig] = None) -> list:
-    """The bags of `paths` whose sample cache (or its image store) is not built yet."""
+    """Return the bags of `paths` whose sample cache (or its image store) is not built."""
     config = config or ReaderConfig()
     root = pathlib.Path(cache_root) if cache_root else default_cache_dir()
     return [p for p in paths if not cache_ready(root / cache_key(p, size, config))]
@@ -401,9 +402,10 @@ def missing_caches(paths, size, cache_root, config: Optional[ReaderConfig] = Non
 def build_caches(paths, size, cache_root, config: Optional[ReaderConfig] = None,
                  workers: int = 0, log=None, threads: int = 1) -> ReadStats:
     """
-    Build the missing caches of `paths`, one bag per process on `workers` processes
-    (0: every core; one process decodes on `threads` threads); returns the stats of the
-    bags skipped as unreadable.
+    Build the missing caches of `paths`, one bag per process on `workers` processes.
+
+    workers 0: every core; a single process decodes on `threads` threads. Returns the stats
+    of the bags skipped as unreadable.
 
     Each bag is published atomically when done, so an interrupted build resumes where it
     stopped; concurrent builders of the same bag keep the first finished copy.
