@@ -113,7 +113,7 @@ def sample_digest(sample: RawSample) -> bytes:
         for field in ('format', 'encoding', 'width', 'height', 'step', 'is_bigendian'):
             if hasattr(msg, field):
                 h.update(f'{field}={getattr(msg, field)!r};'.encode())
-        h.update(np.ascontiguousarray(msg.data, dtype=np.uint8).tobytes())
+        h.update(np.ascontiguousarray(msg.data, dtype=np.uint8))
     return h.digest()
 
 
