@@ -7,6 +7,7 @@ from vlmad_ros import types
 from vlmad_ros.data import dataset as D
 from vlmad_ros.data.reader import read_samples
 from vlmad_ros.images import decode_jpeg, resize_rgb
+import yaml
 
 SIZE = (48, 32)   # (width, height): a model resolution with another aspect ratio
 
@@ -107,13 +108,20 @@ def test_image_size_is_validated(bags):
         D.BagDataset(bags / 'bags', 'big', cache_dir=bags / 'cache')
 
 
-def test_loader_benchmark_reports_every_stage(bags):
+def test_loader_benchmark_reports_every_stage(bags, tmp_path):
     from vlmad_ros.data.bench import loader_benchmark
-    result = loader_benchmark([bags / 'bags' / 'a'], image_size=(32, 24), workers=1)
+    config = tmp_path / 'tiny.yaml'
+    config.write_text(yaml.safe_dump({'model': {
+        'image_width': 32, 'image_height': 24, 'backbone_channels': [8, 8, 8, 8],
+        'backbone_blocks': [0, 0, 0, 1], 'd_model': 16, 'num_heads': 2, 'decoder_layers': 1,
+        'ffn_dim': 32}, 'vlmad': {'d_model': 16, 'ffn_dim': 32, 'num_layers': 1}}))
+    result = loader_benchmark([bags / 'bags' / 'a'], image_size=(32, 24), workers=1,
+                              batch_size=2, repeats=1, train_config=str(config),
+                              train_steps=1)
     assert result['samples'] == 5
-    for key in ('read_samples_per_s', 'decode_resize_samples_per_s',
+    for key in ('read_samples_per_s', 'digest_samples_per_s', 'decode_resize_samples_per_s',
                 'decode_resize_cpu_ms_per_sample', 'cache_build_samples_per_s',
-                'loader_samples_per_s'):
+                'loader_samples_per_s', 'jpeg_loader_samples_per_s', 'train_samples_per_s'):
         assert result[key] > 0, key
 
 

@@ -130,8 +130,15 @@ def test_bad_options_name_the_field(data, tmp_path, capsys):
 def test_ddp_two_cpu_processes_gloo(data, tmp_path):
     out = tmp_path / 'ddp'
     env = dict(os.environ, OMP_NUM_THREADS='1')
+    argv = common(data, out, '--epochs', '2', '--cache-dir', str(tmp_path / 'cache'))
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node',
-           '2', '-m', 'vlmad_ros.training.train', *common(data, out, '--epochs', '2')]
+           '2', '-m', 'vlmad_ros.training.train', *argv]
+    # No rank decodes bags while the others wait: without caches the run names the command.
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and 'vlmad cache build' in proc.stderr, proc.stderr[-3000:]
+    build = [sys.executable, '-m', 'vlmad_ros.cli', 'cache', 'build', str(data / 'bags'),
+             '--config', str(data / 'tiny.yaml'), '--cache-dir', str(tmp_path / 'cache')]
+    assert subprocess.run(build, env=env, timeout=300).returncode == 0
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = read_jsonl(out / 'metrics.jsonl')

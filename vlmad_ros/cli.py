@@ -16,6 +16,8 @@ SUBCOMMANDS = {
     'synth': ('vlmad_ros.synth.cli', 'record synthetic multi-camera driving scenes as rosbag2'),
     'convert-nuscenes': ('vlmad_ros.data.nuscenes_converter', 'convert nuScenes logs to rosbag2'),
     'annotate': ('vlmad_ros.teacher.cli', 'record VLM teacher reasoning into bags (offline)'),
+    'cache': ('vlmad_ros.data.cache_cli',
+              'decoded-sample cache: build it for bags on every core, before training'),
     'train': ('vlmad_ros.training.train', 'train the planner (with or without VLM-AD heads)'),
     'eval': ('vlmad_ros.evaluation.cli', 'open-loop L2 / collision metrics on bags'),
     'export': ('vlmad_ros.export', 'export a planner checkpoint to ONNX (docs/EXPORT.md)'),

@@ -4,10 +4,14 @@ Data loader throughput: reading bags, JPEG decode + resize, the cache, and DataL
 `loader_benchmark()` measures, on the bags given (or on a generated bag of 1600x900 JPEGs
 of nuScenes-like size when none are given):
 - read: the reader's two passes (samples/s, images still compressed);
+- digest: the content hash that keys the image cache (dataset.sample_digest);
 - decode: six JPEG decodes (libjpeg-turbo at a reduced DCT scale) + resizes per sample on a
   pool of `threads` threads (the throughput goal: >= 100 samples/s on 2 cores);
 - cache: building the dataset cache end to end (read + decode + write);
-- loader: DataLoader batches from the cache with `workers` processes.
+- loader: DataLoader batches from the cache with `workers` processes (pinned memory where
+  CUDA is), and from the JPEG bags without a cache, median of `repeats`;
+- train (with --config): optimisation steps of that model on this CPU, so the two compare:
+  the loader must not starve training.
 Hook: `vlmad bench loader` -> add_arguments / run here (vlmad_ros/bench/cli.py BENCHES).
 """
 from __future__ import annotations
@@ -22,13 +26,16 @@ import time
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
-from vlmad_ros import topics
+from vlmad_ros import topics, types
 from vlmad_ros.bagschema import bag_paths, BagWriter
 from vlmad_ros.data import rosmsgs
-from vlmad_ros.data.dataset import BagDataset, build_cache, cache_key, collate, decode_images
+from vlmad_ros.data.dataset import (BagDataset, build_cache, cache_key, collate, decode_images,
+                                    sample_digest)
 from vlmad_ros.data.reader import read_samples, ReaderConfig
 from vlmad_ros.images import encode_jpeg
+from vlmad_ros.planner import ViewSpec
 from vlmad_ros.rig import load_rig
 
 NS = 1_000_000_000
@@ -81,13 +88,18 @@ def make_bench_bag(path, seconds: float = 10.0, size: Tuple[int, int] = (1600, 9
             'source_size': list(size)}
 
 
-def loader_benchmark(bags: Optional[Sequence] = None, image_size: Tuple[int, int] = (192, 112),
-                     threads: int = 2, workers: int = 2, batch_size: int = 8,
-                     seconds: float = 20.0) -> dict:
-    """Measure the four stages; returns samples/s per stage and what was measured on."""
+def loader_benchmark(bags: Optional[Sequence] = None, image_size=(192, 112),
+                     threads: int = 0, workers: int = -1, batch_size: int = 8,
+                     seconds: float = 20.0, repeats: int = 3, train_config: str = '',
+                     train_steps: int = 3) -> dict:
+    """Measure every stage; returns samples/s per stage (loader and training: medians)."""
+    threads = threads or os.cpu_count() or 1
+    workers = (os.cpu_count() or 1) if workers < 0 else workers
+    views = ViewSpec.of(image_size)
     with tempfile.TemporaryDirectory(prefix='vlmad-bench-loader-') as tmp:
         tmp = pathlib.Path(tmp)
-        result = {'image_size': list(image_size), 'threads': threads, 'workers': workers}
+        result = {'image_size': views.key(), 'threads': threads, 'workers': workers,
+                  'repeats': repeats}
         if bags:
             paths = bag_paths(bags)
             result['bags'] = [str(p) for p in paths]
@@ -95,58 +107,133 @@ def loader_benchmark(bags: Optional[Sequence] = None, image_size: Tuple[int, int
             result.update(make_bench_bag(tmp / 'bench_bag', seconds))
             paths = [tmp / 'bench_bag']
             result['bags'] = ['generated']
-
-        start, cpu = time.perf_counter(), time.process_time()
-        samples = [s for p in paths for s in read_samples(p)]
-        read_s = time.perf_counter() - start
-        n = len(samples)
-        if n == 0:
-            raise ValueError('the bags hold no complete samples to measure')
-        result['samples'] = n
-        result['jpeg_bytes_mean'] = float(np.mean([len(m.data) for s in samples
-                                                   for m in s.images]))
-        result['read_samples_per_s'] = n / read_s
-        result['read_cpu_ms_per_sample'] = (time.process_time() - cpu) / n * 1e3
-
-        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-            decode_images(samples[0], image_size)                  # warm-up
-            start, cpu = time.perf_counter(), time.process_time()
-            list(pool.map(lambda s: decode_images(s, image_size), samples))
-            result['decode_resize_samples_per_s'] = n / (time.perf_counter() - start)
-            # CPU time of all threads: what the stage costs whatever else runs on the machine.
-            result['decode_resize_cpu_ms_per_sample'] = (time.process_time() - cpu) / n * 1e3
-        del samples
+        result.update(_read_and_decode(paths, views, threads))
 
         start = time.perf_counter()
-        config = ReaderConfig()
         for p in paths:
-            build_cache(p, image_size, tmp / 'cache' / cache_key(p, image_size, config),
-                        config, threads)
-        result['cache_build_samples_per_s'] = n / (time.perf_counter() - start)
+            build_cache(p, views, tmp / 'cache' / cache_key(p, views, ReaderConfig()),
+                        ReaderConfig(), threads)
+        result['cache_build_samples_per_s'] = result['samples'] / (time.perf_counter() - start)
 
-        import torch
-        ds = BagDataset(paths, image_size, cache_dir=tmp / 'cache')
-        loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers,
-                                             collate_fn=collate, shuffle=True,
-                                             persistent_workers=workers > 0)
-        for _ in loader:                 # start the workers and touch every page once
-            pass
-        start = time.perf_counter()
-        count = 0
-        while count < 400:
-            for batch in loader:
-                count += len(batch['command'])
-        result['loader_samples_per_s'] = count / (time.perf_counter() - start)
+        ds = BagDataset(paths, views, cache_dir=tmp / 'cache', build=False)
+        pin = torch.cuda.is_available()
+        result['pin_memory'] = pin
+        common = {'batch_size': batch_size, 'num_workers': workers, 'pin_memory': pin,
+                  'persistent_workers': workers > 0}
+        cached = torch.utils.data.DataLoader(ds, collate_fn=collate, shuffle=True, **common)
+        _loader_rate(cached, 1)          # start the workers and touch every page once
+        result['loader_samples_per_s'] = float(np.median(
+            [_loader_rate(cached, 400) for _ in range(repeats)]))
+        jpeg = torch.utils.data.DataLoader(_JpegSamples(paths, views), **common)
+        result['jpeg_loader_samples_per_s'] = float(np.median(
+            [_loader_rate(jpeg, min(len(ds), 100)) for _ in range(repeats)]))
+        if train_config:
+            result['train_batch_size'] = batch_size
+            result['train_samples_per_s'] = train_rate(ds, train_config, batch_size,
+                                                       train_steps, repeats)
         return result
+
+
+def _read_and_decode(paths, views, threads: int) -> dict:
+    """Time the reader's two passes, then the decodes + resizes of its samples."""
+    result = {}
+    start, cpu = time.perf_counter(), time.process_time()
+    samples = [s for p in paths for s in read_samples(p)]
+    read_s = time.perf_counter() - start
+    n = len(samples)
+    if n == 0:
+        raise ValueError('the bags hold no complete samples to measure')
+    result['samples'] = n
+    result['jpeg_bytes_mean'] = float(np.mean([len(m.data) for s in samples
+                                               for m in s.images]))
+    result['read_samples_per_s'] = n / read_s
+    result['read_cpu_ms_per_sample'] = (time.process_time() - cpu) / n * 1e3
+    start = time.perf_counter()
+    for s in samples:
+        sample_digest(s)
+    result['digest_samples_per_s'] = n / (time.perf_counter() - start)
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        decode_images(samples[0], views)                  # warm-up
+        start, cpu = time.perf_counter(), time.process_time()
+        list(pool.map(lambda s: decode_images(s, views), samples))
+        result['decode_resize_samples_per_s'] = n / (time.perf_counter() - start)
+        # CPU time of all threads: what the stage costs whatever else runs on the machine.
+        result['decode_resize_cpu_ms_per_sample'] = (time.process_time() - cpu) / n * 1e3
+    return result
+
+
+def _loader_rate(loader, at_least: int) -> float:
+    """Samples/s of whole passes over a loader until `at_least` samples came out."""
+    start, count = time.perf_counter(), 0
+    while count < at_least:
+        for batch in loader:
+            count += len(batch[types.COMMAND])
+    return count / (time.perf_counter() - start)
+
+
+class _JpegSamples(torch.utils.data.IterableDataset):
+    """
+    Samples decoded from the bags on the fly, no cache: what training would read without it.
+
+    An iterable dataset: each DataLoader worker reads the bags and decodes every n-th sample.
+    """
+
+    def __init__(self, paths, views):
+        self.paths, self.views = paths, views
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        k, n = (info.id, info.num_workers) if info else (0, 1)
+        for i, s in enumerate(s for p in self.paths for s in read_samples(p)):
+            if i % n == k:
+                images = decode_images(s, self.views)[0]
+                yield {types.IMAGES: torch.from_numpy(images),
+                       types.COMMAND: torch.tensor(int(s.command))}
+
+
+def train_rate(ds, config: str, batch_size: int, steps: int, repeats: int) -> float:
+    """
+    Training samples/s of the config's model (planner + VLM-AD heads, fp32) on this CPU.
+
+    Batches are collated beforehand so only the optimisation step is timed; teacher text
+    embeddings are zero (no text encoder here), the heads still run forward and backward.
+    """
+    from vlmad_ros.data.cache_cli import model_configs
+    from vlmad_ros.model.planner_model import build_model
+    from vlmad_ros.model.vlmad import VLMADModel
+    from vlmad_ros.training.data import TextCollate
+    from vlmad_ros.training.loop import make_optimizer, Precision, train_step
+    tc, pc, vc = model_configs(config)
+    model = VLMADModel(build_model(pc), vc).train()
+    optimizer, scheduler = make_optimizer(model, tc, 10 ** 6)
+    precision = Precision('fp32', False, torch.device('cpu'))
+    text = TextCollate({}, vc.text_dim)
+    batch = text([ds[i % len(ds)] for i in range(batch_size)])
+    train_step(model, model, batch, optimizer, scheduler, precision, tc.grad_clip)  # warm-up
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            train_step(model, model, batch, optimizer, scheduler, precision, tc.grad_clip)
+        rates.append(steps * batch_size / (time.perf_counter() - start))
+    return float(np.median(rates))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--bags', nargs='*', default=None,
                         help='bags or folders (default: a generated 1600x900 bag)')
+    parser.add_argument('--config', default='', metavar='FILE',
+                        help='training YAML: its model views are measured (over --width, '
+                        '--height) and its model trains for train_samples_per_s')
     parser.add_argument('--width', type=int, default=192, help='model input width [px]')
     parser.add_argument('--height', type=int, default=112, help='model input height [px]')
-    parser.add_argument('--threads', type=int, default=2, help='decode threads')
-    parser.add_argument('--workers', type=int, default=2, help='DataLoader workers')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='decode threads (default 0: every core)')
+    parser.add_argument('--workers', type=int, default=-1,
+                        help='DataLoader workers (default -1: every core)')
+    parser.add_argument('--batch-size', type=int, default=8, help='loader and training batch')
+    parser.add_argument('--repeats', type=int, default=3, help='repeats; medians reported')
+    parser.add_argument('--train-steps', type=int, default=3, help='training steps per repeat')
     parser.add_argument('--seconds', type=float, default=20.0,
                         help='length of the generated bag [s]')
     parser.add_argument('--json', default=None, help='also write the result here')
@@ -154,9 +241,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     """Run the benchmark (`vlmad bench loader`); prints one `key: value` line per result."""
-    result = loader_benchmark(args.bags, (args.width, args.height), args.threads, args.workers,
-                              seconds=args.seconds)
-    print(f'load average before: {os.getloadavg()[0]:.2f} (2 cores shared: wall rates drop '
+    size = (args.width, args.height)
+    if args.config:
+        from vlmad_ros.data.cache_cli import model_configs
+        size = model_configs(args.config)[1]
+    load = os.getloadavg()[0]
+    result = loader_benchmark(args.bags, size, args.threads, args.workers, args.batch_size,
+                              args.seconds, args.repeats, args.config, args.train_steps)
+    print(f'load average before: {load:.2f} ({os.cpu_count()} cores; wall rates drop '
           'with load; cpu_ms_per_sample does not)')
     for key, value in result.items():
         print(f'{key}: {value:.1f}' if isinstance(value, float) else f'{key}: {value}')

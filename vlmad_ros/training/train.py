@@ -173,6 +173,8 @@ def set_up(args) -> Run:
     except (FileNotFoundError, ValueError) as err:
         raise UsageError(err) from err
     tc: TrainConfig = cfgs['train']
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1:
+        require_caches(args, cfgs['model'])       # before any rank waits for another
     dist_info = init_distributed(torch.device('cuda' if tc.device.startswith('cuda') or (
         tc.device == 'auto' and torch.cuda.is_available()) else 'cpu'))
     try:
@@ -193,8 +195,31 @@ def set_up(args) -> Run:
                precision)
 
 
+def require_caches(args, pc: PlannerConfig) -> None:
+    """
+    Refuse a DDP run whose sample caches are missing, naming the command that builds them.
+
+    Decoding inside the run would keep one rank busy while the others wait at a collective
+    (NCCL gives up after 10 minutes); `vlmad cache build` decodes on every core beforehand.
+    """
+    from vlmad_ros.bagschema import bag_paths
+    from vlmad_ros.data.dataset import missing_caches
+    try:
+        bags = bag_paths(args.data) + (bag_paths(args.val_data) if args.val_data else [])
+    except FileNotFoundError as err:
+        raise UsageError(err) from err
+    missing = missing_caches(bags, pc, args.cache_dir or None)
+    if missing:
+        cmd = ' '.join(['vlmad cache build', *args.data, *(args.val_data or [])]
+                       + (['--config', args.config] if args.config else [])
+                       + (['--cache-dir', args.cache_dir] if args.cache_dir else []))
+        raise UsageError(f'{len(missing)} of {len(bags)} bags have no sample cache for this '
+                         f'model (first: {missing[0]}); a DDP run does not decode bags. Build '
+                         f'them first on every core: {cmd}')
+
+
 def load_data(run: Run, args):
-    """Bags -> datasets (rank 0 builds the sample caches first) and the train/val split."""
+    """Bags -> datasets (caches built on every core; under DDP built beforehand) and split."""
     from vlmad_ros.bagschema import bag_paths
     from vlmad_ros.data.dataset import BagDataset
     try:
@@ -202,14 +227,10 @@ def load_data(run: Run, args):
         val_bags = bag_paths(args.val_data) if args.val_data else []
     except FileNotFoundError as err:
         raise UsageError(err) from err
-    cache_dir = args.cache_dir or None
-    datasets = {}
-    for turn in ((0,) if not run.dist.enabled else (0, 1)):
-        if (turn == 0) == run.master:
-            datasets['train'] = BagDataset(train_bags, run.pc, cache_dir, verbose=run.master)
-            datasets['val'] = (BagDataset(val_bags, run.pc, cache_dir, verbose=run.master)
-                               if val_bags else None)
-        _barrier(run)
+    opts = {'cache_dir': args.cache_dir or None, 'verbose': run.master,
+            'workers': os.cpu_count() or 1, 'build': not run.dist.enabled}
+    datasets = {'train': BagDataset(train_bags, run.pc, **opts),
+                'val': BagDataset(val_bags, run.pc, **opts) if val_bags else None}
     full_train = datasets['train']
     if len(full_train) == 0:
         raise UsageError(f'no samples in {args.data} (stats: {full_train.stats.as_dict()})')
