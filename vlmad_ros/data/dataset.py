@@ -6,9 +6,9 @@ first use of a bag builds an on-disk cache: the samples the reader yields, image
 (libjpeg-turbo at a reduced DCT scale), resized to the model resolution and stored as one raw
 uint8 file (N, cameras, 3, H, W) plus small metadata arrays. Items are then memory-map slices:
 DataLoader workers open the map lazily in their own process, nothing is shared or locked.
-A cache is keyed by the bag's files (size, mtime), the resolution and the reader settings,
-built in a temporary folder and renamed into place, so crashes and concurrent runs never
-leave a half cache behind.
+A cache is keyed by the bag's files (size, mtime; a sidecar's and its source's), the resolution
+and the reader settings, built in a temporary folder and renamed into place, so crashes and
+concurrent runs never leave a half cache behind.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from vlmad_ros import types
-from vlmad_ros.bagschema import bag_paths, BagError
+from vlmad_ros.bagschema import bag_paths, BagError, sidecar_source
 from vlmad_ros.data.reader import (action_labels, RawSample, read_samples, ReaderConfig,
                                    ReadStats, skip_bag)
 from vlmad_ros.images import ImageConversionError
@@ -74,11 +74,18 @@ def decode_images(sample: RawSample, size) -> Tuple[np.ndarray, ...]:
 
 
 def cache_key(bag: pathlib.Path, size, config: ReaderConfig) -> str:
-    """Name a bag's cache: it changes with the bag's files, views, reader and format."""
+    """
+    Name a bag's cache: it changes with the bag's files, views, reader and format.
+
+    A sidecar's key covers its source's files too (BagError when the source is missing).
+    """
     bag = bag.resolve()
-    files = sorted(bag.iterdir()) if bag.is_dir() else [bag]
     parts = [str(CACHE_VERSION), str(bag), ViewSpec.of(size).key(), repr(config)]
-    parts += [f'{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}' for f in files if f.is_file()]
+    source = sidecar_source(bag)
+    for part in [bag] + ([source] if source is not None else []):
+        files = sorted(part.iterdir()) if part.is_dir() else [part]
+        parts += [f'{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}'
+                  for f in files if f.is_file()]
     digest = hashlib.sha1('\n'.join(parts).encode()).hexdigest()[:16]
     return f'{bag.name}-{digest}'
 
@@ -210,16 +217,16 @@ class BagDataset(torch.utils.data.Dataset):
         self.caches: List[_BagCache] = []
         self.stats = ReadStats()
         for k, bag in enumerate(paths, 1):
-            out = cache_root / cache_key(bag, self.image_size, self.reader_config)
-            if not (out / 'meta.json').is_file():
-                if verbose:
-                    print(f'[data] caching {bag} at {self.image_size.key()} '
-                          f'({k}/{len(paths)})', flush=True)
-                try:
+            try:
+                out = cache_root / cache_key(bag, self.image_size, self.reader_config)
+                if not (out / 'meta.json').is_file():
+                    if verbose:
+                        print(f'[data] caching {bag} at {self.image_size.key()} '
+                              f'({k}/{len(paths)})', flush=True)
                     build_cache(bag, self.image_size, out, self.reader_config, threads)
-                except BagError as err:   # named on stderr and in stats; the others are used
-                    skip_bag(err, self.stats)
-                    continue
+            except BagError as err:   # named on stderr and in stats; the others are used
+                skip_bag(err, self.stats)
+                continue
             self.caches.append(_BagCache(out))
         counts = [c.count for c in self.caches]
         self._starts = np.cumsum([0] + counts)
