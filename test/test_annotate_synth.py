@@ -93,3 +93,33 @@ def test_sidecar_reads_exactly_as_the_copy(annotated, tmp_path):
                 assert torch.equal(x[key].nan_to_num(-7), y[key].nan_to_num(-7)), key
             else:
                 assert x[key] == y[key], key
+
+
+def test_train_takes_the_sidecar_layout(annotated, tmp_path):
+    """`vlmad train --data OUT` on sidecars: samples from the source, labels from the records."""
+    import argparse
+    from test_train_run import TINY
+    from vlmad_ros.training import train
+    root, _, _ = annotated
+    (tmp_path / 'tiny.yaml').write_text(yaml.safe_dump(TINY))
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    args = parser.parse_args(['--data', str(root / 'sidecar'), '--out', str(tmp_path / 'run'),
+                              '--config', str(tmp_path / 'tiny.yaml'), '--epochs', '1',
+                              '--cache-dir', str(tmp_path / 'cache'), '--q2-only'])
+    assert train.main(args) == 0
+    (row,) = [json.loads(line) for line in (tmp_path / 'run' / 'metrics.jsonl').open()]
+    assert row['train']['action_loss'] > 0, 'the action head learned from the sidecar records'
+
+
+def test_sidecar_without_its_source_is_skipped_by_name(tmp_path, capsys):
+    run('vlmad', 'synth', '--scenes', 1, '--seed', 4, '--duration', 2, '--width', 64,
+        '--height', 36, '--out', tmp_path / 'in', '--quiet')
+    run('vlmad', 'annotate', tmp_path / 'in', '--out', tmp_path / 'out', '--no-progress')
+    (bag,) = [p for p in (tmp_path / 'in').iterdir() if p.is_dir()]
+    bag.rename(tmp_path / 'gone')
+    ds = BagDataset(tmp_path / 'out', (64, 36), cache_dir=tmp_path / 'cache')
+    assert len(ds) == 0
+    (why,) = ds.stats.skipped_bags
+    assert f'a sidecar of {bag.resolve()}, which is missing' in why
+    assert 'which is missing' in capsys.readouterr().err
