@@ -3,9 +3,9 @@ import collections
 import json
 import subprocess
 
+from mcap.reader import make_reader
 import pytest
 import torch
-from mcap.reader import make_reader
 from vlmad_ros.bagschema import read_messages, topic_types
 from vlmad_ros.data.dataset import BagDataset
 from vlmad_ros.teacher.rule import RULE_VERSION

@@ -158,7 +158,7 @@ def test_tf_static_is_recorded_latched(tmp_path):
 # ----- sidecars: a small bag that adds topics to its source bag -----
 
 def _odom_bag(path, stamps, reasoning=()):
-    """A source bag: odometry at `stamps`, plus its own teacher records at `reasoning`."""
+    """Write a source bag: odometry at `stamps`, and its own teacher records at `reasoning`."""
     from vlmad_ros.data import rosmsgs
     with bagschema.BagWriter(path) as bag:
         for s in sorted(set(stamps) | set(reasoning)):
@@ -222,7 +222,7 @@ def test_sidecar_follows_its_source_and_names_it_when_gone(tmp_path):
     # The source gone: an error names the sidecar and the bag it needs.
     import shutil
     shutil.rmtree(tmp_path / 'moved' / 'src')
-    with pytest.raises(bagschema.BagError, match=r'out/drive: a sidecar of .*data/src/drive, '
-                                                  'which is missing'):
+    missing = r'out/drive: a sidecar of .*data/src/drive, which is missing'
+    with pytest.raises(bagschema.BagError, match=missing):
         bagschema.topic_types(side)
     assert bagschema.bag_paths([side]) == [side]

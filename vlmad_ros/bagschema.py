@@ -275,7 +275,7 @@ def bag_paths(inputs: Iterable) -> list:
 
 
 def _without_sidecar_sources(found: list) -> list:
-    """A source bag listed beside a sidecar of it is read through the sidecar only, not twice."""
+    """Drop source bags listed beside a sidecar of theirs: read through it, never twice."""
     sources = set()
     for path in found:
         try:
@@ -333,7 +333,7 @@ def custom_data(path) -> Dict[str, str]:
 
 
 def sidecar_source(path) -> Optional[pathlib.Path]:
-    """The bag a sidecar adds to (None for any other bag); BagError naming it when missing."""
+    """Return the bag a sidecar adds to (None for other bags); BagError naming it if missing."""
     data = custom_data(path)
     if SIDECAR_SOURCE not in data:
         return None
@@ -350,7 +350,7 @@ def sidecar_source(path) -> Optional[pathlib.Path]:
 
 
 def root_source(path) -> pathlib.Path:
-    """The bag that holds a sidecar's other topics (the path itself for any other bag)."""
+    """Return the bag holding a sidecar's other topics (the path itself for any other bag)."""
     path = pathlib.Path(path)
     for _ in range(8):   # a sidecar of a sidecar is read as one bag too; no endless chains
         source = sidecar_source(path)
@@ -458,7 +458,7 @@ def _read_rosbag2(path: pathlib.Path, wanted, raw: bool):
 
 def _read_with_source(path: pathlib.Path, source: pathlib.Path, wanted, raw: bool):
     """
-    A sidecar and its source as one bag, in log-time order; a sidecar topic replaces the source's.
+    Read a sidecar and its source as one bag, in log-time order (sidecar topics replace theirs).
 
     At equal log times the sidecar's message comes first, as `vlmad annotate --layout copy`
     writes it, so both layouts read the same.

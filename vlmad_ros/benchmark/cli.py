@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ----- data -----
 
 def make_data(out: pathlib.Path, splits: List[str], workers: int, scale: float) -> int:
-    """Record each split with `vlmad synth`, annotate it (rule teacher, --layout copy), drop raw."""
+    """Record each split with `vlmad synth`, annotate it (rule teacher, a full copy), drop raw."""
     vlmad = [sys.executable, '-m', 'vlmad_ros.cli']
     for name in splits:
         spec = SPLITS[name]
