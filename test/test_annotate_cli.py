@@ -1,4 +1,5 @@
 """`vlmad annotate` end to end: real bags in, real bags out, a real HTTP teacher."""
+import collections
 import json
 import os
 import pathlib
@@ -44,7 +45,13 @@ def future_keyframes(keyframes):
     return [k for k in keyframes if k + 3 * 10**9 <= keyframes[-1]]
 
 
-def test_rule_teacher_annotates_copies_topics_and_counts_skips(tmp_path):
+def merged_counts(bag_dir):
+    """Messages per topic of a sidecar read with its source (bagschema), as readers see it."""
+    from vlmad_ros.bagschema import read_messages
+    return collections.Counter(t for t, _, _ in read_messages(bag_dir, raw=True))
+
+
+def test_rule_teacher_writes_sidecars_and_counts_skips(tmp_path):
     kf_stop = h.write_drive_bag(tmp_path / 'in' / 'stop', h.brake_to_stop(), duration_s=5.0)
     kf_turn = h.write_drive_bag(tmp_path / 'in' / 'turn', h.left_turn(), duration_s=5.0,
                                 storage='sqlite3', with_truth=False)
@@ -57,6 +64,8 @@ def test_rule_teacher_annotates_copies_topics_and_counts_skips(tmp_path):
     assert summary['skipped'] == {'no_future': len(kf_stop) + len(kf_turn) - summary['annotated']}
     assert 'annotated:' in proc.stdout and 'wall time' in proc.stdout
     counts, records = decode(out / 'stop')
+    assert counts == {REASONING: len(want_stop)}, 'a sidecar holds only the records'
+    counts = merged_counts(out / 'stop')
     assert counts['/odom'] == 101 and counts['/CAM_FRONT/image_rect_compressed'] == 21
     assert counts['/tf_static'] == 1 and counts['/vlmad/keyframe'] == len(kf_stop)
     assert [s for s, _ in records] == want_stop
@@ -221,4 +230,8 @@ def test_bad_inputs_are_named(tmp_path):
                                             (1, 0, 0, 0), (0, 0, 0), (0, 0, 0)), h.START_NS)
     plain = vlmad(tmp_path / 'plain', '--out', tmp_path / 'out2')
     assert plain.returncode == 0 and 'no /vlmad/keyframe marks' in plain.stderr
-    assert decode(tmp_path / 'out2' / 'drive')[0] == {'/odom': 1}
+    assert merged_counts(tmp_path / 'out2' / 'drive') == {'/odom': 1}
+    copy = vlmad(tmp_path / 'plain', '--out', tmp_path / 'out3', '--layout', 'copy')
+    assert copy.returncode == 0 and decode(tmp_path / 'out3' / 'drive')[0] == {'/odom': 1}
+    layout = vlmad(tmp_path / 'plain', '--out', tmp_path / 'out4', '--layout', 'both')
+    assert layout.returncode == 2 and '--layout' in layout.stderr

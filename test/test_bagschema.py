@@ -153,3 +153,76 @@ def test_tf_static_is_recorded_latched(tmp_path):
     (profile,) = yaml.safe_load(qos['/tf_static'])   # rosbag2 v8 stores a YAML string
     assert (profile['durability'], profile['reliability']) == (1, 1)  # transient local, reliable
     assert not yaml.safe_load(qos['/tf'] or '[]')
+
+
+# ----- sidecars: a small bag that adds topics to its source bag -----
+
+def _odom_bag(path, stamps, reasoning=()):
+    """Write a source bag: odometry at `stamps`, and its own teacher records at `reasoning`."""
+    from vlmad_ros.data import rosmsgs
+    with bagschema.BagWriter(path) as bag:
+        for s in sorted(set(stamps) | set(reasoning)):
+            if s in reasoning:
+                bag.write('/vlmad/reasoning', _reasoning(s), s)
+            if s in stamps:
+                bag.write('/odom', rosmsgs.odometry(s, 'odom', 'base_link', (s * 1e-9, 0, 0),
+                                                    (1, 0, 0, 0), (1, 0, 0), (0, 0, 0)), s)
+
+
+def _sidecar(path, source, stamps, storage='mcap'):
+    data = bagschema.sidecar_data(source, path, teacher='rule-v2')
+    with bagschema.BagWriter(path, storage=storage, custom_data=data) as bag:
+        bag.add_topic('/vlmad/reasoning', 'vlmad_ros/msg/DrivingReasoning')
+        for s in stamps:
+            bag.write('/vlmad/reasoning', _reasoning(s), s)
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_sidecar_reads_as_one_bag_with_its_source(tmp_path, storage):
+    odom = [k * 100_000_000 for k in range(1, 21)]
+    _odom_bag(tmp_path / 'src' / 'drive', odom, reasoning=(300_000_000,))
+    side = tmp_path / 'out' / 'drive'
+    _sidecar(side, tmp_path / 'src' / 'drive', [500_000_000, 1_000_000_000], storage)
+    meta = yaml.safe_load((side / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+    assert meta['custom_data'] == {
+        'vlmad.sidecar.source': '../../src/drive', 'vlmad.sidecar.teacher': 'rule-v2',
+        'vlmad.sidecar.source_absolute': str((tmp_path / 'src' / 'drive').resolve())}
+    assert meta['message_count'] == 2, 'the sidecar holds only its own topics'
+    assert bagschema.sidecar_source(side) == (tmp_path / 'src' / 'drive').resolve()
+    assert bagschema.sidecar_source(tmp_path / 'src' / 'drive') is None
+    assert bagschema.topic_types(side) == {'/odom': 'nav_msgs/msg/Odometry',
+                                           '/vlmad/reasoning': 'vlmad_ros/msg/DrivingReasoning'}
+    read = [(t, s) for t, s, _ in bagschema.read_messages(side)]
+    # Log-time order; the source's own record (0.3 s) is replaced; a record before the odometry
+    # of its stamp, as the copy layout writes it.
+    want = sorted([('/odom', s) for s in odom] + [('/vlmad/reasoning', s) for s in
+                                                  (500_000_000, 1_000_000_000)],
+                  key=lambda e: (e[1], e[0] == '/odom'))
+    assert read == want
+    assert [s for _, s, _ in bagschema.read_messages(side, topics=['/odom'])] == odom
+    assert list(bagschema.read_messages(side, topics=['/nothing/here'])) == []
+    assert list(bagschema.read_messages(tmp_path / 'src' / 'drive', topics=['/nope'])) == []
+
+
+def test_sidecar_follows_its_source_and_names_it_when_gone(tmp_path):
+    _odom_bag(tmp_path / 'data' / 'src' / 'drive', [100, 200])
+    _sidecar(tmp_path / 'data' / 'out' / 'drive', tmp_path / 'data' / 'src' / 'drive', [150])
+    # Both listed: the source is read through its sidecar only, never twice.
+    assert bagschema.bag_paths([tmp_path / 'data']) == [tmp_path / 'data' / 'out' / 'drive']
+    # The sidecar moved alone: the absolute path finds the source.
+    alone = tmp_path / 'elsewhere' / 'drive'
+    alone.parent.mkdir()
+    (tmp_path / 'data' / 'out' / 'drive').rename(alone)
+    assert [s for _, s, _ in bagschema.read_messages(alone)] == [100, 150, 200]
+    alone.rename(tmp_path / 'data' / 'out' / 'drive')
+    # Both moved together: the relative path finds it.
+    (tmp_path / 'data').rename(tmp_path / 'moved')
+    side = tmp_path / 'moved' / 'out' / 'drive'
+    assert [s for _, s, _ in bagschema.read_messages(side)] == [100, 150, 200]
+    # The source gone: an error names the sidecar and the bag it needs.
+    import shutil
+    shutil.rmtree(tmp_path / 'moved' / 'src')
+    missing = r'out/drive: a sidecar of .*data/src/drive, which is missing'
+    with pytest.raises(bagschema.BagError, match=missing):
+        bagschema.topic_types(side)
+    assert bagschema.bag_paths([side]) == [side]

@@ -4,10 +4,17 @@ rosbag2 files without ROS: our messages in a rosbags typestore, a writer, a read
 Bags are written in rosbag2 metadata version 8 (Jazzy and newer read it; `ros2 bag play`), MCAP
 by default. The definitions stored in the bag for our types are the msg/*.msg texts themselves,
 so any tool (mcap-ros2-support, Foxglove, ros2 bag) decodes them.
+
+A *sidecar* is a small bag that adds topics to another bag (its source) instead of copying it:
+`vlmad annotate` writes the teacher records that way. Its metadata.yaml `custom_data` names the
+source (SIDECAR_SOURCE, relative to the sidecar). Reading a sidecar reads both bags as one:
+the source's messages and the sidecar's, merged in log-time order, a sidecar topic replacing
+the source's topic of that name (topic_types, read_messages); docs/ANNOTATOR.md.
 """
 from __future__ import annotations
 
 import functools
+import heapq
 import os
 import pathlib
 import shutil
@@ -124,7 +131,8 @@ class BagWriter:
     half-written stays. overwrite=True replaces an existing bag, once the new one is complete.
     """
 
-    def __init__(self, path, storage: str = 'mcap', overwrite: bool = False):
+    def __init__(self, path, storage: str = 'mcap', overwrite: bool = False,
+                 custom_data: Optional[Dict[str, str]] = None):
         if storage not in STORAGES:
             raise ValueError(f'storage must be one of {sorted(STORAGES)}, got {storage!r}')
         self.path = pathlib.Path(path)
@@ -135,6 +143,8 @@ class BagWriter:
             shutil.rmtree(self.work.parent)
         self.work.parent.mkdir(parents=True)
         self._writer = Writer(self.work, version=BAG_VERSION, storage_plugin=STORAGES[storage])
+        for key, value in (custom_data or {}).items():   # metadata.yaml custom_data
+            self._writer.set_custom_data(key, str(value))
         self._connections = {}
         self._store = typestore()
         self._open = False
@@ -235,7 +245,8 @@ def bag_paths(inputs: Iterable) -> list:
     Expand files/folders into bag paths: rosbag2 folders (metadata.yaml) and .mcap files.
 
     Bags a writer never finished (under a `<name>.partial` folder) are skipped with a warning
-    naming them; naming one directly is an error.
+    naming them; naming one directly is an error. A source bag found together with a sidecar
+    of it is left out (the sidecar reads it).
     """
     found = []
     for item in inputs:
@@ -260,7 +271,18 @@ def bag_paths(inputs: Iterable) -> list:
         if not subs and not loose and not partial:
             raise FileNotFoundError(f'no rosbag2 folders or .mcap files under {path}')
         found.extend(subs + loose)
-    return found
+    return _without_sidecar_sources(found)
+
+
+def _without_sidecar_sources(found: list) -> list:
+    """Drop source bags listed beside a sidecar of theirs: read through it, never twice."""
+    sources = set()
+    for path in found:
+        try:
+            sources.add(sidecar_source(path))
+        except BagError:   # its source is gone: reading the sidecar says so
+            continue
+    return [p for p in found if p.resolve() not in sources]
 
 
 def _partial_root(path: pathlib.Path) -> pathlib.Path:
@@ -279,9 +301,74 @@ def _warn_once(key, text: str) -> None:
         warn(text)
 
 
-def topic_types(path) -> Dict[str, str]:
-    """Map topic -> message type of a bag folder or .mcap file; BagError naming a bad bag."""
+# ----- sidecars -----
+
+# metadata.yaml custom_data keys of a sidecar: its source bag, relative to the sidecar folder
+# (moving both together keeps the pair) and absolute (moving the sidecar alone keeps it too).
+SIDECAR_SOURCE = 'vlmad.sidecar.source'
+SIDECAR_SOURCE_ABSOLUTE = 'vlmad.sidecar.source_absolute'
+
+
+def sidecar_data(source, sidecar, **about) -> Dict[str, str]:
+    """custom_data for a sidecar written at `sidecar` adding topics to `source`, plus `about`."""
+    source = pathlib.Path(source).resolve()
+    data = {SIDECAR_SOURCE: os.path.relpath(source, pathlib.Path(sidecar).resolve()),
+            SIDECAR_SOURCE_ABSOLUTE: str(source)}
+    data.update({f'vlmad.sidecar.{k}': str(v) for k, v in about.items()})
+    return data
+
+
+def custom_data(path) -> Dict[str, str]:
+    """metadata.yaml custom_data of a rosbag2 folder; {} for .mcap files and unreadable ones."""
+    meta = pathlib.Path(path) / 'metadata.yaml'
+    if not meta.is_file():
+        return {}
+    import yaml
+    try:
+        info = yaml.load(meta.read_text(), Loader=getattr(yaml, 'CSafeLoader', yaml.SafeLoader))
+        data = info['rosbag2_bagfile_information'].get('custom_data') or {}
+    except Exception:   # the bag's reader names what is wrong with it
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def sidecar_source(path) -> Optional[pathlib.Path]:
+    """Return the bag a sidecar adds to (None for other bags); BagError naming it if missing."""
+    data = custom_data(path)
+    if SIDECAR_SOURCE not in data:
+        return None
+    here = pathlib.Path(path).resolve()
+    found = [here / data[SIDECAR_SOURCE]]
+    if data.get(SIDECAR_SOURCE_ABSOLUTE):
+        found.append(pathlib.Path(data[SIDECAR_SOURCE_ABSOLUTE]))
+    for candidate in found:
+        if candidate.exists():
+            return candidate.resolve()
+    raise BagError(f'{path}: a sidecar of {data.get(SIDECAR_SOURCE_ABSOLUTE) or found[0]}, '
+                   f'which is missing (looked for {", ".join(map(str, found))}): put the '
+                   'source bag back, or annotate it again')
+
+
+def root_source(path) -> pathlib.Path:
+    """Return the bag holding a sidecar's other topics (the path itself for any other bag)."""
     path = pathlib.Path(path)
+    for _ in range(8):   # a sidecar of a sidecar is read as one bag too; no endless chains
+        source = sidecar_source(path)
+        if source is None:
+            return path
+        path = source
+    raise BagError(f'{path}: a chain of more than 8 sidecars')
+
+
+def topic_types(path) -> Dict[str, str]:
+    """Map topic -> message type of a bag (a sidecar: with its source's); BagError if bad."""
+    path = pathlib.Path(path)
+    source = sidecar_source(path)
+    own = _own_topic_types(path)
+    return own if source is None else dict(topic_types(source), **own)
+
+
+def _own_topic_types(path: pathlib.Path) -> Dict[str, str]:
     if path.is_dir() and (path / 'metadata.yaml').is_file():
         try:
             with Reader(path) as reader:
@@ -333,10 +420,14 @@ def read_messages(path, topics: Optional[Iterable[str]] = None,
     A bag whose writer crashed (no metadata.yaml, or an MCAP without its summary) still
     yields every complete message it holds, with a warning naming it. A bag that cannot be
     read, or a message its definition does not decode, raises BagError naming the bag.
-    With raw=True the message is the CDR bytes.
+    With raw=True the message is the CDR bytes. A sidecar yields its source's messages too.
     """
     path = pathlib.Path(path)
     wanted = set(topics) if topics is not None else None
+    source = sidecar_source(path)
+    if source is not None:
+        yield from _read_with_source(path, source, wanted, raw)
+        return
     if path.is_dir() and (path / 'metadata.yaml').is_file():
         yield from _read_rosbag2(path, wanted, raw)
         return
@@ -353,6 +444,8 @@ def _read_rosbag2(path: pathlib.Path, wanted, raw: bool):
     try:
         with Reader(path) as reader:
             conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+            if not conns and wanted is not None:   # rosbags reads every topic for none
+                return
             _register_unknown(store, ((c.msgtype, c.msgdef.data) for c in conns if c.msgdef))
             for conn, stamp, data in reader.messages(connections=conns):
                 yield conn.topic, stamp, (data if raw else _decode(store, data, conn.msgtype,
@@ -361,6 +454,21 @@ def _read_rosbag2(path: pathlib.Path, wanted, raw: bool):
         raise
     except Exception as err:   # rosbags raises several types on broken files
         raise BagError(f'{path}: unreadable rosbag2 bag ({type(err).__name__}: {err})') from None
+
+
+def _read_with_source(path: pathlib.Path, source: pathlib.Path, wanted, raw: bool):
+    """
+    Read a sidecar and its source as one bag, in log-time order (sidecar topics replace theirs).
+
+    At equal log times the sidecar's message comes first, as `vlmad annotate --layout copy`
+    writes it, so both layouts read the same.
+    """
+    own = set(_own_topic_types(path))
+    theirs = None if wanted is None else wanted - own
+    streams = [_read_rosbag2(path, wanted, raw)]
+    if theirs is None or theirs:
+        streams.append(m for m in read_messages(source, theirs, raw) if m[0] not in own)
+    yield from heapq.merge(*streams, key=lambda m: m[1])
 
 
 def _decode(store, data, msgtype: str, path, topic: str):

@@ -79,6 +79,7 @@ def make_data(data: pathlib.Path, scale: float, workers: int, out: pathlib.Path,
         subprocess.run(VLMAD + ['synth', *args, '--out', str(raw), '--workers', str(workers),
                                 '--quiet'], check=True, stdout=subprocess.DEVNULL)
         procs = [subprocess.Popen(VLMAD + ['annotate', str(raw), '--out', str(final),
+                                           '--layout', 'copy',  # raw is removed below
                                            '--teacher', 'rule', '--no-progress',
                                            '--shard', f'{k}/{workers}'],
                                   stdout=subprocess.DEVNULL) for k in range(workers)]

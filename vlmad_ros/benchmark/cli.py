@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ----- data -----
 
 def make_data(out: pathlib.Path, splits: List[str], workers: int, scale: float) -> int:
-    """Record each split with `vlmad synth`, annotate it (rule teacher), drop the raw copy."""
+    """Record each split with `vlmad synth`, annotate it (rule teacher, a full copy), drop raw."""
     vlmad = [sys.executable, '-m', 'vlmad_ros.cli']
     for name in splits:
         spec = SPLITS[name]
@@ -78,6 +78,7 @@ def make_data(out: pathlib.Path, splits: List[str], workers: int, scale: float) 
                               '--workers', str(workers), '--quiet'],
                      check=True, stdout=subprocess.DEVNULL)
         shards = [children.spawn(vlmad + ['annotate', str(raw), '--out', str(final),
+                                          '--layout', 'copy',  # raw is removed below
                                           '--teacher', 'rule', '--no-progress',
                                           '--shard', f'{k}/{workers}'],
                                  stdout=subprocess.DEVNULL)

@@ -7,8 +7,8 @@ first use of a bag builds an on-disk cache: the samples the reader yields, image
 uint8 file (N, cameras, 3, H, W) plus small metadata arrays. Items are then memory-map slices:
 DataLoader workers open the map lazily in their own process, nothing is shared or locked.
 Two levels, so that only what changed is redone:
-- the sample cache (per bag; cache_key: the bag's path, files' size and mtime, views, reader
-  settings): targets, calibration-free metadata, teacher records, and the name of its image
+- the sample cache (per bag; cache_key: the bag's path, files' size and mtime (a sidecar's
+  and its source's), views, reader settings): targets, calibration-free metadata, teacher records, and the name of its image
   store. A touched or re-annotated bag rebuilds it with one read pass and no decode;
 - the image store (image_root, named by content: sample_digest of every row): decoded views,
   intrinsics and poses. A build reuses the rows of any store that begins with the same first
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from vlmad_ros import types
-from vlmad_ros.bagschema import bag_paths, BagError
+from vlmad_ros.bagschema import bag_paths, BagError, sidecar_source
 from vlmad_ros.data.reader import (action_labels, RawSample, read_samples, ReaderConfig,
                                    ReadStats, skip_bag)
 from vlmad_ros.images import ImageConversionError
@@ -88,11 +88,15 @@ def cache_key(bag: pathlib.Path, size, config: ReaderConfig) -> str:
     Cheap (file sizes and mtimes), so every start finds its caches without reading a bag. The
     sample cache holds only what a read pass gives (targets, teacher records, the name of the
     image folder): rebuilding it after a touch or a re-annotation costs one read, no decode.
+    A sidecar's key covers its source's files too (BagError when the source is missing).
     """
     bag = bag.resolve()
-    files = sorted(bag.iterdir()) if bag.is_dir() else [bag]
     parts = [str(CACHE_VERSION), str(bag), ViewSpec.of(size).key(), repr(config)]
-    parts += [f'{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}' for f in files if f.is_file()]
+    source = sidecar_source(bag)
+    for part in [bag] + ([source] if source is not None else []):
+        files = sorted(part.iterdir()) if part.is_dir() else [part]
+        parts += [f'{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}'
+                  for f in files if f.is_file()]
     digest = hashlib.sha1('\n'.join(parts).encode()).hexdigest()[:16]
     return f'{bag.name}-{digest}'
 
@@ -396,7 +400,15 @@ def missing_caches(paths, size, cache_root, config: Optional[ReaderConfig] = Non
     """Return the bags of `paths` whose sample cache (or its image store) is not built."""
     config = config or ReaderConfig()
     root = pathlib.Path(cache_root) if cache_root else default_cache_dir()
-    return [p for p in paths if not cache_ready(root / cache_key(p, size, config))]
+    out = []
+    for p in paths:
+        try:
+            ready = cache_ready(root / cache_key(p, size, config))
+        except BagError:        # a sidecar without its source: the build names it
+            ready = False
+        if not ready:
+            out.append(p)
+    return out
 
 
 def build_caches(paths, size, cache_root, config: Optional[ReaderConfig] = None,
@@ -415,11 +427,17 @@ def build_caches(paths, size, cache_root, config: Optional[ReaderConfig] = None,
     root = pathlib.Path(cache_root) if cache_root else default_cache_dir()
     todo = missing_caches(paths, size, root, config)
     stats = ReadStats()
-    workers = min(len(todo), workers or os.cpu_count() or 1)
-    if not todo:
+    keyed = []
+    for p in todo:
+        try:
+            keyed.append((p, root / cache_key(p, size, config)))
+        except BagError as err:      # a sidecar without its source
+            skip_bag(err, stats)
+    workers = min(len(keyed), workers or os.cpu_count() or 1)
+    if not keyed:
         return stats
-    jobs = [(str(p), size, str(root / cache_key(p, size, config)), config,
-             threads if workers <= 1 else 1) for p in todo]
+    jobs = [(str(p), size, str(out), config, threads if workers <= 1 else 1)
+            for p, out in keyed]
     if workers <= 1:
         results = map(_build_job, jobs)
     else:
@@ -467,15 +485,19 @@ class BagDataset(torch.utils.data.Dataset):
         self.image_size = _check_size(image_size)
         self.reader_config = reader_config or ReaderConfig()
         cache_root = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()
-        paths = bag_paths([bags] if isinstance(bags, (str, os.PathLike)) else bags)
-        outs = [cache_root / cache_key(bag, self.image_size, self.reader_config)
-                for bag in paths]
+        self.stats = ReadStats()
+        paths, outs = [], []
+        for bag in bag_paths([bags] if isinstance(bags, (str, os.PathLike)) else bags):
+            try:        # a sidecar without its source: named on stderr and in stats, skipped
+                outs.append(cache_root / cache_key(bag, self.image_size, self.reader_config))
+                paths.append(bag)
+            except BagError as err:
+                skip_bag(err, self.stats)
         missing = missing_caches(paths, self.image_size, cache_root, self.reader_config)
         if missing and not build:
             raise MissingCacheError(
                 f'{len(missing)} of {len(paths)} bags have no sample cache at '
                 f'{self.image_size.key()} in {cache_root} (first: {missing[0]})')
-        self.stats = ReadStats()
         if missing:
             self.stats.add(build_caches(
                 missing, self.image_size, cache_root, self.reader_config, workers,

@@ -14,7 +14,8 @@ agents' boxes at those instants, moved into the keyframe's base_link. A recordin
 in a crash (no metadata.yaml, an MCAP cut mid-record) yields every sample it holds in full,
 with a warning naming it. A bag that lacks a camera or odometry topic, holds one with another
 type, or whose messages do not decode raises BagError naming the bag (read_bags and the
-dataset skip it with that message).
+dataset skip it with that message). A sidecar bag (teacher records of `vlmad annotate`) is read
+with its source bag as one (vlmad_ros.bagschema): its records replace the source's.
 """
 from __future__ import annotations
 

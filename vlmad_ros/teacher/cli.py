@@ -5,8 +5,11 @@ Per input bag: the dataset reader (vlmad_ros.data.reader) gives the keyframes wi
 calibration and 3 s future from the odometry (keyframes without it are skipped and counted);
 the teacher answers each one (a thread pool for remote teachers); every answer is journaled
 (resume after Ctrl-C or kill, see journal.py); when the bag is complete the output bag is
-written: all input topics copied byte for byte plus DrivingReasoning on /vlmad/reasoning.
-`--shard i/N` takes every N-th input bag (sorted by path), so machines split the work.
+written. `--layout sidecar` (default): a small bag of only the DrivingReasoning records on
+/vlmad/reasoning whose metadata names the input bag (bagschema's sidecars: readers and
+`ros2 bag play -i IN -i OUT` take both as one). `--layout copy`: all input topics copied byte
+for byte plus the records, one self-contained bag (for Humble, whose `ros2 bag play` plays one
+bag). `--shard i/N` takes every N-th input bag (sorted by path), so machines split the work.
 """
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from vlmad_ros import labels as label_sets, topics
-from vlmad_ros.bagschema import (bag_paths, BagError, BagWriter, read_messages, STORAGES,
-                                 topic_types)
+from vlmad_ros.bagschema import (bag_paths, BagError, BagWriter, read_messages, root_source,
+                                 sidecar_data, STORAGES, topic_types)
 from vlmad_ros.data.reader import RawSample, read_samples, ReaderConfig, ReadStats, skip_bag
 from vlmad_ros.images import compressed_to_rgb, ImageConversionError
 from vlmad_ros.rig import CAMERA_NAMES
@@ -36,6 +39,7 @@ REASONING_TYPE = 'vlmad_ros/msg/DrivingReasoning'
 EXIT_OK, EXIT_USAGE, EXIT_TEACHER, EXIT_UNREADABLE, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 EXIT_DISK = 5   # writing failed (full disk, no permission): nothing half-written is left
 EXIT_BUDGET = 6  # --max-requests / --max-cost reached: rerun to continue
+LAYOUTS = ('sidecar', 'copy')
 
 
 def parse_shard(text: str) -> Tuple[int, int]:
@@ -62,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('inputs', nargs='+', metavar='IN_BAG',
                         help='rosbag2 folders, .mcap files, or folders holding them')
     parser.add_argument('--out', required=True, help='output folder (one bag per input bag)')
+    parser.add_argument('--layout', choices=LAYOUTS, default='sidecar',
+                        help='sidecar: output bags hold only the teacher records and name their '
+                             'input bag, which must stay (default); copy: input topics copied '
+                             'too, self-contained (Humble: ros2 bag play plays one bag)')
     parser.add_argument('--teacher', choices=('rule', 'openai'), default='rule',
                         help='rule: deterministic offline teacher (default); openai: any '
                              'OpenAI-compatible vision endpoint')
@@ -241,6 +249,8 @@ class Summary:
     wall_s: float = 0.0
     stopped: str = ''            # why the run stopped early ('budget'); empty when complete
     outputs: List[str] = dataclasses.field(default_factory=list)
+    layout: str = 'sidecar'      # --layout of the output bags
+    bytes_written: int = 0       # size of the output bags this run wrote
     # label histogram of the OK records written into the output bags (resumed ones included):
     # category -> label text -> count, every label of the set listed, zeros too
     labels: Dict[str, Dict[str, int]] = dataclasses.field(
@@ -291,6 +301,7 @@ class Summary:
             f'tokens: {self.usage.prompt_tokens} prompt + {self.usage.completion_tokens} '
             f'completion in {self.usage.requests} requests; cost ${self.usage.cost_usd:.4f}',
             f'wall time: {self.wall_s:.1f} s',
+            f'written: {self.bytes_written} bytes in {len(self.outputs)} {self.layout} bags',
         ]
         for category, counts in self.labels.items():
             if any(counts.values()):
@@ -321,6 +332,29 @@ def write_output_bag(src: pathlib.Path, dst: pathlib.Path, records: Dict[int, Te
             bag.write_raw(topic, bytes(data), log_ns)
         for stamp in stamps[nxt:]:
             bag.write(topics.REASONING, records[stamp].to_rosbags_msg(stamp, frame_id), stamp)
+
+
+def write_sidecar_bag(src: pathlib.Path, dst: pathlib.Path, records: Dict[int, TeacherResult],
+                      storage: str, about: Dict[str, str],
+                      frame_id: str = topics.BASE_FRAME) -> None:
+    """Only the records, in a bag whose metadata names the input (a sidecar's: its source)."""
+    data = sidecar_data(root_source(src), dst, **about)
+    with BagWriter(dst, storage=storage, overwrite=True, custom_data=data) as bag:
+        bag.add_topic(topics.REASONING, REASONING_TYPE)   # declared even when empty
+        for stamp in sorted(records):
+            bag.write(topics.REASONING, records[stamp].to_rosbags_msg(stamp, frame_id), stamp)
+
+
+def write_bag(layout: str, src: pathlib.Path, dst: pathlib.Path,
+              records: Dict[int, TeacherResult], storage: str, teacher) -> int:
+    """Write one output bag in `layout`; return its size in bytes."""
+    if layout == 'copy':
+        write_output_bag(src, dst, records, storage)
+    else:
+        write_sidecar_bag(src, dst, records, storage,
+                          {'teacher': teacher.name, 'prompt_version': teacher.prompt_version,
+                           'topic': topics.REASONING})
+    return sum(f.stat().st_size for f in dst.rglob('*') if f.is_file())
 
 
 def _drain(pending: dict, journal: Journal, summary: Summary, bar) -> None:
@@ -402,7 +436,8 @@ def annotate_bag(src: pathlib.Path, out_dir: pathlib.Path, teacher, args, summar
         if bar is not None:  # keyframes that were skipped never reach the bar
             bar.total = (bar.total or 0) - counted + len(journal.records)
             bar.refresh()
-        write_output_bag(src, dst, journal.records, args.storage)
+        summary.bytes_written += write_bag(args.layout, src, dst, journal.records, args.storage,
+                                           teacher)
         summary.count_labels(journal.records.values())
     except BaseException:
         for fut in pending:
@@ -435,7 +470,7 @@ def main(args) -> int:
     bags = [b for k, b in enumerate(bags) if k % shard_n == shard_i]
     out_dir = pathlib.Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = Summary()
+    summary = Summary(layout=args.layout)
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
