@@ -103,7 +103,7 @@ def test_wrong_files_are_errors_naming_the_file(tmp_path):
         PlannerModel(small_cfg(backbone_weights=str(missing)))
     text = tmp_path / 'notes.pth'
     text.write_text('not a checkpoint')
-    with pytest.raises(ValueError, match='notes.pth is not a torch state_dict'):
+    with pytest.raises(ValueError, match='notes.pth cannot be read with weights_only'):
         PlannerModel(small_cfg(backbone_weights=str(text)))
     partial = tmp_path / 'partial.pth'
     state = torchvision_file(partial)

@@ -35,8 +35,10 @@ def test_closed_loop_test_split_has_four_fixed_episodes_per_scenario():
 
 def test_val_and_test_episodes_are_disjoint_and_splits_use_distinct_seeds():
     val, test = spec.closed_loop_episodes('val'), spec.closed_loop_episodes('test')
-    assert len(val) == 2 * len(SCENARIOS)
-    assert not {e.seed for e in val} & {e.seed for e in test}
+    val2 = spec.closed_loop_episodes('val2')
+    assert len(val) == 2 * len(SCENARIOS) and len(val2) == 4 * len(SCENARIOS)
+    seeds = [{e.seed for e in split} for split in (val, val2, test)]
+    assert sum(map(len, seeds)) == len(set().union(*seeds))
     seeds = [s.seed for s in spec.SPLITS.values()]
     assert len(set(seeds)) == len(seeds) == 3
     assert spec.SPLITS['train'].perturb > 0

@@ -40,8 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--scale', type=float, default=1.0,
                         help="record this fraction of each split's scenes (trials only)")
     parser.add_argument('--data', default='', metavar='DIR', help='benchmark data (--make-data)')
-    parser.add_argument('--split', choices=('val', 'test'), default='val',
-                        help='split to score (keep test for the final numbers)')
+    parser.add_argument('--split', choices=('val', 'val2', 'test'), default='val',
+                        help='split to score (keep test for the final numbers; val2: a second, '
+                        'closed-loop-only validation set)')
     parser.add_argument('--checkpoint', default='', help='planner (default: packaged default.pt)')
     parser.add_argument('--name', default='', help='row label of the checkpoint')
     parser.add_argument('--ego-mlp', default='', metavar='CKPT',
@@ -197,6 +198,8 @@ def main(args) -> int:
         return make_data(pathlib.Path(args.make_data), args.splits, args.workers, args.scale)
     results: Dict = {'version': BENCHMARK_VERSION, 'split': args.split}
     try:
+        if args.split == 'val2' and not args.closed_loop_only:
+            raise ValueError('--split val2 has closed-loop episodes only: add --closed-loop-only')
         planners = _planners(args)
         if not args.closed_loop_only:
             data = pathlib.Path(args.data) / args.split

@@ -9,7 +9,9 @@ Open loop: train / val / test scenes from disjoint seed streams; val and test ar
 expert's plain driving, train adds recovery perturbations (synth/perturb.py). The hard subset
 of a split is the keyframes whose 3 s future constant velocity misses by > 2.5 m
 (evaluation/baselines.py). Closed loop: 4 held-out episodes per scenario type (28) for the
-test split, 2 per type for validation, 25 s each.
+test split, 2 per type for validation, 25 s each. `val2` (closed loop only, 4 per type) was
+added on 2026-11-27, when `val` had already chosen between many planners: a fresh set for the
+next shipping decisions, with episodes of its own; no recording, so no open-loop split.
 """
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ from vlmad_ros.synth.scenarios import SCENARIOS
 BENCHMARK_VERSION = 'synth-v1'
 CLOSED_LOOP_DURATION_S = 25.0
 # First episode seed per split; scenario i (sorted names), repetition j -> base + 100 i + j.
-CLOSED_LOOP_SEED_BASE = {'val': 6000, 'test': 7000}
-CLOSED_LOOP_PER_SCENARIO = {'val': 2, 'test': 4}
+CLOSED_LOOP_SEED_BASE = {'val': 6000, 'test': 7000, 'val2': 8000}
+CLOSED_LOOP_PER_SCENARIO = {'val': 2, 'test': 4, 'val2': 4}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,8 @@ DataLoader workers open the map lazily in their own process, nothing is shared o
 Two levels, so that only what changed is redone:
 - the sample cache (per bag; cache_key: the bag's path, files' size and mtime (a sidecar's
   and its source's), views, reader settings): targets, calibration-free metadata, teacher
-  records, and the name of its image store. A touched or re-annotated bag rebuilds it with one read pass and no decode;
+  records, and the name of its image store. A touched or re-annotated bag rebuilds it with
+  one read pass and no decode;
 - the image store (image_root, named by content: sample_digest of every row): decoded views,
   intrinsics and poses. A build reuses the rows of any store that begins with the same first
   sample, so only changed pictures are decoded, and an unchanged bag writes no image byte.

@@ -85,16 +85,27 @@ def save_checkpoint(path, model: nn.Module, rig: Optional[CameraRig] = None,
     return path
 
 
+def load_weights_only(path, what: str, error=ValueError, missing=FileNotFoundError):
+    """
+    torch.load of tensors and plain types only: never runs pickled code from a file.
+
+    A missing file raises `missing`, an unreadable one `error`, each naming `what` (the
+    parameter or kind of file) and the path.
+    """
+    path = pathlib.Path(path).expanduser()
+    if not path.is_file():
+        raise missing(f'{what}: file not found: {path}')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise error(f'{what}: {path} cannot be read with weights_only=True: '
+                    f'{type(err).__name__}: {err}') from None
+
+
 def read_checkpoint(path) -> Dict[str, Any]:
     """Load the raw checkpoint dict and validate its structure."""
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise CheckpointError(f'checkpoint not found: {path}')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise CheckpointError(f'checkpoint {path} cannot be read with weights_only=True: '
-                              f'{type(err).__name__}: {err}') from None
+    ckpt = load_weights_only(path, 'checkpoint', CheckpointError, CheckpointError)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f'checkpoint {path}: expected a dict, got {type(ckpt).__name__}')
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]

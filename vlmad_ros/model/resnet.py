@@ -129,14 +129,9 @@ class ResNet(nn.Module):
 
 def read_state_dict(path) -> Dict[str, torch.Tensor]:
     """Read a state_dict from a .pth file (plain, or under 'state_dict' / 'model')."""
+    from vlmad_ros.model.checkpoint import load_weights_only
     path = pathlib.Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f'backbone_weights: file not found: {path}')
-    try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise ValueError(f'backbone_weights: {path} is not a torch state_dict file: '
-                         f'{type(err).__name__}: {err}') from None
+    state = load_weights_only(path, 'backbone_weights')
     for key in ('state_dict', 'model'):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -72,7 +72,9 @@ def save_state(path: pathlib.Path, model, optimizer, scheduler, scaler, progress
 
 
 def load_state(path: pathlib.Path) -> Dict[str, Any]:
-    return torch.load(path, map_location='cpu', weights_only=True)
+    """Read a training state written by save_state (tensors and plain types only)."""
+    from vlmad_ros.model.checkpoint import load_weights_only
+    return load_weights_only(path, 'training state')
 
 
 def restore(state: Dict[str, Any], model, optimizer, scheduler, scaler) -> None:
