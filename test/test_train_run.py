@@ -2,6 +2,7 @@
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -131,14 +132,22 @@ def test_ddp_two_cpu_processes_gloo(data, tmp_path):
     out = tmp_path / 'ddp'
     env = dict(os.environ, OMP_NUM_THREADS='1')
     argv = common(data, out, '--epochs', '2', '--cache-dir', str(tmp_path / 'cache'))
+    argv[argv.index('--text-cache') + 1] = str(tmp_path / 'text')    # this run's own, empty
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node',
            '2', '-m', 'vlmad_ros.training.train', *argv]
     # No rank decodes bags while the others wait: without caches the run names the command.
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and 'vlmad cache build' in proc.stderr, proc.stderr[-3000:]
     build = [sys.executable, '-m', 'vlmad_ros.cli', 'cache', 'build', str(data / 'bags'),
-             '--config', str(data / 'tiny.yaml'), '--cache-dir', str(tmp_path / 'cache')]
+             '--config', str(data / 'tiny.yaml'), '--cache-dir', str(tmp_path / 'cache'),
+             '--text-cache', str(tmp_path / 'text')]
     assert subprocess.run(build, env=env, timeout=300).returncode == 0
+    # Nor does a rank encode texts: with the image caches but no text embeddings, refused.
+    shutil.move(tmp_path / 'text', tmp_path / 'text.built')
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and 'teacher texts have no embedding' in proc.stderr, \
+        proc.stderr[-3000:]
+    shutil.move(tmp_path / 'text.built', tmp_path / 'text')
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = read_jsonl(out / 'metrics.jsonl')

@@ -7,7 +7,9 @@ One bag per process, on every core by default.
 
 `vlmad train` builds what is missing itself on a single process, but a DDP run refuses to
 start without its caches (a rank would otherwise decode while the others wait at a
-collective, past NCCL's 10 minute timeout): run this first, with the run's --config.
+collective, past NCCL's 10 minute timeout): run this first, with the run's --config. When
+that config trains the alignment head, the teacher texts are embedded into the text cache
+too (`--text-cache`, default beside the first data folder, as `vlmad train` looks for it).
 Resumable: finished bags are skipped, a killed build leaves no half cache.
 """
 from __future__ import annotations
@@ -32,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help='processes, one bag each (default 0: every core)')
     build.add_argument('--cache-dir', default='',
                        help='cache folder (default: $VLMAD_CACHE or ~/.cache/vlmad_ros)')
+    build.add_argument('--text-cache', default='',
+                       help='text embedding cache, as `vlmad train --text-cache` (default: '
+                       'beside the first data folder); used when --config trains the '
+                       'alignment head')
 
 
 def model_configs(config: str):
@@ -84,4 +90,16 @@ def main(args) -> int:
     reused = sum(c.meta.get('images_reused', 0) for c in ds.caches)
     print(f'[cache] ready in {seconds:.1f} s: {len(ds)} samples from {len(ds.caches)} bag(s); '
           f'when their caches were built {decoded} samples were decoded, {reused} reused')
+    embed_texts(args, ds)
     return 0
+
+
+def embed_texts(args, ds) -> None:
+    """Embed the teacher texts for a config that trains the alignment head (else nothing)."""
+    train_cfg, _, vlmad_cfg = model_configs(args.config)
+    if not vlmad_cfg.use_alignment:
+        return
+    from vlmad_ros.training.data import attach_text_targets
+    from vlmad_ros.training.text_encoder import default_cache_dir
+    attach_text_targets([ds], args.text_cache or default_cache_dir(args.data),
+                        train_cfg.text_encoder, log=lambda m: print(m, flush=True))

@@ -244,6 +244,22 @@ def load_data(run: Run, args):
     return full_train, train_set, val_set, train_bags
 
 
+def _require_all_texts(args, full_train, table, text_cache) -> None:
+    """Refuse a DDP run whose teacher texts are not all embedded, naming the command."""
+    from vlmad_ros.data.dataset import TEXTS
+    texts = {t for c in full_train.caches for rec in c.meta[TEXTS] if rec for t in rec}
+    missing = len(texts - set(table))
+    if missing:
+        cmd = ' '.join(['vlmad cache build', *args.data]
+                       + (['--config', args.config] if args.config else [])
+                       + (['--cache-dir', args.cache_dir] if args.cache_dir else [])
+                       + ['--text-cache', str(text_cache)])
+        raise UsageError(f'{missing} of {len(texts)} teacher texts have no embedding in '
+                         f'{text_cache}; a DDP run does not encode texts. Embed them first: '
+                         f'{cmd} (or pass --text-cache-only to train those frames without '
+                         'the alignment loss)')
+
+
 def text_targets(run: Run, args, full_train, train_bags):
     """Embed the teacher texts once (frozen encoder, cached); may switch the alignment off."""
     from vlmad_ros.data.dataset import TEXTS
@@ -252,11 +268,13 @@ def text_targets(run: Run, args, full_train, train_bags):
     vc = run.vc
     if vc.use_alignment:
         text_cache = args.text_cache or default_cache_dir([str(p) for p in train_bags])
-        for turn in ((0,) if not run.dist.enabled else (0, 1)):
-            if (turn == 0) == run.master:
-                table = attach_text_targets([full_train], text_cache, run.tc.text_encoder,
-                                            log=run.log, cache_only=run.tc.text_cache_only)
-            _barrier(run)
+        # Under DDP every rank reads the cache only: no rank encodes while the others wait
+        # at a collective (`vlmad cache build --config` embeds the texts beforehand).
+        cache_only = run.tc.text_cache_only or run.dist.enabled
+        table = attach_text_targets([full_train], text_cache, run.tc.text_encoder,
+                                    log=run.log, cache_only=cache_only)
+        if run.dist.enabled and not run.tc.text_cache_only:
+            _require_all_texts(args, full_train, table, text_cache)
         if not table and run.tc.text_cache_only and any(
                 rec for c in full_train.caches for rec in c.meta[TEXTS]):
             # Teacher texts exist but none is cached: every frame trains without the
