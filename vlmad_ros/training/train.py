@@ -210,9 +210,7 @@ def require_caches(args, pc: PlannerConfig) -> None:
         raise UsageError(err) from err
     missing = missing_caches(bags, pc, args.cache_dir or None)
     if missing:
-        cmd = ' '.join(['vlmad cache build', *args.data, *(args.val_data or [])]
-                       + (['--config', args.config] if args.config else [])
-                       + (['--cache-dir', args.cache_dir] if args.cache_dir else []))
+        cmd = cache_build_command(args, *(args.val_data or []))
         raise UsageError(f'{len(missing)} of {len(bags)} bags have no sample cache for this '
                          f'model (first: {missing[0]}); a DDP run does not decode bags. Build '
                          f'them first on every core: {cmd}')
@@ -244,16 +242,20 @@ def load_data(run: Run, args):
     return full_train, train_set, val_set, train_bags
 
 
+def cache_build_command(args, *extra: str) -> str:
+    """The `vlmad cache build` line that prepares this run's data (named in refusals)."""
+    return ' '.join(['vlmad cache build', *args.data, *extra]
+                    + (['--config', args.config] if args.config else [])
+                    + (['--cache-dir', args.cache_dir] if args.cache_dir else []))
+
+
 def _require_all_texts(args, full_train, table, text_cache) -> None:
     """Refuse a DDP run whose teacher texts are not all embedded, naming the command."""
     from vlmad_ros.data.dataset import TEXTS
     texts = {t for c in full_train.caches for rec in c.meta[TEXTS] if rec for t in rec}
     missing = len(texts - set(table))
     if missing:
-        cmd = ' '.join(['vlmad cache build', *args.data]
-                       + (['--config', args.config] if args.config else [])
-                       + (['--cache-dir', args.cache_dir] if args.cache_dir else [])
-                       + ['--text-cache', str(text_cache)])
+        cmd = cache_build_command(args, '--text-cache', str(text_cache))
         raise UsageError(f'{missing} of {len(texts)} teacher texts have no embedding in '
                          f'{text_cache}; a DDP run does not encode texts. Embed them first: '
                          f'{cmd} (or pass --text-cache-only to train those frames without '
