@@ -243,7 +243,7 @@ def load_data(run: Run, args):
 
 
 def cache_build_command(args, *extra: str) -> str:
-    """The `vlmad cache build` line that prepares this run's data (named in refusals)."""
+    """Return the `vlmad cache build` line that prepares this run's data (for refusals)."""
     return ' '.join(['vlmad cache build', *args.data, *extra]
                     + (['--config', args.config] if args.config else [])
                     + (['--cache-dir', args.cache_dir] if args.cache_dir else []))
