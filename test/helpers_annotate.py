@@ -62,7 +62,7 @@ def road_image(width, height, shade=0):
 
 def write_drive_bag(path, pose_fn=None, duration_s=6.0, camera_hz=4.0, odom_hz=20.0,
                     keyframe_hz=2.0, size=(320, 180), with_truth=True, storage='mcap',
-                    red_light_at=None):
+                    red_light_at=None, green_at_s=None):
     """Write a small drive bag; returns the list of keyframe stamps (ns)."""
     pose_fn = pose_fn or cruise()
     rig = load_rig('nuscenes')
@@ -98,7 +98,8 @@ def write_drive_bag(path, pose_fn=None, duration_s=6.0, camera_hz=4.0, odom_hz=2
                     (0.0, 0.0, 0.0))
                 bag.write(topics.OBJECTS, rosmsgs.ground_truth_objects(
                     t_ns, topics.BASE_FRAME, [car]), t_ns)
-                bag.write(topics.TRAFFIC_LIGHTS, lights_msg(t_ns, red_light_at), t_ns)
+                green = green_at_s is not None and t >= green_at_s
+                bag.write(topics.TRAFFIC_LIGHTS, lights_msg(t_ns, red_light_at, green), t_ns)
             if t_ns in kf_stamps:
                 keyframes.append(t_ns)
                 bag.write(topics.KEYFRAME, rosmsgs.keyframe(
@@ -106,11 +107,11 @@ def write_drive_bag(path, pose_fn=None, duration_s=6.0, camera_hz=4.0, odom_hz=2
     return keyframes
 
 
-def lights_msg(t_ns, red_light_at):
-    """One light: RED with its stop line at x = red_light_at (map frame), else GREEN far away."""
+def lights_msg(t_ns, red_light_at, green=False):
+    """One light at x = red_light_at: RED, or GREEN once `green`; else a GREEN one far off."""
     point = msg_class('geometry_msgs/msg/Point')
     x = red_light_at if red_light_at is not None else 500.0
-    state = 1 if red_light_at is not None else 3
+    state = 1 if red_light_at is not None and not green else 3
     light = msg_class('vlmad_ros/msg/TrafficLight')(
         id='L1', state=state, stop_line_start=point(x=x, y=-2.0, z=0.0),
         stop_line_end=point(x=x, y=2.0, z=0.0))

@@ -42,7 +42,7 @@ from vlmad_ros.images import ImageConversionError
 from vlmad_ros.planner import camera_features, ImageSizeError, order_views, ViewSpec
 from vlmad_ros.types import PLAN_STEPS
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3   # 3: light_change per sample
 # Extra (non-tensor) item keys: the teacher's three texts (the training engineer embeds them),
 # the sample token and the scenario name.
 TEXTS = 'texts'
@@ -362,6 +362,7 @@ def _add_rows(rows: dict, meta: dict, s: RawSample) -> None:
     rows['action_labels'].append(action_labels(s.reasoning))
     rows['text_valid'].append(s.reasoning is not None)
     rows['stamp_ns'].append(int(s.stamp_ns))
+    rows['light_change'].append(bool(s.light_change))
     rows['boxes'].append(np.asarray(s.future_boxes, np.float32).reshape(PLAN_STEPS, -1, 5))
     meta[TOKEN].append(s.token)
     meta[SCENARIO].append(s.scenario)

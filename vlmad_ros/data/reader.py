@@ -38,6 +38,7 @@ from vlmad_ros.images import compressed_to_rgb, ImageConversionError, resize_rgb
 from vlmad_ros.labels import UNKNOWN
 from vlmad_ros.rig import CAMERA_NAMES, CameraRig
 from vlmad_ros.sync import ApproximateTimeSynchronizer
+from vlmad_ros.teacher.scene import light_changes_ahead
 from vlmad_ros.types import (Command, command_from_endpoint, EgoState, Observation,
                              ReasoningRecord, Sample, Targets, Trajectory)
 
@@ -55,6 +56,7 @@ class ReaderConfig:
     odom_topic: str = topics.ODOM
     keyframe_topic: str = topics.KEYFRAME
     objects_topic: str = topics.OBJECTS
+    lights_topic: str = topics.TRAFFIC_LIGHTS
     command_topic: str = topics.COMMAND
     reasoning_topic: str = topics.REASONING
     tf_static_topic: str = topics.TF_STATIC
@@ -96,6 +98,9 @@ class RawSample:
     box_ids: List[str]
     reasoning: Optional[ReasoningRecord]
     ego_stamp_ns: int = 0             # the odometry message of the synchronized set
+    # The light ahead turns from stop to go (or back) within the 3 s future: the future
+    # answers a lamp change the images do not show yet (teacher.scene.light_changes_ahead).
+    light_change: bool = False
 
     def decode(self, size: Optional[Tuple[int, int]] = None
                ) -> Tuple[List[np.ndarray], CameraRig]:
@@ -170,6 +175,7 @@ class _Context:
         self.infos: Dict[str, List[Tuple[int, object]]] = collections.defaultdict(list)
         self.static: Dict[str, object] = {}
         self.objects: List[_Objects] = []
+        self.lights: List[Tuple[int, object]] = []
         self.commands: List[Tuple[int, int]] = []
         self.reasoning: Dict[int, ReasoningRecord] = {}
         self.track: Optional[OdometryTrack] = None
@@ -178,6 +184,7 @@ class _Context:
         cfg = self.config
         handlers = {cfg.keyframe_topic: self._keyframe, cfg.odom_topic: self._odom,
                     cfg.tf_static_topic: self._tf_static, cfg.objects_topic: self._objects,
+                    cfg.lights_topic: self._lights,
                     cfg.command_topic: self._command, cfg.reasoning_topic: self._reasoning}
         for info in cfg.info_topics:
             handlers[info] = self._info
@@ -191,6 +198,7 @@ class _Context:
             [r[0] for r in rows], [r[1:3] for r in rows], [r[3] for r in rows],
             [r[4] for r in rows], [r[5] for r in rows])
         self.objects.sort(key=lambda o: o.stamp_ns)
+        self.lights.sort(key=lambda e: e[0])
         self.commands.sort()
 
     def _keyframe(self, _, msg) -> None:
@@ -229,6 +237,9 @@ class _Context:
             lw=np.array([[o.size.x, o.size.y] for o in objs]).reshape(-1, 2),
             vel=np.nan_to_num(np.array([[o.velocity.x, o.velocity.y] for o in objs])
                               .reshape(-1, 2))))
+
+    def _lights(self, _, msg) -> None:
+        self.lights.append((stamps.to_ns(msg.header.stamp), msg))
 
     def _command(self, _, msg) -> None:
         if int(msg.command) not in {int(c) for c in Command}:   # UNKNOWN (255): no route given
@@ -396,7 +407,7 @@ def expected_topics(config: ReaderConfig) -> Tuple[Dict[str, str], Dict[str, str
     required[config.odom_topic] = rosmsgs.ODOMETRY
     optional = {config.keyframe_topic: rosmsgs.KEYFRAME, config.objects_topic: rosmsgs.OBJECTS,
                 config.command_topic: rosmsgs.COMMAND, config.reasoning_topic: rosmsgs.REASONING,
-                config.tf_static_topic: rosmsgs.TF_MESSAGE}
+                config.tf_static_topic: rosmsgs.TF_MESSAGE, config.lights_topic: rosmsgs.LIGHTS}
     return required, optional
 
 
@@ -421,7 +432,8 @@ def _make_sample(ctx: _Context, t0: int, wanted: tuple, images: list,
                      scenario=str(keyframe.scenario), images=list(images), rig=rig, ego=ego,
                      command=command, command_from_bag=from_bag, trajectory=traj,
                      future_boxes=boxes, box_ids=ids, reasoning=ctx.reasoning_at(t0),
-                     ego_stamp_ns=odom_stamp)
+                     ego_stamp_ns=odom_stamp,
+                     light_change=light_changes_ahead(ctx.lights, ctx.track, t0, traj))
 
 
 def read_bags(paths, config: Optional[ReaderConfig] = None,

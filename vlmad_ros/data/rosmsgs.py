@@ -23,6 +23,7 @@ TF_MESSAGE = 'tf2_msgs/msg/TFMessage'
 KEYFRAME = 'vlmad_ros/msg/Keyframe'
 OBJECTS = 'vlmad_ros/msg/GroundTruthObjectArray'
 OBJECT = 'vlmad_ros/msg/GroundTruthObject'
+LIGHTS = 'vlmad_ros/msg/TrafficLightArray'
 COMMAND = 'vlmad_ros/msg/DrivingCommand'
 REASONING = 'vlmad_ros/msg/DrivingReasoning'
 

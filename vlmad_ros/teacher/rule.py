@@ -22,6 +22,7 @@ from vlmad_ros import labels
 from vlmad_ros.teacher import rule_text
 from vlmad_ros.teacher.base import (LightState, ObjectClass, SceneObject, TeacherInput,
                                     TeacherResult, VEHICLE_CLASSES)
+from vlmad_ros.types import Trajectory
 
 # rule-v2: distances from the front bumper, lead speed / safety from the time gap, lane changes
 # in the road frame of the stop lines, turns that start or end inside the 3 s window.
@@ -115,11 +116,11 @@ def motion_of(inp: TeacherInput) -> Motion:
                   rate_end=float(headings[-1] - headings[-2]) / dt)
 
 
-def path_polyline(inp: TeacherInput, reach: float) -> np.ndarray:
+def path_polyline(trajectory: Trajectory, reach: float) -> np.ndarray:
     """Build the ego's path (origin + waypoints), extended along its final heading to `reach` m."""
-    xy = np.vstack([np.zeros((1, 2)), np.asarray(inp.trajectory.xy, dtype=np.float64)])
+    xy = np.vstack([np.zeros((1, 2)), np.asarray(trajectory.xy, dtype=np.float64)])
     length = float(np.linalg.norm(np.diff(xy, axis=0), axis=1).sum())
-    heading = float(inp.trajectory.heading[-1]) if length > 1.0 else 0.0
+    heading = float(trajectory.heading[-1]) if length > 1.0 else 0.0
     extra = max(0.0, reach - length)
     end = xy[-1] + extra * np.array([np.cos(heading), np.sin(heading)])
     return np.vstack([xy, end[None]])
@@ -290,17 +291,17 @@ def _crossing(poly: np.ndarray, a: np.ndarray, b: np.ndarray) -> Optional[Tuple[
     return None
 
 
-def light_ahead(inp: TeacherInput, cfg: RuleConfig) -> Optional[Light]:
+def light_ahead(trajectory: Trajectory, lights, cfg: RuleConfig) -> Optional[Light]:
     """
     Find the first stop line the ego's path crosses (roughly across it) at the bumper or ahead.
 
     The path is the 3 s future extended along its final heading, so during a turn the light is
     the one of the road the ego turns into, not one straight ahead of its bumper.
     """
-    poly = path_polyline(inp, cfg.ahead_range + cfg.ego_front)
+    poly = path_polyline(trajectory, cfg.ahead_range + cfg.ego_front)
     poly = np.vstack([[-cfg.ego_front, 0.0], poly])  # lines the bumper just passed count too
     best = None
-    for lt in inp.lights or ():
+    for lt in lights or ():
         a, b = (np.asarray(p, dtype=np.float64) for p in lt.stop_line)
         hit = _crossing(poly, a, b)
         if hit is None or hit[1] < 0.8:
@@ -319,7 +320,7 @@ def _lane_free(objects, y_centre: float, half: float) -> bool:
 def scene_of(inp: TeacherInput, cfg: RuleConfig) -> Scene:
     """Light, lead vehicle, pedestrian and lane blocker at the keyframe (front-bumper gaps)."""
     lead = blocker = pedestrian = None
-    poly = path_polyline(inp, cfg.ahead_range + cfg.ego_front)
+    poly = path_polyline(inp.trajectory, cfg.ahead_range + cfg.ego_front)
     objects = inp.objects or ()
     for obj in objects:
         if obj.x <= 0:
@@ -340,7 +341,8 @@ def scene_of(inp: TeacherInput, cfg: RuleConfig) -> Scene:
                     and (pedestrian is None or ahead < pedestrian.distance):
                 pedestrian = Agent(obj, ahead, side * dist)
     half = cfg.lane_width / 2
-    return Scene(light=light_ahead(inp, cfg), lead=lead, pedestrian=pedestrian, blocker=blocker,
+    return Scene(light=light_ahead(inp.trajectory, inp.lights, cfg), lead=lead,
+                 pedestrian=pedestrian, blocker=blocker,
                  free_left=_lane_free(objects, cfg.lane_width, half),
                  free_right=_lane_free(objects, -cfg.lane_width, half))
 

@@ -9,7 +9,7 @@ dataset reader builds its future waypoints from). Works on rclpy and rosbags mes
 from __future__ import annotations
 
 import bisect
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -19,6 +19,8 @@ from vlmad_ros.bagschema import read_messages
 from vlmad_ros.data.geometry import NS, OdometryTrack, se2, se2_inverse, yaw_from_quat_wxyz
 from vlmad_ros.data.rosmsgs import quat_wxyz
 from vlmad_ros.teacher.base import LightState, ObjectClass, SceneObject, TrafficLightAhead
+from vlmad_ros.teacher.rule import light_ahead, RuleConfig
+from vlmad_ros.types import Trajectory
 
 OBJECTS_TOLERANCE_S = 0.15   # use the objects message nearest the keyframe within this
 LIGHTS_MAX_AGE_S = 1.0       # light states older than this at the keyframe are not used
@@ -72,6 +74,37 @@ def world_to_base(track: OdometryTrack, t_ns: int) -> Optional[np.ndarray]:
         return None
     (xy,), (yaw,) = track.pose_at(t_ns)
     return se2_inverse(se2(xy, yaw))
+
+
+def light_changes_ahead(lights: Sequence[Tuple[int, object]], track: OdometryTrack, t0: int,
+                        trajectory: Trajectory, cfg: RuleConfig = RuleConfig()) -> bool:
+    """
+    Say whether the light governing the ego's path at t0 turns from stop to go (or back) in time.
+
+    `lights` are (stamp, TrafficLightArray) in time order. Such a keyframe's future answers a
+    lamp change that its images cannot show yet: the expert starts while the lamp is still red
+    or brakes while it is still green. Trained on, they teach "red sometimes means go".
+    Yellow and red both mean stop here, so a yellow -> red change does not count.
+    """
+    to_base = world_to_base(track, t0) if len(lights) else None
+    if to_base is None:
+        return False
+    times_ns = [e[0] for e in lights]
+    j = bisect.bisect_right(times_ns, t0 + int(0.01 * NS)) - 1
+    if j < 0 or t0 - times_ns[j] > LIGHTS_MAX_AGE_S * NS:
+        return False
+    now = light_ahead(trajectory, lights_from_msg(lights[j][1], to_base), cfg)
+    if now is None:
+        return False
+    go = now.state == LightState.GREEN
+    end = t0 + int(round(float(trajectory.times[-1]) * NS))
+    for stamp, msg in lights[j + 1:]:
+        if stamp > end:
+            break
+        later = light_ahead(trajectory, lights_from_msg(msg, to_base), cfg)
+        if later is not None and (later.state == LightState.GREEN) != go:
+            return True
+    return False
 
 
 class SceneIndex:

@@ -46,6 +46,12 @@ class TrainConfig:
     # Also store the trained Q2 action head in the deployable checkpoints (planner_node
     # `explain`); off so that default checkpoints stay planner-only.
     keep_action_head: bool = False
+    # Leave out keyframes whose light ahead turns from stop to go (or back) within the 3 s
+    # future: their labels answer a lamp change the images do not show yet.
+    drop_light_changes: bool = False
+    # Draw keyframes whose future the ego state cannot extrapolate (the benchmark's hard subset:
+    # a light, a braking lead, a pedestrian) this many times as often as the others.
+    hard_weight: float = 1.0
 
     def __post_init__(self):
         for name in ('epochs', 'batch_size', 'log_every'):
@@ -67,6 +73,8 @@ class TrainConfig:
                              f'{self.min_lr_ratio}')
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError('TrainConfig.weight_decay and grad_clip must be >= 0')
+        if not self.hard_weight > 0:
+            raise ValueError(f'TrainConfig.hard_weight must be > 0, got {self.hard_weight}')
         if not 0 <= self.val_fraction < 1:
             raise ValueError('TrainConfig.val_fraction must be in [0, 1), got '
                              f'{self.val_fraction}')

@@ -101,6 +101,59 @@ def split_by_scene(dataset, fraction: float, seed: int):
             f'{len(val_bags)} of {len(bags)} bags validate (whole scenes)')
 
 
+def sample_array(dataset, key: str) -> np.ndarray:
+    """One per-sample cache array in the dataset's index order (a BagDataset or Subsets of one)."""
+    if isinstance(dataset, torch.utils.data.Subset):
+        return sample_array(dataset.dataset, key)[np.asarray(dataset.indices, dtype=np.int64)]
+    return np.concatenate([c.arrays[key] for c in dataset.caches if c.count])
+
+
+def select_training_samples(train_set, tc, log=print):
+    """
+    Apply the TrainConfig's sample choices: (train set, per-sample draw weights or None).
+
+    drop_light_changes leaves out keyframes labelled past a lamp change; hard_weight draws the
+    hard keyframes (evaluation.baselines.is_hard, the benchmark's definition) more often.
+    """
+    from vlmad_ros.evaluation.baselines import is_hard
+    if tc.drop_light_changes:
+        changes = sample_array(train_set, 'light_change').astype(bool)
+        train_set = torch.utils.data.Subset(train_set, np.flatnonzero(~changes).tolist())
+        log(f'[data] drop_light_changes: {int(changes.sum())} of {len(changes)} keyframes left '
+            'out (the light ahead changes within their 3 s future)')
+    if tc.hard_weight == 1.0:
+        return train_set, None
+    hard = np.array([is_hard(e, t) for e, t in zip(sample_array(train_set, 'ego'),
+                                                   sample_array(train_set, 'traj'))], bool)
+    log(f'[data] hard_weight {tc.hard_weight:g}: {int(hard.sum())} of {len(hard)} keyframes '
+        'are hard')
+    return train_set, np.where(hard, tc.hard_weight, 1.0)
+
+
+class WeightedEpochSampler(torch.utils.data.Sampler):
+    """
+    Draw len(weights) indices with replacement by weight, the same on every rank for one epoch.
+
+    Each rank takes every world-th draw, so DDP ranks share one weighted epoch without
+    overlap; set_epoch reseeds from (seed, epoch) alone, so a resumed run draws the same.
+    """
+
+    def __init__(self, weights, seed: int, rank: int = 0, world: int = 1):
+        self.weights = torch.as_tensor(np.asarray(weights), dtype=torch.float64)
+        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.weights), self.world))
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        draws = torch.multinomial(self.weights, len(self.weights), True, generator=g)
+        return iter(draws[self.rank::self.world].tolist())
+
+
 @dataclasses.dataclass
 class Loaders:
     """The DataLoaders of a run, and what resume needs to replay their order."""
@@ -118,13 +171,17 @@ class Loaders:
 
 
 def make_loaders(train_set, val_set, collate, tc, dist_info, device: torch.device,
-                 master: bool) -> Loaders:
+                 master: bool, weights=None) -> Loaders:
     """Build the loaders: workers by default where CPUs allow, pinned memory for CUDA."""
     workers = tc.workers(dist_info.world)
     pin = device.type == 'cuda'
-    sampler = (torch.utils.data.distributed.DistributedSampler(
-        train_set, dist_info.world, dist_info.rank, shuffle=True, seed=tc.seed)
-        if dist_info.enabled else None)
+    if weights is not None:
+        sampler = WeightedEpochSampler(weights, tc.seed, dist_info.rank, dist_info.world)
+    elif dist_info.enabled:
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            train_set, dist_info.world, dist_info.rank, shuffle=True, seed=tc.seed)
+    else:
+        sampler = None
     generator = torch.Generator()
     common = {'batch_size': tc.batch_size, 'collate_fn': collate, 'num_workers': workers,
               'pin_memory': pin, 'persistent_workers': workers > 0}

@@ -43,7 +43,7 @@ from vlmad_ros.training.checkpointing import (
     save_state, STATE_FILE)
 from vlmad_ros.training.config import resolve_configs, RUNTIME_FIELDS, TrainConfig
 from vlmad_ros.training.data import (
-    attach_text_targets, make_loaders, split_by_scene, TextCollate)
+    attach_text_targets, make_loaders, select_training_samples, split_by_scene, TextCollate)
 from vlmad_ros.training.loop import (
     compiled, make_optimizer, Precision, train_epoch, val_shard, validate)
 from vlmad_ros.training.report import (
@@ -385,8 +385,9 @@ def _main(args) -> int:
     full_train, train_set, val_set, train_bags = load_data(run, args)
     collate = text_targets(run, args, full_train, train_bags)
     # Every rank validates its own shard (master=True: each gets a validation loader).
+    train_set, weights = select_training_samples(train_set, run.tc, run.log)
     loaders = make_loaders(train_set, val_shard(val_set, run.dist.rank, run.dist.world),
-                           collate, run.tc, run.dist, run.device, True)
+                           collate, run.tc, run.dist, run.device, True, weights)
     model = make_model(run, args)
     optimizer, scheduler = make_optimizer(model, run.tc, run.tc.epochs * len(loaders.train))
     resolved = run.resolved(train_bags)
