@@ -75,6 +75,10 @@ def _dagger_config(args) -> DaggerConfig:
     path = pathlib.Path(args.dagger).expanduser().resolve()
     if not path.is_file():
         raise ValueError(f'--dagger: no checkpoint file {path}')
+    for flag, field in (('--dagger-learner-s', 'learner_s'), ('--dagger-expert-s', 'expert_s')):
+        lo, hi = getattr(args, 'dagger_' + field)
+        if not 0 < lo <= hi:
+            raise ValueError(f'{flag} must be two seconds 0 < LO <= HI, got {lo:g} {hi:g}')
     return DaggerConfig(checkpoint=str(path), learner_s=tuple(args.dagger_learner_s),
                         expert_s=tuple(args.dagger_expert_s),
                         render_width=args.width, render_height=args.height)
