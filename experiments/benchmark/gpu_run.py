@@ -7,7 +7,7 @@ The benchmark experiment on one GPU machine, start to finish, inside a fixed wal
 1. records the train and val splits with `vlmad benchmark --make-data` on every CPU core
    (the same seeds as anywhere else: the data is identical to a CPU machine's), plus the train
    split without recovery perturbations (the ablation of recovery data);
-2. decodes every bag once into the sample cache, in parallel;
+2. decodes every bag once into the sample cache (`vlmad cache build`, one process per bag);
 3. trains all variants at once on the one GPU (small models: the GPU is shared; each run
    has its own process and DataLoader workers): baseline x3 seeds, VLM-AD (Q1+Q2) x3,
    ego-state MLP x3, Q1 only, Q2 only, baseline without recovery data;
@@ -24,7 +24,6 @@ embeddings (`vlmad train --text-cache-only`). --text-cache instead uses embeddin
 elsewhere. Nothing here needs ROS: the package runs from the source tree.
 """
 import argparse
-import multiprocessing
 import os
 import pathlib
 import shutil
@@ -91,21 +90,12 @@ def make_data(data: pathlib.Path, scale: float, workers: int, out: pathlib.Path,
                                    for p in sorted(data.iterdir()) if p.is_dir()), out)
 
 
-def _cache_one(job):
-    bag, cache_dir = job
-    from vlmad_ros.data.dataset import BagDataset
-    from vlmad_ros.model.config import PlannerConfig
-    import yaml
-    cfg = PlannerConfig(**yaml.safe_load(CONFIG.read_text())['model'])
-    return len(BagDataset([bag], cfg, cache_dir=cache_dir, threads=1))
-
-
-def build_caches(data: pathlib.Path, cache_dir: pathlib.Path, workers: int) -> int:
-    """Decode every bag once, in parallel (the trainings then only memory-map)."""
-    bags = sorted(str(p) for split in ('train', 'val', 'train_norecovery')
-                  for p in (data / split).glob('synth-*') if p.is_dir())
-    with multiprocessing.get_context('spawn').Pool(workers) as pool:
-        return sum(pool.map(_cache_one, [(b, str(cache_dir)) for b in bags], chunksize=4))
+def build_caches(data: pathlib.Path, cache_dir: pathlib.Path, workers: int) -> None:
+    """Decode every bag once with `vlmad cache build` (one process per bag; runs then map)."""
+    splits = [str(data / split) for split in ('train', 'val', 'train_norecovery')
+              if (data / split).is_dir()]
+    subprocess.run(['vlmad', 'cache', 'build', *splits, '--config', str(CONFIG),
+                    '--cache-dir', str(cache_dir), '--workers', str(workers)], check=True)
 
 
 def start_run(name: str, seed: int, data: pathlib.Path, runs: pathlib.Path,
@@ -221,8 +211,8 @@ def main() -> int:
     data, cache_dir, runs = work / 'data', work / 'cache', work / 'runs'
     make_data(data, args.scale, args.workers, out, args.no_ablation)
     log(f'data {time.time() - t0:.0f} s', out)
-    n = build_caches(data, cache_dir, args.workers)
-    log(f'caches: {n} samples, {time.time() - t0:.0f} s', out)
+    build_caches(data, cache_dir, args.workers)
+    log(f'caches built, {time.time() - t0:.0f} s', out)
     text_cache = pathlib.Path(args.text_cache) if args.text_cache else work / 'text_cache'
     if not args.text_cache:
         subprocess.run([sys.executable, str(HERE / 'embed_texts.py'), '--data',
