@@ -11,7 +11,8 @@ from vlmad_ros.model import (build_model, CheckpointError, has_action_head, load
                              load_checkpoint, save_checkpoint)
 from vlmad_ros.model.checkpoint import default_checkpoint
 from vlmad_ros.model.heads import (
-    action_loss, ActionHead, alignment_loss, AlignmentHead, VLMADConfig, VLMADHeads)
+    action_loss, ActionHead, alignment_loss, AlignmentHead, light_state_loss, VLMADConfig,
+    VLMADHeads)
 from vlmad_ros.model.vlmad import VLMADModel
 
 
@@ -204,3 +205,24 @@ def test_action_head_checkpoint_errors_name_the_problem(tmp_path):
     broken(lambda h: h.update(config=dict(h['config'], ego_dim=64)), 'ego_dim')
     broken(lambda h: h.update(config=dict(h['config'], colour=1)), 'colour')
     broken(lambda h: h.pop('labels'), 'labels')
+
+
+def test_light_state_head_trains_the_ego_feature_and_never_ships(tmp_path):
+    torch.manual_seed(0)
+    cfg = H.tiny_planner_config()
+    batch = H.make_batch(cfg, batch_size=4)
+    batch[T.LIGHT_STATE] = torch.tensor([0, 1, 2, 3])
+    plain = VLMADModel(build_model(cfg), None)
+    assert plain.light_head is None and 'light_loss' not in plain(batch)[1]
+    model = VLMADModel(build_model(cfg), None, light_weight=0.5)
+    loss, logs = model(batch)
+    logits = model.light_head(model.planner(batch)['ego_feature'])
+    expected = torch.nn.functional.cross_entropy(logits, batch[T.LIGHT_STATE])
+    assert logs['light_loss'] == pytest.approx(float(expected), rel=1e-5)
+    assert float(loss) == pytest.approx(float(logs['loss_planning'] + 0.5 * expected), rel=1e-5)
+    loss.backward()
+    assert all(p.grad is not None for p in model.light_head.parameters())
+    # A state outside 0-3 costs nothing; the exported planner has no light head.
+    assert float(light_state_loss(logits, torch.tensor([9, 9, 9, 9]))) == 0.0
+    ckpt = torch.load(model.export(tmp_path / 'p.pt'), weights_only=True)
+    assert set(ckpt['state_dict']) == set(build_model(cfg).state_dict())

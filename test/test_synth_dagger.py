@@ -145,8 +145,9 @@ def test_cli_names_a_bad_window_flag(tmp_path, capsys):
     (tmp_path / 'driver.pt').write_bytes(b'')
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
-    args = parser.parse_args(['--out', str(tmp_path / 'x'), '--dagger', str(tmp_path / 'driver.pt'),
-                              '--dagger-expert-s', '5', '2', '--quiet'])
+    args = parser.parse_args(['--out', str(tmp_path / 'x'), '--dagger',
+                              str(tmp_path / 'driver.pt'), '--dagger-expert-s', '5', '2',
+                              '--quiet'])
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert '--dagger-expert-s' in err and 'DaggerConfig' not in err

@@ -50,8 +50,11 @@ def test_keyframes_labelled_past_a_lamp_change_are_flagged(tmp_path):
     # Red at 23 m until 4 s, then green; the expert's stop does not matter, the lamp does.
     h.write_drive_bag(tmp_path / 'bag', h.brake_to_stop(), duration_s=8.0, red_light_at=23.0,
                       green_at_s=4.0)
-    flags = {round((s.stamp_ns - h.START_NS) / NS, 1): s.light_change
-             for s in read_samples(tmp_path / 'bag', reader_config('CAM_FRONT'))}
+    samples = {round((s.stamp_ns - h.START_NS) / NS, 1): s
+               for s in read_samples(tmp_path / 'bag', reader_config('CAM_FRONT'))}
+    flags = {t: s.light_change for t, s in samples.items()}
+    assert [samples[t].light_state for t in (0.0, 3.5, 4.0, 5.0)] == [
+        LightState.RED, LightState.RED, LightState.GREEN, LightState.GREEN]
     # Red now and green within 3 s: flagged; green already, or red for the next 3 s: not.
     assert [flags[t] for t in (1.5, 2.0, 2.5, 3.0, 3.5)] == [True] * 5
     assert [flags[t] for t in (0.0, 0.5, 4.0, 4.5, 5.0)] == [False] * 5

@@ -183,6 +183,7 @@ FUTURE_BOXES = 'future_boxes'   # (B, 6, N, 5) float32, NaN-padded
 TEXT_EMB = 'text_emb'           # (B, 3, D) float32 teacher text embeddings
 TEXT_VALID = 'text_valid'       # (B,) bool: a valid teacher record exists
 ACTION_LABELS = 'action_labels'  # (B, 3) int64, labels.UNKNOWN where absent
+LIGHT_STATE = 'light_state'     # (B,) int64 light governing the path (teacher.base.LightState)
 # Model outputs beside TRAJ and HEADING.
 EGO_FEATURE = 'ego_feature'     # (B, D) float32, where the VLM-AD heads attach
 # Planner.run_batch with the action head: category -> (B, classes) float32 probabilities.

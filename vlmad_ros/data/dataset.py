@@ -42,7 +42,7 @@ from vlmad_ros.images import ImageConversionError
 from vlmad_ros.planner import camera_features, ImageSizeError, order_views, ViewSpec
 from vlmad_ros.types import PLAN_STEPS
 
-CACHE_VERSION = 3   # 3: light_change per sample
+CACHE_VERSION = 4   # 4: light_state and light_change per sample
 # Extra (non-tensor) item keys: the teacher's three texts (the training engineer embeds them),
 # the sample token and the scenario name.
 TEXTS = 'texts'
@@ -363,6 +363,7 @@ def _add_rows(rows: dict, meta: dict, s: RawSample) -> None:
     rows['text_valid'].append(s.reasoning is not None)
     rows['stamp_ns'].append(int(s.stamp_ns))
     rows['light_change'].append(bool(s.light_change))
+    rows['light_state'].append(int(s.light_state))
     rows['boxes'].append(np.asarray(s.future_boxes, np.float32).reshape(PLAN_STEPS, -1, 5))
     meta[TOKEN].append(s.token)
     meta[SCENARIO].append(s.scenario)
@@ -478,7 +479,8 @@ class BagDataset(torch.utils.data.Dataset):
 
     Items: dict with types.IMAGES (C, 3, H, W) uint8, INTRINSICS (C, 3, 3) scaled to the images,
     CAM_TO_BASE (C, 4, 4), EGO (3,), COMMAND (), TRAJ (6, 2), HEADING (6,), FUTURE_BOXES
-    (6, N, 5) NaN-padded, TEXT_VALID (), ACTION_LABELS (3,), and TEXTS / TOKEN / SCENARIO.
+    (6, N, 5) NaN-padded, TEXT_VALID (), ACTION_LABELS (3,), LIGHT_STATE (), and TEXTS /
+    TOKEN / SCENARIO.
     """
 
     def __init__(self, bags, image_size: Tuple[int, int], cache_dir=None,
@@ -536,6 +538,7 @@ class BagDataset(torch.utils.data.Dataset):
             types.FUTURE_BOXES: torch.from_numpy(a['boxes'][lo:hi].transpose(1, 0, 2).copy()),
             types.TEXT_VALID: torch.tensor(bool(a['text_valid'][i])),
             types.ACTION_LABELS: torch.from_numpy(a['action_labels'][i]),
+            types.LIGHT_STATE: torch.tensor(int(a['light_state'][i]), dtype=torch.int64),
             TEXTS: tuple(cache.meta[TEXTS][i]) if cache.meta[TEXTS][i] else ('', '', ''),
             TOKEN: cache.meta[TOKEN][i],
             SCENARIO: cache.meta[SCENARIO][i],

@@ -38,7 +38,7 @@ from vlmad_ros.images import compressed_to_rgb, ImageConversionError, resize_rgb
 from vlmad_ros.labels import UNKNOWN
 from vlmad_ros.rig import CAMERA_NAMES, CameraRig
 from vlmad_ros.sync import ApproximateTimeSynchronizer
-from vlmad_ros.teacher.scene import light_changes_ahead
+from vlmad_ros.teacher.scene import light_over_horizon
 from vlmad_ros.types import (Command, command_from_endpoint, EgoState, Observation,
                              ReasoningRecord, Sample, Targets, Trajectory)
 
@@ -98,8 +98,10 @@ class RawSample:
     box_ids: List[str]
     reasoning: Optional[ReasoningRecord]
     ego_stamp_ns: int = 0             # the odometry message of the synchronized set
-    # The light ahead turns from stop to go (or back) within the 3 s future: the future
-    # answers a lamp change the images do not show yet (teacher.scene.light_changes_ahead).
+    # The light governing the path at t0 (teacher.base.LightState; UNKNOWN = none within
+    # 40 m), and whether it turns from stop to go (or back) within the 3 s future: then the
+    # future answers a lamp change the images do not show yet (teacher.scene.light_over_horizon).
+    light_state: int = 0
     light_change: bool = False
 
     def decode(self, size: Optional[Tuple[int, int]] = None
@@ -428,12 +430,13 @@ def _make_sample(ctx: _Context, t0: int, wanted: tuple, images: list,
     ego = ctx.track.ego_state(odom_stamp)
     command, from_bag = ctx.command(t0, traj)
     boxes, ids = ctx.future_boxes(t0, traj)
+    light_state, light_change = light_over_horizon(ctx.lights, ctx.track, t0, traj)
     return RawSample(stamp_ns=t0, token=str(keyframe.token), scene=str(keyframe.scene),
                      scenario=str(keyframe.scenario), images=list(images), rig=rig, ego=ego,
                      command=command, command_from_bag=from_bag, trajectory=traj,
                      future_boxes=boxes, box_ids=ids, reasoning=ctx.reasoning_at(t0),
-                     ego_stamp_ns=odom_stamp,
-                     light_change=light_changes_ahead(ctx.lights, ctx.track, t0, traj))
+                     ego_stamp_ns=odom_stamp, light_state=int(light_state),
+                     light_change=light_change)
 
 
 def read_bags(paths, config: Optional[ReaderConfig] = None,

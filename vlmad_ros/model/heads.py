@@ -207,3 +207,35 @@ class VLMADHeads(nn.Module):
                     right = ((lg.argmax(-1) == y) & known).sum().float()
                     logs[f'action_acc_{name}'] = right / known.sum().float()
         return loss, logs
+
+
+NUM_LIGHT_STATES = 4   # teacher.base.LightState: UNKNOWN (no light ahead), RED, YELLOW, GREEN
+
+
+class LightStateHead(nn.Module):
+    """
+    Training-only: the light governing the path (none, red, yellow, green) from the ego feature.
+
+    Not part of VLM-AD: privileged supervision from the recorded ground truth (the auxiliary
+    perception heads of TransFuser-style planners). Few keyframes brake for a light, so the
+    trajectory loss alone pays little for seeing the lamp; this loss asks the ego feature to
+    carry it. Never exported: the checkpoint holds the planner alone.
+    """
+
+    def __init__(self, dim: int, hidden: int = 128):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(),
+                                 nn.Linear(hidden, NUM_LIGHT_STATES))
+
+    def forward(self, ego_feature: torch.Tensor) -> torch.Tensor:
+        return self.mlp(ego_feature)
+
+
+def light_state_loss(logits: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against the recorded light states (B,) int64; others than 0-3 are ignored."""
+    states = states.long()
+    known = (states >= 0) & (states < NUM_LIGHT_STATES)
+    ce = F.cross_entropy(logits.float(), torch.where(known, states, torch.zeros_like(states)),
+                         reduction='none')
+    w = known.to(ce.dtype)
+    return (ce * w).sum() / w.sum().clamp(min=1.0)

@@ -2,6 +2,7 @@
 The training wrapper: planner + training-only VLM-AD heads -> forward(batch) -> (loss, logs).
 
 total = planning loss + align_weight * alignment + action_weight * action   (DESIGN section 1)
+        [+ light_weight * light state: an optional auxiliary head outside the paper]
 
 By default only `self.planner` is exported (`export()` -> save_checkpoint of the planner alone),
 so a checkpoint carries no head and inference runs exactly the planner it would without VLM-AD.
@@ -16,8 +17,9 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from vlmad_ros import types as T
 from vlmad_ros.model.checkpoint import save_checkpoint
-from vlmad_ros.model.heads import VLMADConfig, VLMADHeads
+from vlmad_ros.model.heads import light_state_loss, LightStateHead, VLMADConfig, VLMADHeads
 from vlmad_ros.model.planner_model import planning_loss
 from vlmad_ros.rig import CameraRig
 
@@ -25,7 +27,8 @@ from vlmad_ros.rig import CameraRig
 class VLMADModel(nn.Module):
     """A planner (PlannerModel or EgoMLPPlanner) with optional VLM-AD heads on its ego feature."""
 
-    def __init__(self, planner: nn.Module, heads: Optional[VLMADConfig] = None):
+    def __init__(self, planner: nn.Module, heads: Optional[VLMADConfig] = None,
+                 light_weight: float = 0.0):
         super().__init__()
         self.planner = planner
         self.heads_config = heads
@@ -34,6 +37,9 @@ class VLMADModel(nn.Module):
             raise ValueError(f"VLMADConfig.ego_dim ({heads.ego_dim}) must equal the planner's "
                              f'd_model ({planner.config.d_model})')
         self.heads = VLMADHeads(heads) if use else None
+        self.light_weight = float(light_weight)
+        self.light_head = (LightStateHead(planner.config.d_model) if self.light_weight > 0
+                           else None)
 
     def forward(self, batch: Dict[str, torch.Tensor]
                 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
@@ -46,6 +52,10 @@ class VLMADModel(nn.Module):
             loss = loss + aux
             logs.update({k: v.detach() for k, v in aux_logs.items()})
             logs['loss_aux'] = aux.detach()
+        if self.light_head is not None:
+            light = light_state_loss(self.light_head(out['ego_feature']), batch[T.LIGHT_STATE])
+            loss = loss + self.light_weight * light
+            logs['light_loss'] = light.detach()
         logs['loss'] = loss.detach()
         return loss, logs
 

@@ -76,33 +76,41 @@ def world_to_base(track: OdometryTrack, t_ns: int) -> Optional[np.ndarray]:
     return se2_inverse(se2(xy, yaw))
 
 
-def light_changes_ahead(lights: Sequence[Tuple[int, object]], track: OdometryTrack, t0: int,
-                        trajectory: Trajectory, cfg: RuleConfig = RuleConfig()) -> bool:
+def light_over_horizon(lights: Sequence[Tuple[int, object]], track: OdometryTrack, t0: int,
+                       trajectory: Trajectory, cfg: RuleConfig = RuleConfig()
+                       ) -> Tuple[LightState, bool]:
     """
-    Say whether the light governing the ego's path at t0 turns from stop to go (or back) in time.
+    Return the state of the light governing the ego's path at t0, and whether it changes.
 
-    `lights` are (stamp, TrafficLightArray) in time order. Such a keyframe's future answers a
-    lamp change that its images cannot show yet: the expert starts while the lamp is still red
-    or brakes while it is still green. Trained on, they teach "red sometimes means go".
-    Yellow and red both mean stop here, so a yellow -> red change does not count.
+    The state is UNKNOWN where no light's stop line crosses the path within the rule teacher's
+    range. `changes`: it turns from stop to go (or back) within the trajectory's horizon. Such
+    a keyframe's future answers a lamp change that its images cannot show yet: the expert
+    starts while the lamp is still red or brakes while it is still green. Trained on, they teach
+    "red sometimes means go". Yellow and red both mean stop, so yellow -> red is no change.
+    `lights` are (stamp, TrafficLightArray) in time order.
     """
     to_base = world_to_base(track, t0) if len(lights) else None
     if to_base is None:
-        return False
+        return LightState.UNKNOWN, False
     times_ns = [e[0] for e in lights]
     j = bisect.bisect_right(times_ns, t0 + int(0.01 * NS)) - 1
     if j < 0 or t0 - times_ns[j] > LIGHTS_MAX_AGE_S * NS:
-        return False
+        return LightState.UNKNOWN, False
     now = light_ahead(trajectory, lights_from_msg(lights[j][1], to_base), cfg)
     if now is None:
-        return False
-    go = now.state == LightState.GREEN
+        return LightState.UNKNOWN, False
+    return now.state, _changes(lights[j + 1:], to_base, t0, trajectory, now.state, cfg)
+
+
+def _changes(later: Sequence[Tuple[int, object]], to_base: np.ndarray, t0: int,
+             trajectory: Trajectory, state: LightState, cfg: RuleConfig) -> bool:
+    go = state == LightState.GREEN
     end = t0 + int(round(float(trajectory.times[-1]) * NS))
-    for stamp, msg in lights[j + 1:]:
+    for stamp, msg in later:
         if stamp > end:
             break
-        later = light_ahead(trajectory, lights_from_msg(msg, to_base), cfg)
-        if later is not None and (later.state == LightState.GREEN) != go:
+        light = light_ahead(trajectory, lights_from_msg(msg, to_base), cfg)
+        if light is not None and (light.state == LightState.GREEN) != go:
             return True
     return False
 

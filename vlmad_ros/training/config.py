@@ -52,6 +52,9 @@ class TrainConfig:
     # Draw keyframes whose future the ego state cannot extrapolate (the benchmark's hard subset:
     # a light, a braking lead, a pedestrian) this many times as often as the others.
     hard_weight: float = 1.0
+    # Weight of a training-only auxiliary loss: the light governing the path (none, red,
+    # yellow, green, from the bags' ground truth) predicted from the ego feature. 0 = off.
+    light_weight: float = 0.0
 
     def __post_init__(self):
         for name in ('epochs', 'batch_size', 'log_every'):
@@ -73,6 +76,8 @@ class TrainConfig:
                              f'{self.min_lr_ratio}')
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError('TrainConfig.weight_decay and grad_clip must be >= 0')
+        if self.light_weight < 0:
+            raise ValueError(f'TrainConfig.light_weight must be >= 0, got {self.light_weight}')
         if not self.hard_weight > 0:
             raise ValueError(f'TrainConfig.hard_weight must be > 0, got {self.hard_weight}')
         if not 0 <= self.val_fraction < 1:

@@ -64,6 +64,8 @@ def epoch_line(record: Dict[str, Any]) -> str:
             + (f', align {train_logs["align_loss"]:.3f}' if 'align_loss' in train_logs else '')
             + (f', action {train_logs["action_loss"]:.3f}' if 'action_loss' in train_logs
                else '')
+            + (f', light {train_logs["light_loss"]:.3f}' if 'light_loss' in train_logs
+               else '')
             + f'){val_txt} [{record["seconds"]} s]')
 
 

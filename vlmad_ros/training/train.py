@@ -301,7 +301,8 @@ def text_targets(run: Run, args, full_train, train_bags):
 def make_model(run: Run, args) -> VLMADModel:
     """Build the planner + the training-only heads, on the device (NHWC convolutions on CUDA)."""
     vc = run.vc
-    model = VLMADModel(build_model(run.pc), vc if vc.use_alignment or vc.use_action else None)
+    model = VLMADModel(build_model(run.pc), vc if vc.use_alignment or vc.use_action else None,
+                       run.tc.light_weight)
     if args.init:
         try:
             init_planner(model, args.init, run.pc)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Round 4 of EXPERIMENTS.md: one fine-tuned planner on the validation sets, as round 3 measured
+# the shipped planner, the train-only fine-tune and DAgger (experiments/dagger/eval_val2.sh):
+# val open loop (all and hard L2) and the closed-loop set val2 (28 episodes, lockstep, so the
+# numbers do not depend on the machine's load).
+# Usage: experiments/lights/eval.sh OUT NAME CHECKPOINT BENCH
+set -euo pipefail
+OUT=${1:?OUT}; NAME=${2:?NAME}; CKPT=${3:?CHECKPOINT}; BENCH=${4:?BENCH}
+mkdir -p "$OUT"
+vlmad benchmark --data "$BENCH" --split val --open-loop-only --no-baselines --checkpoint "$CKPT" \
+  --cache-dir "$BENCH/cache" \
+  --name "$NAME" --json "$OUT/ol_val_$NAME.json" > "$OUT/ol_val_$NAME.log" 2>&1
+vlmad benchmark --split val2 --closed-loop-only --no-baselines --checkpoint "$CKPT" \
+  --name "$NAME" --json "$OUT/cl_val2_$NAME.json" > "$OUT/cl_val2_$NAME.log" 2>&1
