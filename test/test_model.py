@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from vlmad_ros import types as T
-from vlmad_ros.model import (CheckpointError, EgoMLPPlanner, load_checkpoint, PlannerConfig,
-                             PlannerModel, planning_loss, save_checkpoint)
+from vlmad_ros.model import (build_model, CheckpointError, EgoMLPPlanner, load_checkpoint,
+                             PlannerConfig, PlannerModel, planning_loss, save_checkpoint)
 from vlmad_ros.model.checkpoint import FORMAT_VERSION
 from vlmad_ros.model.encoder import camera_rays, ImageEncoder
 from vlmad_ros.rig import load_rig
@@ -196,3 +196,25 @@ def test_pretrained_backbone_from_file(tmp_path):
     torch.save(ImageEncoder((8, 16, 64), (0, 1, 0), 32).state_dict(), tmp_path / 'bad.pt')
     with pytest.raises(ValueError, match='backbone_weights.*shape mismatch'):
         PlannerModel(PlannerConfig(backbone_weights=str(tmp_path / 'bad.pt'), **SMALL))
+
+
+@pytest.mark.parametrize('kind', ['camera', 'ego_mlp'])
+def test_use_accel_false_ignores_the_acceleration_and_keeps_the_weights(tmp_path, kind):
+    from vlmad_ros.model.vlmad import VLMADModel
+    from vlmad_ros.training.train import init_planner
+    extra = SMALL if kind == 'camera' else {'kind': 'ego_mlp', 'd_model': 32, 'mlp_hidden': 64}
+    torch.manual_seed(0)
+    with_accel = build_model(PlannerConfig(**extra))
+    cfg = PlannerConfig(**extra, use_accel=False)
+    batch = make_batch(PlannerConfig(**SMALL))
+    braking = dict(batch, **{T.EGO: torch.tensor([[5.0, 0.1, -3.0]]).repeat(2, 1)})
+    assert not torch.allclose(with_accel(batch)[T.TRAJ], with_accel(braking)[T.TRAJ])
+    # Fine-tuning may start from a checkpoint that read the acceleration: same weights.
+    path = save_checkpoint(tmp_path / 'a.pt', with_accel)
+    model = VLMADModel(build_model(cfg))
+    init_planner(model, path, cfg)
+    plain = model.planner
+    assert torch.equal(plain(batch)[T.TRAJ], plain(braking)[T.TRAJ])
+    assert load_checkpoint(save_checkpoint(tmp_path / 'b.pt', plain)).config.use_accel is False
+    with pytest.raises(ValueError, match='use_accel'):
+        PlannerConfig(use_accel=False, ego_dim=2, ego_scale=(10.0, 0.5))

@@ -52,6 +52,10 @@ class PlannerConfig:
     ray_frequencies: int = 4             # sinusoidal frequencies of the ray direction encoding
     ego_dim: int = 3                     # speed [m/s], yaw_rate [rad/s], accel [m/s^2]
     ego_scale: Tuple[float, ...] = (10.0, 0.5, 3.0)  # divides the ego state before the MLP
+    # False: the model zeroes the acceleration it is given (training and inference alike). The
+    # acceleration is the ego's own recent history: "braking now" predicts "braking later", a
+    # shortcut that lets a planner follow its own speed instead of the light (copycat problem).
+    use_accel: bool = True
     num_commands: int = 3                # LEFT, RIGHT, STRAIGHT
     plan_steps: int = PLAN_STEPS
     waypoint_scale: float = 5.0          # [m] per 0.5 s step of the raw head output
@@ -99,6 +103,9 @@ class PlannerConfig:
         if self.ray_frequencies < 0:
             raise ValueError(f'PlannerConfig.ray_frequencies must be >= 0, got '
                              f'{self.ray_frequencies}')
+        if not self.use_accel and self.ego_dim != 3:
+            raise ValueError('PlannerConfig.use_accel: false needs ego_dim 3 (speed, yaw rate, '
+                             f'accel), got ego_dim {self.ego_dim}')
         if len(self.ego_scale) != self.ego_dim or any(s <= 0 for s in self.ego_scale):
             raise ValueError(f'PlannerConfig.ego_scale needs {self.ego_dim} positive values, '
                              f'got {self.ego_scale}')

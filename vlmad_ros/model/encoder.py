@@ -157,9 +157,13 @@ class EgoCommandEmbedding(nn.Module):
     """Ego state (speed, yaw rate, accel) MLP plus a learned embedding per route command."""
 
     def __init__(self, ego_dim: int, ego_scale: Sequence[float], num_commands: int,
-                 d_model: int):
+                 d_model: int, use_accel: bool = True):
         super().__init__()
-        self.register_buffer('ego_scale', torch.tensor(list(ego_scale), dtype=torch.float32),
+        # 1 / scale per input, 0 for an input the model does not read (PlannerConfig.use_accel).
+        gain = [1.0 / float(s) for s in ego_scale]
+        if not use_accel:
+            gain[2] = 0.0
+        self.register_buffer('ego_gain', torch.tensor(gain, dtype=torch.float32),
                              persistent=False)
         self.ego_mlp = nn.Sequential(nn.Linear(ego_dim, d_model), nn.ReLU(inplace=True),
                                      nn.Linear(d_model, d_model))
@@ -167,4 +171,4 @@ class EgoCommandEmbedding(nn.Module):
 
     def forward(self, ego: torch.Tensor, command: torch.Tensor) -> torch.Tensor:
         # ego (B, 3), command (B,) -> (B, D)
-        return self.ego_mlp(ego / self.ego_scale) + self.command(command)
+        return self.ego_mlp(ego * self.ego_gain) + self.command(command)

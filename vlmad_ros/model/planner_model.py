@@ -86,7 +86,7 @@ class PlannerModel(nn.Module):
                                                  cfg.backbone_blocks, cfg.d_model)
         self.ray_encoding = CameraRayEncoding(cfg.d_model, cfg.ray_frequencies)
         self.ego_embedding = EgoCommandEmbedding(cfg.ego_dim, cfg.ego_scale, cfg.num_commands,
-                                                 cfg.d_model)
+                                                 cfg.d_model, cfg.use_accel)
         self.decoder = PlanDecoder(cfg)
         self.head = PlanHead(cfg.d_model, cfg.plan_steps, cfg.waypoint_scale)
         if cfg.backbone_weights:
@@ -157,7 +157,7 @@ class EgoMLPPlanner(nn.Module):
             raise ValueError(f'EgoMLPPlanner needs PlannerConfig.kind="ego_mlp", got {cfg.kind!r}')
         self.config = cfg
         self.ego_embedding = EgoCommandEmbedding(cfg.ego_dim, cfg.ego_scale, cfg.num_commands,
-                                                 cfg.mlp_hidden)
+                                                 cfg.mlp_hidden, cfg.use_accel)
         self.mlp = nn.Sequential(nn.ReLU(inplace=True), nn.Linear(cfg.mlp_hidden, cfg.mlp_hidden),
                                  nn.ReLU(inplace=True), nn.Linear(cfg.mlp_hidden, cfg.d_model),
                                  nn.LayerNorm(cfg.d_model))

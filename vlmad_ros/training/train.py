@@ -498,15 +498,19 @@ class EpochOutputs:
         self.writer.close()
 
 
+# Model fields an --init checkpoint may differ in: the weights fit, fine-tuning adapts them.
+INIT_MAY_DIFFER = frozenset({'use_accel'})
+
+
 def init_planner(model, path, config: PlannerConfig) -> None:
     """Load a deployable checkpoint's planner weights into `model.planner` (configs must match)."""
     from vlmad_ros.model.checkpoint import load_checkpoint
     if not pathlib.Path(path).is_file():
         raise FileNotFoundError(f'{path} not found')
     source = load_checkpoint(path)
-    if source.config.to_dict() != config.to_dict():
-        diff = {k: (v, config.to_dict()[k]) for k, v in source.config.to_dict().items()
-                if config.to_dict().get(k) != v}
+    diff = {k: (v, config.to_dict()[k]) for k, v in source.config.to_dict().items()
+            if config.to_dict().get(k) != v and k not in INIT_MAY_DIFFER}
+    if diff:
         raise ValueError(f'{path} has another model config (checkpoint, --config): {diff}')
     model.planner.load_state_dict(source.state_dict())
 
