@@ -76,6 +76,12 @@ def world_to_base(track: OdometryTrack, t_ns: int) -> Optional[np.ndarray]:
     return se2_inverse(se2(xy, yaw))
 
 
+def _lights_index(lights: Sequence[Tuple[int, object]], t0: int) -> Optional[int]:
+    """Index of the (stamp, msg) in force at t0: the last one by then, at most 1 s old."""
+    j = bisect.bisect_right([e[0] for e in lights], t0 + int(0.01 * NS)) - 1
+    return j if j >= 0 and t0 - lights[j][0] <= LIGHTS_MAX_AGE_S * NS else None
+
+
 def light_over_horizon(lights: Sequence[Tuple[int, object]], track: OdometryTrack, t0: int,
                        trajectory: Trajectory, cfg: RuleConfig = RuleConfig()
                        ) -> Tuple[LightState, bool]:
@@ -92,9 +98,8 @@ def light_over_horizon(lights: Sequence[Tuple[int, object]], track: OdometryTrac
     to_base = world_to_base(track, t0) if len(lights) else None
     if to_base is None:
         return LightState.UNKNOWN, False
-    times_ns = [e[0] for e in lights]
-    j = bisect.bisect_right(times_ns, t0 + int(0.01 * NS)) - 1
-    if j < 0 or t0 - times_ns[j] > LIGHTS_MAX_AGE_S * NS:
+    j = _lights_index(lights, t0)
+    if j is None:
         return LightState.UNKNOWN, False
     now = light_ahead(trajectory, lights_from_msg(lights[j][1], to_base), cfg)
     if now is None:
@@ -158,10 +163,9 @@ class SceneIndex:
             if abs(times_ns[j] - t0) <= OBJECTS_TOLERANCE_S * NS:
                 objects = self._objects_in_base(times_ns[j], self._objects[j][1], t0)
         if self._lights and self.track is not None:
-            times_ns = [e[0] for e in self._lights]
-            j = bisect.bisect_right(times_ns, t0 + int(0.01 * NS)) - 1
+            j = _lights_index(self._lights, t0)
             to_base = world_to_base(self.track, t0)
-            if j >= 0 and t0 - times_ns[j] <= LIGHTS_MAX_AGE_S * NS and to_base is not None:
+            if j is not None and to_base is not None:
                 lights = lights_from_msg(self._lights[j][1], to_base)
         return objects, lights
 
