@@ -218,3 +218,20 @@ def test_use_accel_false_ignores_the_acceleration_and_keeps_the_weights(tmp_path
     assert load_checkpoint(save_checkpoint(tmp_path / 'b.pt', plain)).config.use_accel is False
     with pytest.raises(ValueError, match='use_accel'):
         PlannerConfig(use_accel=False, ego_dim=2, ego_scale=(10.0, 0.5))
+
+
+def test_init_may_move_the_zoom_window_but_not_change_the_views(tmp_path):
+    """--init from a centred-zoom checkpoint into a lifted one: same weights, lift kept."""
+    from vlmad_ros.model.vlmad import VLMADModel
+    from vlmad_ros.training.train import init_planner
+    centred = build_model(PlannerConfig(**dict(SMALL, zoom=3.0)))
+    path = save_checkpoint(tmp_path / 'c.pt', centred)
+    lifted = PlannerConfig(**dict(SMALL, zoom=3.0, zoom_lift=0.05))
+    model = VLMADModel(build_model(lifted))
+    init_planner(model, path, lifted)
+    torch.testing.assert_close(model.planner.state_dict(), centred.state_dict())
+    saved = load_checkpoint(save_checkpoint(tmp_path / 'l.pt', model.planner)).config
+    assert saved.zoom_lift == 0.05
+    with pytest.raises(ValueError, match='another model config.*zoom'):
+        init_planner(VLMADModel(build_model(PlannerConfig(**dict(SMALL, zoom=2.0)))), path,
+                     PlannerConfig(**dict(SMALL, zoom=2.0)))

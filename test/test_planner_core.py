@@ -13,7 +13,8 @@ from vlmad_ros.model.checkpoint import default_checkpoint
 from vlmad_ros.model.heads import ActionHead, VLMADConfig
 from vlmad_ros.planner import (blank_views, check_image, EgoStateEstimator, features_from_parts,
                                ImageSizeError, LatestWins, plan_poses, Planner, prepare_batch,
-                               prepare_camera, prepare_features, resolve_device, RollingStats)
+                               prepare_camera, prepare_features, resolve_device, RollingStats,
+                               ViewSpec)
 from vlmad_ros.rig import load_rig
 from vlmad_ros.types import Command, EgoState, Explanation, Observation, Trajectory
 
@@ -70,11 +71,11 @@ def test_blank_views_keep_the_calibration_of_a_real_image():
     rig = load_rig('nuscenes')
     cam = rig['CAM_FRONT']
     real = prepare_camera(cam, np.full((450, 800, 3), 90, np.uint8), (96, 56))
-    blank = blank_views(cam, (96, 56))
+    blank = blank_views(cam, ViewSpec((96, 56)))
     assert len(blank) == 1 and blank[0][0].shape == (3, 56, 96) and not blank[0][0].any()
     np.testing.assert_allclose(blank[0][1], real[1])
     np.testing.assert_allclose(blank[0][2], real[2])
-    zoomed = blank_views(cam, (96, 56), zoom=2.0, zoom_camera='CAM_FRONT')
+    zoomed = blank_views(cam, ViewSpec((96, 56), zoom=2.0, zoom_camera='CAM_FRONT'))
     assert len(zoomed) == 2 and not zoomed[1][0].any()
 
 

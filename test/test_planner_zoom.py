@@ -60,7 +60,9 @@ def test_planner_config_zoom_accepts_off_or_1_to_8(zoom):
 
 
 @pytest.mark.parametrize('kwargs', [{'zoom': 1.0}, {'zoom': 0.5}, {'zoom': -2.0},
-                                    {'zoom': 8.01}, {'zoom': 2.0, 'zoom_camera': 'CAM_TOP'}])
+                                    {'zoom': 8.01}, {'zoom': 2.0, 'zoom_camera': 'CAM_TOP'},
+                                    {'zoom_lift': 0.1}, {'zoom': 3.0, 'zoom_lift': -0.1},
+                                    {'zoom': 3.0, 'zoom_lift': 0.34}])
 def test_planner_config_zoom_rejects_the_rest(kwargs):
     with pytest.raises(ValueError, match='PlannerConfig.zoom'):
         PlannerConfig(**kwargs)
@@ -73,14 +75,18 @@ def test_view_spec_from_each_source_and_its_key():
     assert spec == ViewSpec((64, 40), 2.5, 'CAM_FRONT') and ViewSpec.of(spec) is spec
     assert spec.key() == '64x40+CAM_FRONTx2.5'         # golden: names cache folders
     assert ViewSpec((64, 40), 3.0, 'CAM_BACK').key() == '64x40+CAM_BACKx3'
+    lifted = ViewSpec.of(PlannerConfig(image_width=64, image_height=40, zoom=3.0, zoom_lift=0.1))
+    assert lifted == ViewSpec((64, 40), 3.0, 'CAM_FRONT', 0.1)
+    assert lifted.key() == '64x40+CAM_FRONTx3up0.1'
+    assert PlannerConfig(zoom=3.0, zoom_lift=1 / 3).zoom_lift == 1 / 3   # window at the top
 
 
 def test_decode_size_grows_only_for_the_zoom_camera():
-    assert decode_size('CAM_FRONT', SIZE) == SIZE
-    assert decode_size('CAM_FRONT', SIZE, 2.5, 'CAM_FRONT') == (160, 100)
-    assert decode_size('CAM_FRONT', (63, 41), 3.0, 'CAM_FRONT') == (189, 123)
-    assert decode_size('CAM_FRONT', SIZE, 1.5, 'CAM_FRONT') == (96, 60)
-    assert decode_size('CAM_BACK', SIZE, 2.5, 'CAM_FRONT') == SIZE
+    assert decode_size('CAM_FRONT', ViewSpec(SIZE)) == SIZE
+    assert decode_size('CAM_FRONT', ViewSpec(SIZE, 2.5, 'CAM_FRONT')) == (160, 100)
+    assert decode_size('CAM_FRONT', ViewSpec((63, 41), 3.0, 'CAM_FRONT')) == (189, 123)
+    assert decode_size('CAM_FRONT', ViewSpec(SIZE, 1.5, 'CAM_FRONT', 0.1)) == (96, 60)
+    assert decode_size('CAM_BACK', ViewSpec(SIZE, 2.5, 'CAM_FRONT')) == SIZE
 
 
 # ----- geometry -----
@@ -99,21 +105,24 @@ def test_cropped_camera_projects_points_shifted_by_the_window(front):
 
 
 @pytest.mark.parametrize('size', [(1600, 900), (800, 450), (200, 113), (161, 91), (320, 180)])
-@pytest.mark.parametrize('zoom', [2.0, 3.0, 2.7])
-def test_zoom_view_intrinsics_are_exact_for_the_crop_at_any_decode_scale(front, size, zoom):
+@pytest.mark.parametrize('zoom, lift', [(2.0, 0.0), (3.0, 0.0), (2.7, 0.0), (3.0, 0.09),
+                                        (2.0, 0.2)])
+def test_zoom_view_intrinsics_are_exact_for_the_crop_at_any_decode_scale(front, size, zoom,
+                                                                         lift):
     cam = front.scaled(*size)
     img, px = _dots(cam, POINTS)
-    window, crop = zoom_view(front, img, zoom)     # the rig camera, the decoded image
+    window, crop = zoom_view(front, img, zoom, lift)   # the rig camera, the decoded image
     h, w = img.shape[:2]
     assert (window.width, window.height) == (round(w / zoom), round(h / zoom))
     assert crop.shape == (window.height, window.width, 3)
     assert window.name == 'CAM_FRONT_ZOOM'
-    x0, y0 = (w - window.width) // 2, (h - window.height) // 2
+    x0, y0 = (w - window.width) // 2, (h - window.height) // 2 - round(lift * h)
+    assert y0 >= 0
     np.testing.assert_array_equal(crop, img[y0:y0 + window.height, x0:x0 + window.width])
     uv, _ = window.project(POINTS)
     # Every point lands in the crop, on the very pixel that holds its dot.
     inside = np.all((uv >= 0) & (uv < [window.width, window.height]), axis=1)
-    assert inside.all()
+    assert inside.all() if lift == 0 else inside.sum() >= 3
     for (u, v), (pu, pv) in zip(uv[inside], px[inside]):
         assert crop[int(np.floor(v)), int(np.floor(u))].max() == 255
         assert (int(np.floor(u)), int(np.floor(v))) == (pu - x0, pv - y0)
@@ -123,9 +132,9 @@ def test_zoom_view_intrinsics_are_exact_for_the_crop_at_any_decode_scale(front, 
 
 def test_camera_views_add_the_zoom_view_at_model_resolution(front):
     img, _ = _dots(front.scaled(320, 180), POINTS)
-    plain = camera_views(front, img, SIZE)
+    plain = camera_views(front, img, ViewSpec(SIZE))
     assert len(plain) == 1
-    views = camera_views(front, img, SIZE, 2.0, 'CAM_FRONT')
+    views = camera_views(front, img, ViewSpec(SIZE, 2.0, 'CAM_FRONT'))
     assert len(views) == 2
     np.testing.assert_array_equal(views[0][0], plain[0][0])
     window, crop = zoom_view(front, img, 2.0)
@@ -137,10 +146,18 @@ def test_camera_views_add_the_zoom_view_at_model_resolution(front):
     # The zoom view magnifies: focal length (per model pixel) twice the whole frame's.
     assert k[0, 0] == pytest.approx(2 * views[0][1][0, 0], rel=0.02)
     back = load_rig('nuscenes')['CAM_BACK']
-    assert len(camera_views(back, np.zeros((180, 320, 3), np.uint8), SIZE, 2.0,
-                            'CAM_FRONT')) == 1
+    assert len(camera_views(back, np.zeros((180, 320, 3), np.uint8),
+                            ViewSpec(SIZE, 2.0, 'CAM_FRONT'))) == 1
     with pytest.raises(ImageSizeError):
         zoom_view(front, np.zeros((100, 100, 3), np.uint8), 2.0)
+
+
+def test_lifted_zoom_view_is_the_window_above_the_centred_one(front):
+    img = np.arange(180)[:, None, None].repeat(320, 1).repeat(3, 2).astype(np.uint8)
+    centred, lifted = zoom_view(front, img, 3.0)[1], zoom_view(front, img, 3.0, 0.1)[1]
+    assert centred[0, 0, 0] - lifted[0, 0, 0] == 18          # 0.1 of 180 rows higher
+    top = zoom_view(front, img, 3.0, 0.5)[1]                  # clipped to the frame
+    assert top[0, 0, 0] == 0 and top.shape == centred.shape
 
 
 def test_order_views_puts_whole_frames_in_rig_order_then_the_zoom_view():
@@ -159,7 +176,7 @@ def test_jpeg_path_zoom_view_sees_a_point_where_its_intrinsics_put_it(front):
         blob = np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / (2 * 6.0 ** 2))
         img = np.maximum(img, (235 * blob).astype(np.uint8)[..., None])
     msg = types.SimpleNamespace(format='jpeg', data=encode_jpeg(img, 95))
-    views = camera_features(front, msg, SIZE, 2.0, 'CAM_FRONT')
+    views = camera_features(front, msg, ViewSpec(SIZE, 2.0, 'CAM_FRONT'))
     image, k, cam_to_base = views[1]
     model_cam = front.with_intrinsics(SIZE[0], SIZE[1], k.ravel())
     puv, _ = model_cam.project(POINTS)

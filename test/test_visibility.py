@@ -5,6 +5,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from vlmad_ros.planner import zoom_view
 from vlmad_ros.rig import load_rig
 from vlmad_ros.synth import visibility as vis
 from vlmad_ros.synth.geometry import DIRS, right_of
@@ -41,6 +42,27 @@ def test_boxes_outside_the_image_cover_nothing_and_edges_are_clipped(front):
     assert vis.project_box(cam, vis.Placement(20.0, 40.0, 0.0, 1.0, 1.0, 1.0))['area'] == 0.0
     wide = vis.project_box(cam, _plate_ahead(front, 3.0, 50.0, 1.0))
     assert wide['w'] == pytest.approx(128.0)
+
+
+@pytest.mark.parametrize('lift', [0.0, 0.05, 0.2])
+def test_zoom_camera_is_the_planners_zoom_view(front, lift):
+    """The table's zoom view is planner.zoom_view's window resized, within its pixel rounding."""
+    window, _ = zoom_view(front, np.zeros((900, 1600, 3), np.uint8), 3.0, lift)
+    np.testing.assert_allclose(vis.zoom_camera(front, 128, 72, 3.0, lift).K,
+                               window.scaled(128, 72).K, atol=0.3)
+
+
+def test_only_the_lifted_window_shows_the_lamp_from_the_stop_line(front):
+    """Waiting at red (green_light), the centred x3 window has lost the far-side lamp."""
+    centred, lifted = (vis.zoom_camera(front, 128, 72, 3.0, lift) for lift in (0.0, 0.05))
+    d = vis.GREEN_LIGHT_WAIT
+    assert vis.project_object(centred, 'far_lamp', d)['area'] == 0.0
+    assert vis.project_object(lifted, 'far_lamp', d)['area'] >= 4 * vis.MIN_AREA
+    assert vis.project_object(front.scaled(128, 72), 'far_lamp', d)['area'] < vis.MIN_AREA
+    rows = vis.visibility_table({'red_light': {'p90': 51.2, 'max': 54.7}}, vis.input_views())
+    assert [r['stat'] for r in rows if r['kind'] == 'far_lamp'] == ['p90', 'max', 'stop line']
+    assert vis.light_passes(rows, '128x72 + zoom 3 lift 0.05')
+    assert not vis.light_passes(rows, '128x72 + zoom 3')
 
 
 def test_light_placement_follows_the_renderer():

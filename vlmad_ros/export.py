@@ -27,7 +27,7 @@ from torch import nn
 from vlmad_ros import types as T
 from vlmad_ros.model.config import PlannerConfig
 from vlmad_ros.model.planner_model import fuse_batch_norms, PlannerModel
-from vlmad_ros.planner import camera_views, order_views, Planner, resolve_device
+from vlmad_ros.planner import camera_views, order_views, Planner, resolve_device, ViewSpec
 from vlmad_ros.rig import CameraRig
 
 INPUTS = (T.IMAGES, T.EGO, T.COMMAND)
@@ -54,8 +54,9 @@ def rig_calibration(rig: CameraRig, cfg: PlannerConfig) -> Tuple[np.ndarray, np.
     if len(rig.cameras) != cfg.num_cameras:
         raise ValueError(f'rig {rig.name} has {len(rig.cameras)} cameras, the model '
                          f'{cfg.num_cameras}')
-    per_cam = [camera_views(cam, np.zeros((cam.height, cam.width, 3), np.uint8),
-                            cfg.image_size, cfg.zoom, cfg.zoom_camera) for cam in rig.cameras]
+    views = ViewSpec.of(cfg)
+    per_cam = [camera_views(cam, np.zeros((cam.height, cam.width, 3), np.uint8), views)
+               for cam in rig.cameras]
     views = order_views(per_cam)
     return np.stack([v[1] for v in views]), np.stack([v[2] for v in views])
 

@@ -87,6 +87,7 @@ class ViewSpec:
     image_size: Tuple[int, int]
     zoom: float = 0.0
     zoom_camera: str = 'CAM_FRONT'
+    zoom_lift: float = 0.0
 
     @classmethod
     def of(cls, spec) -> 'ViewSpec':
@@ -94,54 +95,64 @@ class ViewSpec:
         if isinstance(spec, ViewSpec):
             return spec
         if isinstance(spec, PlannerConfig):
-            return cls(tuple(spec.image_size), spec.zoom, spec.zoom_camera)
+            return cls(tuple(spec.image_size), spec.zoom, spec.zoom_camera, spec.zoom_lift)
         return cls(tuple(int(v) for v in spec))
+
+    def zooms(self, camera_name: str) -> bool:
+        """Whether this camera gets a zoom view besides its whole frame."""
+        return self.zoom > 0 and camera_name == self.zoom_camera
 
     def key(self) -> str:
         """Short text that names the views (cache keys, logs)."""
         w, h = self.image_size
-        return f'{w}x{h}' + (f'+{self.zoom_camera}x{self.zoom:g}' if self.zoom else '')
+        if not self.zoom:
+            return f'{w}x{h}'
+        return f'{w}x{h}+{self.zoom_camera}x{self.zoom:g}' + (
+            f'up{self.zoom_lift:g}' if self.zoom_lift else '')
 
 
-def zoom_view(camera: Camera, image: np.ndarray, zoom: float) -> Tuple[Camera, np.ndarray]:
+def zoom_view(camera: Camera, image: np.ndarray, zoom: float,
+              lift: float = 0.0) -> Tuple[Camera, np.ndarray]:
     """
-    Cut the central 1/zoom of a camera image out as a camera of its own (a digital telephoto).
+    Cut 1/zoom of a camera image out as a camera of its own (a digital telephoto).
 
-    The window is cut at whole pixels of the image as decoded (any DCT scale), and the returned
-    camera's intrinsics describe exactly that window, so the ray encoding stays exact.
+    The window is centred horizontally and `lift` (a fraction of the frame height) above the
+    frame's centre: lifted, it keeps an overhead light in view up to the stop line. It is cut
+    at whole pixels of the image as decoded (any DCT scale), and the returned camera's
+    intrinsics describe exactly that window, so the ray encoding stays exact.
     """
     check_image(camera, image)
     h, w = image.shape[:2]
     cw, ch = max(1, int(round(w / zoom))), max(1, int(round(h / zoom)))
-    x0, y0 = (w - cw) // 2, (h - ch) // 2
+    x0 = (w - cw) // 2
+    y0 = min(max(0, (h - ch) // 2 - int(round(lift * h))), h - ch)
     window = camera.scaled(w, h).cropped(x0, y0, cw, ch, camera.name + ZOOM_SUFFIX)
     return window, image[y0:y0 + ch, x0:x0 + cw]
 
 
-def decode_size(camera_name: str, image_size: Tuple[int, int], zoom: float = 0.0,
-                zoom_camera: str = '') -> Tuple[int, int]:
+def decode_size(camera_name: str, views: ViewSpec) -> Tuple[int, int]:
     """Smallest decode (width, height) that serves a camera's views at model resolution."""
-    if zoom > 0 and camera_name == zoom_camera:
-        return (int(np.ceil(image_size[0] * zoom)), int(np.ceil(image_size[1] * zoom)))
-    return tuple(image_size)
+    w, h = views.image_size
+    if views.zooms(camera_name):
+        return (int(np.ceil(w * views.zoom)), int(np.ceil(h * views.zoom)))
+    return (w, h)
 
 
-def camera_views(camera: Camera, image: np.ndarray, image_size: Tuple[int, int],
-                 zoom: float = 0.0, zoom_camera: str = '') -> List[tuple]:
+def camera_views(camera: Camera, image: np.ndarray, views: ViewSpec) -> List[tuple]:
     """
     Return one camera's views at model resolution.
 
     The whole frame, plus the zoom view when it is the zoom camera. Each view is
     (image (3, H, W) uint8, K (3, 3), cam_to_base (4, 4)).
     """
-    views = [prepare_camera(camera, image, image_size)]
-    if zoom > 0 and camera.name == zoom_camera:
-        views.append(prepare_camera(*zoom_view(camera, image, zoom), image_size))
-    return views
+    out = [prepare_camera(camera, image, views.image_size)]
+    if views.zooms(camera.name):
+        out.append(prepare_camera(*zoom_view(camera, image, views.zoom, views.zoom_lift),
+                                  views.image_size))
+    return out
 
 
-def camera_features(camera: Camera, msg, image_size: Tuple[int, int], zoom: float = 0.0,
-                    zoom_camera: str = '') -> List[tuple]:
+def camera_features(camera: Camera, msg, views: ViewSpec) -> List[tuple]:
     """
     Decode one camera message (Image or CompressedImage) into its views at model resolution.
 
@@ -149,15 +160,13 @@ def camera_features(camera: Camera, msg, image_size: Tuple[int, int], zoom: floa
     decoded (reduced-DCT JPEG scale), resized and calibrated by the same code.
     """
     if hasattr(msg, 'format'):   # CompressedImage (rclpy or rosbags)
-        rgb = compressed_to_rgb(msg, min_size=decode_size(camera.name, image_size, zoom,
-                                                          zoom_camera))
+        rgb = compressed_to_rgb(msg, min_size=decode_size(camera.name, views))
     else:
         rgb = image_to_rgb(msg)
-    return camera_views(camera, rgb, image_size, zoom, zoom_camera)
+    return camera_views(camera, rgb, views)
 
 
-def blank_views(camera: Camera, image_size: Tuple[int, int], zoom: float = 0.0,
-                zoom_camera: str = '') -> List[tuple]:
+def blank_views(camera: Camera, views: ViewSpec) -> List[tuple]:
     """
     Black views of a camera at model resolution, with its true calibration.
 
@@ -165,11 +174,11 @@ def blank_views(camera: Camera, image_size: Tuple[int, int], zoom: float = 0.0,
     missing_camera:=fill (as Autoware's VAD node does): the model sees no content there, but
     every view keeps its intrinsics and pose, so the ray encoding is the usual one.
     """
-    w, h = decode_size(camera.name, image_size, zoom, zoom_camera)
+    w, h = decode_size(camera.name, views)
     scale = max(w / camera.width, h / camera.height)
     black = np.zeros((max(1, round(camera.height * scale)), max(1, round(camera.width * scale)),
                       3), np.uint8)
-    return camera_views(camera, black, image_size, zoom, zoom_camera)
+    return camera_views(camera, black, views)
 
 
 def order_views(per_camera: Sequence[Sequence[tuple]]) -> List[tuple]:
@@ -180,8 +189,7 @@ def order_views(per_camera: Sequence[Sequence[tuple]]) -> List[tuple]:
 def prepare_features(obs: Observation, views) -> Dict[str, np.ndarray]:
     """Observation -> unbatched numpy features at `views` (PlannerConfig, ViewSpec or size)."""
     v = ViewSpec.of(views)
-    per_cam = [camera_views(cam, img, v.image_size, v.zoom, v.zoom_camera)
-               for cam, img in zip(obs.rig.cameras, obs.images)]
+    per_cam = [camera_views(cam, img, v) for cam, img in zip(obs.rig.cameras, obs.images)]
     return features_from_parts(order_views(per_cam), obs.ego, obs.command)
 
 
@@ -327,17 +335,16 @@ class Planner:
 
     def views(self, camera: Camera, msg) -> List[tuple]:
         """Decode one camera message into the views this model reads (camera_features)."""
-        cfg = self.config
-        return camera_features(camera, msg, cfg.image_size, cfg.zoom, cfg.zoom_camera)
+        return camera_features(camera, msg, ViewSpec.of(self.config))
 
     def blank_views(self, camera: Camera) -> List[tuple]:
         """Black views of one camera for this model (a missing camera, filled)."""
-        cfg = self.config
-        return blank_views(camera, cfg.image_size, cfg.zoom, cfg.zoom_camera)
+        return blank_views(camera, ViewSpec.of(self.config))
 
     def describe(self) -> str:
         cfg = self.config
-        zoom = f' + {cfg.zoom_camera} zoom x{cfg.zoom:g}' if cfg.zoom else ''
+        lift = f' lifted {cfg.zoom_lift:g}' if cfg.zoom_lift else ''
+        zoom = f' + {cfg.zoom_camera} zoom x{cfg.zoom:g}{lift}' if cfg.zoom else ''
         return (f'{cfg.kind} planner {cfg.image_width}x{cfg.image_height}{zoom} from '
                 f'{self.source} on {self.device}{" fp16" if self.fp16 else ""}'
                 f'{" + action head (explain)" if self.explains else ""}')

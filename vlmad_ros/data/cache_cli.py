@@ -15,6 +15,7 @@ Resumable: finished bags are skipped, a killed build leaves no half cache.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -57,7 +58,7 @@ def views_of(config: str, size: str):
             w, h = (int(v) for v in size.lower().split('x'))
         except ValueError:
             raise ValueError(f'--size must be WIDTHxHEIGHT, e.g. 192x112, got {size!r}') from None
-        views = ViewSpec((w, h), views.zoom, views.zoom_camera)
+        views = dataclasses.replace(views, image_size=(w, h))
     return views
 
 

@@ -76,7 +76,7 @@ def decode_images(sample: RawSample, size) -> Tuple[np.ndarray, ...]:
     Returns images (V, 3, H, W) uint8, intrinsics (V, 3, 3) and cam_to_base (V, 4, 4).
     """
     views = ViewSpec.of(size)
-    per_camera = [camera_features(cam, msg, views.image_size, views.zoom, views.zoom_camera)
+    per_camera = [camera_features(cam, msg, views)
                   for cam, msg in zip(sample.rig.cameras, sample.images)]
     parts = order_views(per_camera)
     return tuple(np.stack([p[i] for p in parts]) for i in range(3))

@@ -34,6 +34,9 @@ class PlannerConfig:
     # (docs/VISIBILITY.md). 0 = no zoom view. The view's rays follow from its intrinsics.
     zoom: float = 0.0
     zoom_camera: str = 'CAM_FRONT'
+    # The zoom window's centre this fraction of the frame height above the frame's centre,
+    # so that an overhead light stays in view up to the stop line (docs/VISIBILITY.md).
+    zoom_lift: float = 0.0
     # Image encoder: 'cnn' or a ResNet (BACKBONES). The cnn: one stride-2 conv per stage (stem
     # included), channels per stage; backbone_channels/blocks do not apply to the ResNets.
     backbone: str = 'cnn'
@@ -98,6 +101,11 @@ class PlannerConfig:
         if self.zoom and self.zoom_camera not in CAMERA_NAMES:
             raise ValueError(f'PlannerConfig.zoom_camera must be one of {CAMERA_NAMES}, got '
                              f'{self.zoom_camera!r}')
+        if self.zoom_lift and not (self.zoom and
+                                   0.0 < self.zoom_lift <= (1.0 - 1.0 / self.zoom) / 2):
+            raise ValueError('PlannerConfig.zoom_lift must keep the zoom window inside the frame: '
+                             'in [0, (1 - 1/zoom) / 2] with a zoom view, got '
+                             f'{self.zoom_lift} at zoom {self.zoom}')
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f'PlannerConfig.dropout must be in [0, 1), got {self.dropout}')
         if self.ray_frequencies < 0:

@@ -31,6 +31,9 @@ SCENARIOS: Dict[str, float] = {
     'pedestrian': 0.16,
 }
 
+# green_light: the ego waits with its front bumper this far before the stop line [m].
+GREEN_LIGHT_WAIT = 1.2
+
 # (class, length, width, height, probability) of ambient vehicles.
 VEHICLE_TYPES = ((CLASS_CAR, 4.5, 1.85, 1.5, 0.62), (CLASS_CAR, 4.9, 2.0, 1.9, 0.2),
                  (CLASS_TRUCK, 7.5, 2.4, 3.2, 0.11), (CLASS_BUS, 11.0, 2.6, 3.2, 0.07))
@@ -128,7 +131,7 @@ def make_world(rng: np.random.Generator, cfg: SceneConfig = SceneConfig()) -> Wo
     pedestrians: List[Pedestrian] = []
 
     if scenario == 'green_light':
-        ego_s = stop_s - 1.2 - EGO_CENTER_OFFSET - EGO_LENGTH / 2
+        ego_s = stop_s - GREEN_LIGHT_WAIT - EGO_CENTER_OFFSET - EGO_LENGTH / 2
         ego_v = 0.0
         sig.schedule(d, GREEN, at=float(rng.uniform(1.0, 6.0)))
     elif scenario == 'red_light':

@@ -8,7 +8,9 @@ Two halves (plain Python, no ROS), joined by `vlmad bench visibility` (docs/VISI
   (definition in `reacting_to`).
 * `project_object`: put that object's 3D box straight ahead in the ego lane at a distance
   (traffic lights where the renderer puts them) and project it through CAM_FRONT at a model
-  input size, or through the zoom view (a centred crop of CAM_FRONT resized to the same size).
+  input size, or through the zoom view (a crop of CAM_FRONT, centred or lifted, resized to the
+  same size). The lamps are projected once more from the stop line, where a green_light ego
+  waits for green.
 
 The question it answers: can a planner that reads W x H images see the light, pedestrian or
 car at the distance where the expert it imitates already acts on it?
@@ -26,7 +28,7 @@ import numpy as np
 
 from vlmad_ros.rig import Camera, load_rig
 from vlmad_ros.synth import expert
-from vlmad_ros.synth.scenarios import make_world, SceneConfig
+from vlmad_ros.synth.scenarios import GREEN_LIGHT_WAIT, make_world, SceneConfig
 from vlmad_ros.synth.town import TownConfig
 from vlmad_ros.synth.world import World
 
@@ -50,7 +52,7 @@ CAR_BOX = (4.5, 1.85, 1.5)
 
 PLAIN_SIZES = ((96, 56), (128, 72), (160, 90), (192, 112))
 ZOOM_BASE = (128, 72)
-ZOOMS = (2.0, 2.5, 3.0, 4.0)
+ZOOMS = ((2.0, 0.0), (2.5, 0.0), (3.0, 0.0), (4.0, 0.0), (3.0, 0.05))   # (zoom, lift)
 
 
 # ----- the expert's reaction -----
@@ -280,10 +282,18 @@ def place(kind: str, distance: float, lane: int = 0,
     return Placement(x0 + ahead - HEAD_DEPTH / 2, y, z0, HEAD_DEPTH, HEAD_WIDTH, HEAD_HEIGHT)
 
 
-def zoom_camera(camera: Camera, width: int, height: int, zoom: float) -> Camera:
-    """Return the zoom view: camera.scaled(width, height) with fx, fy times zoom, cx, cy kept."""
+def zoom_camera(camera: Camera, width: int, height: int, zoom: float,
+                lift: float = 0.0) -> Camera:
+    """
+    Return the zoom view (planner.zoom_view without its whole-pixel rounding) at width x height.
+
+    The window: 1/zoom of the frame, centred on the frame centre, `lift` frame heights higher.
+    """
     small = camera.scaled(width, height)
-    return dataclasses.replace(small, fx=small.fx * zoom, fy=small.fy * zoom)
+    top = (height - height / zoom) / 2 - lift * height
+    return dataclasses.replace(small, fx=small.fx * zoom, fy=small.fy * zoom,
+                               cx=(small.cx - (width - width / zoom) / 2) * zoom,
+                               cy=(small.cy - top) * zoom)
 
 
 def _convex_hull(pts: np.ndarray) -> np.ndarray:
@@ -371,6 +381,7 @@ def project_object(camera: Camera, kind: str, distance: float) -> Dict[str, floa
 
 # ----- the table -----
 # Rows: (label, object kind, scenario whose reaction distances place it).
+# The light rows at the stop line (stat 'stop line'): where a green_light ego waits for green.
 ROWS = (('red light: far-side head', 'far_head', 'red_light'),
         ('red light: far-side red lamp', 'far_lamp', 'red_light'),
         ('red light: near-side head', 'near_head', 'red_light'),
@@ -381,15 +392,17 @@ ROWS = (('red light: far-side head', 'far_head', 'red_light'),
 
 
 def input_views(plain: Sequence[Tuple[int, int]] = PLAIN_SIZES,
-                zoom_base: Tuple[int, int] = ZOOM_BASE, zooms: Sequence[float] = ZOOMS,
+                zoom_base: Tuple[int, int] = ZOOM_BASE,
+                zooms: Sequence[Tuple[float, float]] = ZOOMS,
                 rig: str = 'nuscenes') -> List[dict]:
     """Candidate inputs: CAM_FRONT as the model sees it, per plain size and per zoom view."""
     cam = load_rig(rig)['CAM_FRONT']
     views = [{'name': f'{w}x{h}', 'camera': cam.scaled(w, h), 'plain': None,
               'pixels': 6 * w * h} for w, h in plain]
     w, h = zoom_base
-    for z in zooms:
-        views.append({'name': f'{w}x{h} + zoom {z:g}', 'camera': zoom_camera(cam, w, h, z),
+    for z, lift in zooms:
+        name = f'{w}x{h} + zoom {z:g}' + (f' lift {lift:g}' if lift else '')
+        views.append({'name': name, 'camera': zoom_camera(cam, w, h, z, lift),
                       'plain': cam.scaled(w, h), 'pixels': 7 * w * h})
     return views
 
@@ -403,25 +416,32 @@ def visibility_table(summary: Dict[str, Dict], views: Sequence[dict]) -> List[di
     """
     rows = []
     for label, kind, scenario in ROWS:
-        for stat in ('p90', 'max'):
-            d = summary.get(scenario, {}).get(stat)
-            if d is None:
-                continue
-            cells = {}
-            for v in views:
-                r = project_object(v['camera'], kind, d)
-                ok = r['area'] >= MIN_AREA
-                if v['plain'] is not None:
-                    ok = ok or project_object(v['plain'], kind, d)['area'] >= MIN_AREA
-                cells[v['name']] = dict(r, min_side=min(r['w'], r['h']), passes=ok)
-            rows.append({'label': label, 'kind': kind, 'scenario': scenario, 'stat': stat,
-                         'distance': d, 'cells': cells})
+        at = {stat: summary.get(scenario, {}).get(stat) for stat in ('p90', 'max')}
+        if kind.endswith('lamp'):
+            at['stop line'] = GREEN_LIGHT_WAIT
+            label = label.replace('red light', 'light')
+        for stat, d in at.items():
+            if d is not None:
+                rows.append({'label': label, 'kind': kind, 'scenario': scenario, 'stat': stat,
+                             'distance': d, 'cells': _cells(views, kind, d)})
     return rows
+
+
+def _cells(views: Sequence[dict], kind: str, distance: float) -> Dict[str, dict]:
+    """One object's footprint in every view; a zoom view passes if its plain frame does."""
+    cells = {}
+    for v in views:
+        r = project_object(v['camera'], kind, distance)
+        ok = r['area'] >= MIN_AREA
+        if v['plain'] is not None:
+            ok = ok or project_object(v['plain'], kind, distance)['area'] >= MIN_AREA
+        cells[v['name']] = dict(r, min_side=min(r['w'], r['h']), passes=ok)
+    return cells
 
 
 def light_passes(rows: Sequence[dict], view: str) -> bool:
     """Whether a red lamp is readable at every light distance (either head suffices)."""
-    for stat in ('p90', 'max'):
+    for stat in ('p90', 'max', 'stop line'):
         lamps = [r for r in rows if r['kind'].endswith('lamp') and r['stat'] == stat]
         if lamps and not any(r['cells'][view]['passes'] for r in lamps):
             return False
