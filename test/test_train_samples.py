@@ -7,7 +7,8 @@ from vlmad_ros.data.dataset import BagDataset
 from vlmad_ros.evaluation.baselines import is_hard
 from vlmad_ros.teacher.cli import reader_config
 from vlmad_ros.training.config import TrainConfig
-from vlmad_ros.training.data import sample_array, select_training_samples, WeightedEpochSampler
+from vlmad_ros.training.data import (is_visible_start, sample_array, select_training_samples,
+                                     WeightedEpochSampler)
 
 
 @pytest.fixture(scope='module')
@@ -41,6 +42,27 @@ def test_defaults_keep_every_keyframe_and_the_plain_shuffle(dataset):
     assert kept is dataset and weights is None
     with pytest.raises(ValueError, match='hard_weight'):
         TrainConfig(hard_weight=0.0)
+    with pytest.raises(ValueError, match='start_weight'):
+        TrainConfig(start_weight=-1.0)
+
+
+def test_visible_starts_are_standing_keyframes_the_expert_leaves_for_a_reason_in_view():
+    ego = np.array([[0.1, 0, 0], [0.1, 0, 0], [0.1, 0, 0], [3.0, 0, 0]], np.float32)
+    ends = [4.0, 4.0, 0.2, 9.0]                     # 3 s endpoints ahead [m]
+    traj = np.stack([np.c_[np.linspace(e / 6, e, 6), np.zeros(6)] for e in ends])
+    change = np.array([False, True, False, False])  # the second starts for a lamp not yet lit
+    assert is_visible_start(ego, traj, change).tolist() == [True, False, False, False]
+
+
+def test_start_and_hard_weights_multiply(dataset):
+    lines = []
+    _, weights = select_training_samples(dataset, TrainConfig(hard_weight=2.0, start_weight=5.0),
+                                         lines.append)
+    ego, traj = sample_array(dataset, 'ego'), sample_array(dataset, 'traj')
+    hard = np.array([is_hard(e, t) for e, t in zip(ego, traj)])
+    start = is_visible_start(ego, traj, sample_array(dataset, 'light_change'))
+    np.testing.assert_array_equal(weights, np.where(hard, 2.0, 1.0) * np.where(start, 5.0, 1.0))
+    assert [line.split()[1] for line in lines] == ['hard_weight', 'start_weight']
 
 
 def test_weighted_sampler_follows_the_weights_and_splits_one_epoch_over_ranks():

@@ -52,6 +52,11 @@ class TrainConfig:
     # Draw keyframes whose future the ego state cannot extrapolate (the benchmark's hard subset:
     # a light, a braking lead, a pedestrian) this many times as often as the others.
     hard_weight: float = 1.0
+    # Draw keyframes where the ego stands and the expert moves off, with the light ahead not
+    # changing within the future (the reason to go is in the images: a green light, a lead car
+    # or a pedestrian gone), this many times as often. Without its acceleration input a planner
+    # must see why to start, and such keyframes are 0.5 % of the synthetic train split.
+    start_weight: float = 1.0
     # Weight of a training-only auxiliary loss: the light governing the path (none, red,
     # yellow, green, from the bags' ground truth) predicted from the ego feature. 0 = off.
     light_weight: float = 0.0
@@ -78,8 +83,9 @@ class TrainConfig:
             raise ValueError('TrainConfig.weight_decay and grad_clip must be >= 0')
         if self.light_weight < 0:
             raise ValueError(f'TrainConfig.light_weight must be >= 0, got {self.light_weight}')
-        if not self.hard_weight > 0:
-            raise ValueError(f'TrainConfig.hard_weight must be > 0, got {self.hard_weight}')
+        for name in ('hard_weight', 'start_weight'):
+            if not getattr(self, name) > 0:
+                raise ValueError(f'TrainConfig.{name} must be > 0, got {getattr(self, name)}')
         if not 0 <= self.val_fraction < 1:
             raise ValueError('TrainConfig.val_fraction must be in [0, 1), got '
                              f'{self.val_fraction}')

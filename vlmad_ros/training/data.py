@@ -113,21 +113,43 @@ def select_training_samples(train_set, tc, log=print):
     Apply the TrainConfig's sample choices: (train set, per-sample draw weights or None).
 
     drop_light_changes leaves out keyframes labelled past a lamp change; hard_weight draws the
-    hard keyframes (evaluation.baselines.is_hard, the benchmark's definition) more often.
+    hard keyframes (evaluation.baselines.is_hard, the benchmark's definition) more often,
+    start_weight the visible starts from standstill (is_visible_start); the two multiply.
     """
-    from vlmad_ros.evaluation.baselines import is_hard
     if tc.drop_light_changes:
         changes = sample_array(train_set, 'light_change').astype(bool)
         train_set = torch.utils.data.Subset(train_set, np.flatnonzero(~changes).tolist())
         log(f'[data] drop_light_changes: {int(changes.sum())} of {len(changes)} keyframes left '
             'out (the light ahead changes within their 3 s future)')
-    if tc.hard_weight == 1.0:
+    if tc.hard_weight == 1.0 and tc.start_weight == 1.0:
         return train_set, None
-    hard = np.array([is_hard(e, t) for e, t in zip(sample_array(train_set, 'ego'),
-                                                   sample_array(train_set, 'traj'))], bool)
-    log(f'[data] hard_weight {tc.hard_weight:g}: {int(hard.sum())} of {len(hard)} keyframes '
-        'are hard')
-    return train_set, np.where(hard, tc.hard_weight, 1.0)
+    from vlmad_ros.evaluation.baselines import is_hard
+    ego, traj = sample_array(train_set, 'ego'), sample_array(train_set, 'traj')
+    weights = np.ones(len(ego))
+    for name, weight, marks in (
+            ('hard_weight', tc.hard_weight, [is_hard(e, t) for e, t in zip(ego, traj)]),
+            ('start_weight', tc.start_weight,
+             is_visible_start(ego, traj, sample_array(train_set, 'light_change')))):
+        if weight != 1.0:
+            marks = np.asarray(marks, bool)
+            log(f'[data] {name} {weight:g}: {int(marks.sum())} of {len(marks)} keyframes')
+            weights[marks] *= weight
+    return train_set, weights
+
+
+# A start from standstill: the ego slower than this [m/s], its 3 s plan further than this [m].
+STANDING_SPEED, START_DISTANCE = 0.5, 1.0
+
+
+def is_visible_start(ego: np.ndarray, traj: np.ndarray, light_change: np.ndarray) -> np.ndarray:
+    """
+    Mark keyframes where the ego stands and the expert moves off for a reason seen now.
+
+    ego (N, >=1) speed first, traj (N, steps, 2), light_change (N,): a start that answers a
+    light changing within the future is left out (the images do not show it yet).
+    """
+    return ((ego[:, 0] < STANDING_SPEED) & (traj[:, -1, 0] > START_DISTANCE)
+            & ~np.asarray(light_change, bool))
 
 
 class WeightedEpochSampler(torch.utils.data.Sampler):
