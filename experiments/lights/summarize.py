@@ -1,0 +1,66 @@
+"""
+Summarize eval.sh outputs: one block per run, the numbers of EXPERIMENTS.md rounds 4 and 5.
+
+Per run NAME, EVAL_DIR holds ol_val_NAME.json, cl_val2_NAME.json and cl_val_NAME.json (any may
+be missing). Prints val open-loop L2 (all and hard, mean of 1/2/3 s), per closed-loop split the
+driving score, route completion, infractions and the mean score per scenario type, and the
+mean over all closed-loop episodes.
+
+Usage: python experiments/lights/summarize.py EVAL_DIR NAME...
+"""
+import collections
+import json
+import pathlib
+import sys
+
+TYPES = ('cruise', 'green_light', 'lead_brake', 'pedestrian', 'red_light', 'stopped_vehicle',
+         'turn')
+
+
+def _load(path: pathlib.Path):
+    """Return the one run of a benchmark JSON, or None when the file is missing."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    part = data.get('open_loop') or data.get('closed_loop')
+    return next(iter(part.values()))
+
+
+def _mean_l2(part: dict) -> float:
+    return sum(part['l2']['avg_over_horizon'].values()) / 3
+
+
+def closed_loop_line(split: str, run: dict) -> str:
+    """One split: score, completion, infraction totals, mean score per scenario type."""
+    s = run['summary']
+    per = collections.defaultdict(list)
+    for e in run['episodes']:
+        per[e['scenario']].append(e['driving_score'])
+    types = '/'.join(f'{sum(per[t]) / len(per[t]):.0f}' if per[t] else '-' for t in TYPES)
+    return (f"{split} DS {s['driving_score']:.1f} RC {s['route_completion']:.1f} | veh "
+            f"{s['collisions_vehicle']} ped {s['collisions_pedestrian']} red {s['red_lights']} "
+            f"off-road {s['off_road_events']} deviated {s['route_deviations']} | {types}")
+
+
+def summarize(eval_dir: pathlib.Path, name: str) -> str:
+    """Return the block of one run."""
+    lines = [name]
+    ol = _load(eval_dir / f'ol_val_{name}.json')
+    if ol:
+        lines.append(f"  val L2 {_mean_l2(ol['all']):.3f} m, hard {_mean_l2(ol['hard']):.3f} m")
+    episodes = []
+    for split in ('val2', 'val'):
+        cl = _load(eval_dir / f'cl_{split}_{name}.json')
+        if cl:
+            lines.append('  ' + closed_loop_line(split, cl))
+            episodes += cl['episodes']
+    if episodes:
+        mean = sum(e['driving_score'] for e in episodes) / len(episodes)
+        lines.append(f'  DS over {len(episodes)} episodes {mean:.1f}')
+    return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    print('types: ' + '/'.join(TYPES))
+    for run_name in sys.argv[2:]:
+        print(summarize(pathlib.Path(sys.argv[1]), run_name))
