@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import functools
 import pathlib
 import threading
 from typing import Deque, Dict, List, Optional, Sequence, Tuple
@@ -333,13 +334,18 @@ class Planner:
         """(width, height) the model wants; decoders may aim at it (reduced-DCT JPEG)."""
         return self.config.image_size
 
+    @functools.cached_property
+    def view_spec(self) -> ViewSpec:
+        """Return the views this model reads (fixed once loaded; asked per camera message)."""
+        return ViewSpec.of(self.config)
+
     def views(self, camera: Camera, msg) -> List[tuple]:
         """Decode one camera message into the views this model reads (camera_features)."""
-        return camera_features(camera, msg, ViewSpec.of(self.config))
+        return camera_features(camera, msg, self.view_spec)
 
     def blank_views(self, camera: Camera) -> List[tuple]:
         """Black views of one camera for this model (a missing camera, filled)."""
-        return blank_views(camera, ViewSpec.of(self.config))
+        return blank_views(camera, self.view_spec)
 
     def describe(self) -> str:
         cfg = self.config

@@ -49,7 +49,7 @@ from vlmad_ros.nodes.common import (clock_s, declare, LATCHED_COMMAND, LogThrott
                                     ParameterError, RELIABILITY, run_node)
 from vlmad_ros.planner import (camera_views, collate, EgoStateEstimator, explanations,
                                features_from_parts, ImageSizeError, LatestWins, order_views,
-                               plan_poses, Planner, RateMeter, RollingStats, ViewSpec)
+                               plan_poses, Planner, RateMeter, RollingStats)
 from vlmad_ros.rig import CAMERA_NAMES, CameraRig, load_rig
 from vlmad_ros.sync import ApproximateTimeSynchronizer
 from vlmad_ros.types import Command, EgoState, Explanation, Trajectory
@@ -280,7 +280,7 @@ class PlannerNode(LifecycleNode):
 
     def _warm_up(self) -> None:
         """One forward pass on grey images: the first real set is not slowed by lazy set-up."""
-        spec = ViewSpec.of(self.planner.config)
+        spec = self.planner.view_spec
         views = [camera_views(cam, np.full((cam.height, cam.width, 3), 128, np.uint8), spec)
                  for cam in self.rig.cameras]
         still = EgoState(speed=0.0, yaw_rate=0.0, accel=0.0)
