@@ -126,12 +126,14 @@ def select_training_samples(train_set, tc, log=print):
     from vlmad_ros.evaluation.baselines import is_hard
     ego, traj = sample_array(train_set, 'ego'), sample_array(train_set, 'traj')
     weights = np.ones(len(ego))
-    for name, weight, marks in (
-            ('hard_weight', tc.hard_weight, [is_hard(e, t) for e, t in zip(ego, traj)]),
-            ('start_weight', tc.start_weight,
-             is_visible_start(ego, traj, sample_array(train_set, 'light_change')))):
-        if weight != 1.0:
-            marks = np.asarray(marks, bool)
+    marked_by = {
+        'hard_weight': lambda: [is_hard(e, t) for e, t in zip(ego, traj)],
+        'start_weight': lambda: is_visible_start(ego, traj,
+                                                 sample_array(train_set, 'light_change'))}
+    for name, marks_of in marked_by.items():
+        weight = getattr(tc, name)
+        if weight != 1.0:     # only the choices in use are computed
+            marks = np.asarray(marks_of(), bool)
             log(f'[data] {name} {weight:g}: {int(marks.sum())} of {len(marks)} keyframes')
             weights[marks] *= weight
     return train_set, weights
