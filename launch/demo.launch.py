@@ -2,6 +2,7 @@
 The closed-loop demo under ros2 launch: sim_node + planner_node + path_follower.
 
     ros2 launch vlmad_ros demo.launch.py [checkpoint:=model.pt] [short:=true] [out:=demo_out]
+    ros2 launch vlmad_ros demo.launch.py namespace:=car1 frame_prefix:=car1/ out:=car1_out
 
 The same processes and parameters as `vlmad demo` (vlmad_ros.demo.node_parameters, on top of
 the installed config/*.yaml); params_file and a checkpoint you set come after them
@@ -23,6 +24,8 @@ ARGS = [Arg('checkpoint', str, 'planner checkpoint (.pt); none set and none in t
 EXTRA = [
     ('short', 'false', 'one short episode instead of the demo set'),
     ('out', 'demo_out', 'results.json and traces go here'),
+    ('frame_prefix', '', "prepended to the car's frames (car1/ -> car1/odom, car1/base_link): "
+                         'several demos, each in its namespace, on one /tf'),
 ]
 
 
@@ -39,7 +42,8 @@ def _settings(context):
     return demo.node_parameters(
         LaunchConfiguration('out').perform(context), checkpoint, random_weights,
         demo.SHORT_EPISODES if short else demo.EPISODES,
-        demo.SHORT_DURATION_S if short else demo.DURATION_S)
+        demo.SHORT_DURATION_S if short else demo.DURATION_S,
+        frame_prefix=LaunchConfiguration('frame_prefix').perform(context))
 
 
 def _nodes(context):

@@ -109,12 +109,16 @@ def test_demo_launch(launch, tmp_path):
     launched = launch('demo.launch.py',
                       {'/sim_node': {'duration': 30.0},
                        '/**/planner_node': {'checkpoint': '/nonexistent/from_file.pt'}},
-                      checkpoint=str(packaged), short='true', out=str(tmp_path / 'demo_out'))
-    assert launched.parameters('/sim_node', ['duration', 'exit_when_done']) == {
+                      checkpoint=str(packaged), short='true', out=str(tmp_path / 'demo_out'),
+                      frame_prefix='car7/')
+    assert launched.parameters('/sim_node', ['duration', 'exit_when_done', 'frame_prefix']) == {
         'duration': 30.0,            # params_file beats the demo's short duration
-        'exit_when_done': True}      # the demo's own setting
-    assert launched.parameters('/planner_node', ['checkpoint', 'use_sim_time']) == {
-        'checkpoint': str(packaged), 'use_sim_time': True}
+        'exit_when_done': True,      # the demo's own setting
+        'frame_prefix': 'car7/'}
+    assert launched.parameters('/planner_node', ['checkpoint', 'use_sim_time', 'base_frame']) == {
+        'checkpoint': str(packaged), 'use_sim_time': True, 'base_frame': 'car7/base_link'}
+    assert launched.parameters('/path_follower', ['base_frame']) == {
+        'base_frame': 'car7/base_link'}
     assert stopped_cleanly(launched)
 
 

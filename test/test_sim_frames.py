@@ -37,6 +37,25 @@ def test_transforms_chain_map_odom_base_link_cameras():
         t.translation.x, t.rotation.z)
 
 
+def test_frame_prefix_names_every_car_frame_but_map():
+    """Two cars on one /tf: car1/odom -> car1/base_link -> car1/<camera>; map is shared."""
+    from vlmad_ros import topics
+    from vlmad_ros.nodes import sim_node
+    from vlmad_ros.rig import load_rig
+    rig = load_rig('nuscenes')
+    static = sim_node.static_transforms(rig, 1, 'car1/odom', 'car1/base_link', 'car1/')
+    edges = {(tf.header.frame_id, tf.child_frame_id) for tf in static}
+    assert edges == {('map', 'car1/odom')} | {
+        ('car1/base_link', 'car1/' + topics.camera_optical_frame(c)) for c in rig.names}
+    assert sim_node.SimConfig(frame_prefix='car1/').frame_prefix == 'car1/'
+    for bad, words in (('/car1/', 'frame_prefix must not start'),
+                       ('car 1/', 'frame_prefix must not start')):
+        with pytest.raises(ValueError, match=words):
+            sim_node.SimConfig(frame_prefix=bad)
+    with pytest.raises(ValueError, match='frame_prefix must be empty with bridge_topics'):
+        sim_node.SimConfig(frame_prefix='car1/', bridge_topics=True)
+
+
 def test_bridge_mode_keeps_the_bridge_frames():
     """Keep the bridge's map -> ego_vehicle in bridge mode: no odom frame is invented."""
     from vlmad_ros.nodes import sim_node

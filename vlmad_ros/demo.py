@@ -26,7 +26,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from vlmad_ros import children
+from vlmad_ros import children, topics
 from vlmad_ros.paths import config_dir, share_dir
 
 # Held-out scenes: seeds far from those `vlmad synth` records for training.
@@ -60,24 +60,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def node_parameters(out_dir: str, checkpoint: str, random_weights: bool, episodes,
-                    duration: float, image_size: Optional[Tuple[int, int]] = None
-                    ) -> Dict[str, Dict[str, object]]:
-    """Per-node parameter overrides of the demo (on top of config/*.yaml); shared with launch."""
+                    duration: float, image_size: Optional[Tuple[int, int]] = None,
+                    frame_prefix: str = '') -> Dict[str, Dict[str, object]]:
+    """
+    Per-node parameter overrides of the demo (on top of config/*.yaml); shared with launch.
+
+    frame_prefix ('car1/') renames the car's frames in the simulator and, to match, the body
+    frame of the planner's Path and of the follower: several demos on one /tf.
+    """
     out = pathlib.Path(out_dir).resolve()
     size = {} if image_size is None else {'image_width': int(image_size[0]),
                                           'image_height': int(image_size[1])}
+    body = {'base_frame': frame_prefix + topics.BASE_FRAME} if frame_prefix else {}
     return {
         'planner_node': {
             'checkpoint': checkpoint, 'allow_random_weights': random_weights,
             'odom_topic': 'vlmad/sim/planner_odom', 'reliability': 'reliable',
-            'use_sim_time': True, 'num_threads': 1,
+            'use_sim_time': True, 'num_threads': 1, **body,
         },
-        'path_follower': {'stamped_cmd_vel': True, 'ack_plans': True, 'use_sim_time': True},
+        'path_follower': {'stamped_cmd_vel': True, 'ack_plans': True, 'use_sim_time': True,
+                          **body},
         'sim_node': {
             'episodes': list(episodes), 'duration': float(duration),
             'result_file': str(out / 'results.json'), 'trace_dir': str(out / 'traces'),
             'planner_odom_topic': 'vlmad/sim/planner_odom', 'exit_when_done': True,
             'plan_ack_topic': 'vlmad/follower/plan_ack', **size,
+            **({'frame_prefix': frame_prefix} if frame_prefix else {}),
         },
     }
 

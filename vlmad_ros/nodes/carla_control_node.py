@@ -45,7 +45,7 @@ from vlmad_ros.control.pid import PIDConfig
 from vlmad_ros.control.plan_input import OdomHistory, path_to_timed, yaw_of
 from vlmad_ros.control.route import RouteConfig, RouteTracker
 from vlmad_ros.msg import DrivingCommand
-from vlmad_ros.nodes.common import declare, ParameterError, params_of, run_node
+from vlmad_ros.nodes.common import declare, diagnostic_name, ParameterError, params_of, run_node
 
 NODE_NAME = 'carla_control_node'
 RELIABILITY = ('reliable', 'best_effort')
@@ -308,7 +308,7 @@ class CarlaControlNode(Node):
             'counts': json.dumps(dict(sorted(self.counts.items()))),
         }
         status = DiagnosticStatus(
-            name=f'{self.get_name()}: CARLA control', hardware_id='vlmad_ros',
+            name=diagnostic_name(self, 'CARLA control'), hardware_id='vlmad_ros',
             level=DiagnosticStatus.OK if ok else DiagnosticStatus.WARN, message=state.value,
             values=[KeyValue(key=k, value=v) for k, v in values.items()])
         arr = DiagnosticArray(status=[status])

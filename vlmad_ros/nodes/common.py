@@ -242,6 +242,16 @@ class SpinningNode:
         self.context.try_shutdown()
 
 
+def diagnostic_name(node: Node, task: str) -> str:
+    """
+    Return '<node>: <task>' for a DiagnosticStatus, the node named with its namespace.
+
+    diagnostic_updater's convention, with the namespace kept ('car1/planner_node: sync'): the
+    statuses of several cars share one /diagnostics and must stay apart.
+    """
+    return f'{node.get_fully_qualified_name().lstrip("/")}: {task}'
+
+
 def clock_s(node: Node) -> float:
     """Return the node clock [s]: sim time under use_sim_time, so staleness pauses with a sim."""
     return node.get_clock().now().nanoseconds * 1e-9

@@ -40,8 +40,8 @@ from vlmad_ros.control.follower import (
     Command, FollowerConfig, OUTPUT_MODES, PathFollower, Status)
 from vlmad_ros.control.pid import PIDConfig
 from vlmad_ros.control.plan_input import OdomHistory, path_to_timed, yaw_of
-from vlmad_ros.nodes.common import (build, clock_s, declare, LogThrottle, Param, ParameterError,
-                                    params_of, RELIABILITY, run_node)
+from vlmad_ros.nodes.common import (build, clock_s, declare, diagnostic_name, LogThrottle, Param,
+                                    ParameterError, params_of, RELIABILITY, run_node)
 
 NODE_NAME = 'path_follower'
 CONTROL_TRIGGERS = ('odom', 'timer')
@@ -290,7 +290,7 @@ class PathFollowerNode(Node):
 
     def publish_diagnostics(self) -> None:
         status = DiagnosticStatus()
-        status.name = f'{self.get_name()}: path follower'
+        status.name = diagnostic_name(self, 'path follower')
         status.hardware_id = 'vlmad_ros'
         cmd = self.last_cmd
         state = self.follower.status if cmd is None else cmd.status

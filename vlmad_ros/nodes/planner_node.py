@@ -45,8 +45,8 @@ from vlmad_ros import stamps
 from vlmad_ros import topics
 from vlmad_ros.images import ImageConversionError
 from vlmad_ros.msg import DrivingCommand, DrivingReasoning
-from vlmad_ros.nodes.common import (clock_s, declare, LATCHED_COMMAND, LogThrottle, Param,
-                                    ParameterError, RELIABILITY, run_node)
+from vlmad_ros.nodes.common import (clock_s, declare, diagnostic_name, LATCHED_COMMAND,
+                                    LogThrottle, Param, ParameterError, RELIABILITY, run_node)
 from vlmad_ros.planner import (camera_views, collate, EgoStateEstimator, explanations,
                                features_from_parts, ImageSizeError, LatestWins, order_views,
                                plan_poses, Planner, RateMeter, RollingStats)
@@ -658,7 +658,7 @@ class PlannerNode(LifecycleNode):
         missing_camera policy), WARN when planning goes on with cameras filled black.
         """
         now, s = clock_s(self), self.settings
-        cam = DiagnosticStatus(name=f'{NODE_NAME}: cameras', hardware_id=NODE_NAME)
+        cam = DiagnosticStatus(name=diagnostic_name(self, 'cameras'), hardware_id=NODE_NAME)
         absent = self._absent_cameras(now)
         odom = self.odom_rate
         if odom.last is None:
@@ -698,7 +698,7 @@ class PlannerNode(LifecycleNode):
 
     def _sync_status(self) -> DiagnosticStatus:
         st = self.sync.stats
-        sync = DiagnosticStatus(name=f'{NODE_NAME}: sync', hardware_id=NODE_NAME,
+        sync = DiagnosticStatus(name=diagnostic_name(self, 'sync'), hardware_id=NODE_NAME,
                                 level=DiagnosticStatus.OK, message=f'{st.sets} sets')
         for key, value in (('sets', st.sets), ('received', st.received), ('used', st.used),
                            ('success_ratio', f'{st.success_ratio:.3f}'),
@@ -714,7 +714,7 @@ class PlannerNode(LifecycleNode):
         return sync
 
     def _inference_status(self) -> DiagnosticStatus:
-        inf = DiagnosticStatus(name=f'{NODE_NAME}: inference', hardware_id=NODE_NAME,
+        inf = DiagnosticStatus(name=diagnostic_name(self, 'inference'), hardware_id=NODE_NAME,
                                level=DiagnosticStatus.OK, message=self.planner.describe())
         inf.values.append(KeyValue(key='model', value=self.planner.describe()))
         inf.values.append(KeyValue(key='device', value=str(self.planner.device)))
@@ -730,7 +730,7 @@ class PlannerNode(LifecycleNode):
         return inf
 
     def _bad_status(self) -> DiagnosticStatus:
-        bad = DiagnosticStatus(name=f'{NODE_NAME}: bad inputs', hardware_id=NODE_NAME)
+        bad = DiagnosticStatus(name=diagnostic_name(self, 'bad inputs'), hardware_id=NODE_NAME)
         with self._bad_lock:
             counts = {f'{source} {reason}': count for source, counter in self.bad_inputs.items()
                       for reason, count in counter.items()}

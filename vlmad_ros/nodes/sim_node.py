@@ -86,6 +86,7 @@ class SimConfig:
     rig: str = 'nuscenes'
     bridge_topics: bool = False     # publish under the CARLA bridge's names and encodings
     role_name: str = carla.ROLE_NAME
+    frame_prefix: str = ''          # 'car1/': car1/odom, car1/base_link, car1/CAM_... on one /tf
     planner_odom_topic: str = topics.relative(topics.SIM_PLANNER_ODOM)
     plan_ack_topic: str = ''        # '': off; else wait for the follower's ack of each Path
     plan_timeout: float = 120.0     # [s wall] waiting for one Path (the first includes warm-up)
@@ -116,6 +117,12 @@ class SimConfig:
             raise ValueError('planner_odom_topic must not be empty (odom: share the odometry)')
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f'jpeg_quality must be in [1, 100], got {self.jpeg_quality}')
+        if self.frame_prefix.startswith('/') or any(ch.isspace() for ch in self.frame_prefix):
+            raise ValueError(f'frame_prefix must not start with "/" or hold spaces (tf2 frame '
+                             f'names), got {self.frame_prefix!r}')
+        if self.frame_prefix and self.bridge_topics:
+            raise ValueError('frame_prefix must be empty with bridge_topics (the bridge names '
+                             'the frames after role_name)')
 
     @property
     def camera_every(self) -> int:
@@ -136,6 +143,8 @@ DESCRIPTIONS = {
     'rig': 'camera rig: nuscenes, carla or a rig yaml path',
     'bridge_topics': 'publish under the CARLA ROS bridge names and encodings',
     'role_name': 'bridge mode: /carla/<role_name>/...',
+    'frame_prefix': "prepended to the car's frames (odom, base_link, cameras; map stays "
+                    "global), as robot_state_publisher's: several cars on one /tf",
     'planner_odom_topic': "the planner's odometry copy (set the planner's odom_topic to it); "
                           'odom: share the one odometry topic',
     'plan_ack_topic': "'' off; else wait for the follower's ack of each Path (ack_plans)",
@@ -202,11 +211,11 @@ def transform(t_ns: int, parent: str, child: str, xyz=(0.0, 0.0, 0.0),
     return tf
 
 
-def static_transforms(rig: CameraRig, t_ns: int, odom_frame: str,
-                      base_frame: str) -> List[TransformStamped]:
+def static_transforms(rig: CameraRig, t_ns: int, odom_frame: str, base_frame: str,
+                      frame_prefix: str = '') -> List[TransformStamped]:
     """Return map -> odom (identity: the odometry is exact) and base_link -> each camera."""
-    out = [transform(t_ns, base_frame, topics.camera_optical_frame(cam.name), cam.translation,
-                     cam.rotation_wxyz) for cam in rig.cameras]
+    out = [transform(t_ns, base_frame, frame_prefix + topics.camera_optical_frame(cam.name),
+                     cam.translation, cam.rotation_wxyz) for cam in rig.cameras]
     if odom_frame != topics.MAP_FRAME:   # bridge mode: the bridge's odometry is in map
         out.append(transform(t_ns, topics.MAP_FRAME, odom_frame))
     return out
@@ -338,7 +347,8 @@ class SimNode(Node):
             if topics.relative(c.planner_odom_topic) != odom_topic else None)
         self.sub_cmd = self.create_subscription(
             TwistStamped, topics.relative(topics.CMD_VEL), self._on_twist_stamped, 10)
-        self.odom_frame, self.base_frame = topics.ODOM_FRAME, topics.BASE_FRAME
+        self.odom_frame = c.frame_prefix + topics.ODOM_FRAME
+        self.base_frame = c.frame_prefix + topics.BASE_FRAME
 
     def _create_bridge_interfaces(self) -> None:
         """Publish and subscribe as the CARLA ROS bridge does (absolute /carla/<role>/...)."""
@@ -399,7 +409,8 @@ class SimNode(Node):
                                    'published (the planner does not need them)')
             return
         self.pub_tf_static.publish(TFMessage(transforms=static_transforms(
-            self.rig, ns_of(START_TIME_S), self.odom_frame, self.base_frame)))
+            self.rig, ns_of(START_TIME_S), self.odom_frame, self.base_frame,
+            self.cfg.frame_prefix)))
 
     # ----- the loop -----
     def wait_for_peers(self) -> bool:
@@ -428,7 +439,7 @@ class SimNode(Node):
         c = self.cfg
         jpegs = []
         for k, (rgb, pub) in enumerate(zip(self.render(ep.world), self.pub_images)):
-            frame = topics.camera_optical_frame(self.rig.cameras[k].name)
+            frame = c.frame_prefix + topics.camera_optical_frame(self.rig.cameras[k].name)
             stamp(self.infos[k].header, t_ns, frame)
             self.pub_infos[k].publish(self.infos[k])
             if c.bridge_topics:
