@@ -1,0 +1,79 @@
+"""
+Mean and spread over seeds of eval.sh (and test) outputs: EXPERIMENTS.md round 6's table.
+
+Each GROUP is LABEL=DIR/NAME,DIR/NAME,...: one run per seed, DIR holding that run's
+ol_val_NAME.json, cl_val2_NAME.json, cl_val_NAME.json and, when the test split was run,
+test_NAME.json (`vlmad benchmark --split test --json`). Per group: mean ± sample std over
+the seeds of val L2 (all, hard), the driving score over the 42 validation episodes, the
+green-light starts (episodes whose route progress passes START_M), and the same on test.
+
+Usage: python experiments/lights/seeds.py LABEL=DIR/NAME,DIR/NAME ...
+"""
+import json
+import pathlib
+import statistics
+import sys
+
+START_M = 5.0    # [m] route progress that counts as having left the stop line
+
+
+def _part(path: pathlib.Path, key: str):
+    """Return the one run of a benchmark JSON's open_loop / closed_loop part, or None."""
+    if not path.is_file():
+        return None
+    part = json.loads(path.read_text()).get(key)
+    return next(iter(part.values())) if part else None
+
+
+def _l2(part) -> float:
+    return sum(part['l2']['avg_over_horizon'].values()) / 3
+
+
+def run_numbers(run: str) -> dict:
+    """The numbers of one seed's run (keys missing where its files are)."""
+    folder, name = run.rsplit('/', 1)
+    d = pathlib.Path(folder)
+    out = {}
+    ol = _part(d / f'ol_val_{name}.json', 'open_loop')
+    if ol:
+        out['val L2'], out['val hard L2'] = _l2(ol['all']), _l2(ol['hard'])
+    episodes = []
+    for split in ('val2', 'val'):
+        cl = _part(d / f'cl_{split}_{name}.json', 'closed_loop')
+        episodes += cl['episodes'] if cl else []
+    if len(episodes) == 42:
+        out['val DS (42)'] = statistics.fmean(e['driving_score'] for e in episodes)
+        out['val green starts'] = _starts(episodes)
+    test = d / f'test_{name}.json'
+    ol, cl = _part(test, 'open_loop'), _part(test, 'closed_loop')
+    if ol:
+        out['test L2'], out['test hard L2'] = _l2(ol['all']), _l2(ol['hard'])
+    if cl:
+        out['test DS (28)'] = cl['summary']['driving_score']
+        out['test green starts'] = _starts(cl['episodes'])
+    return out
+
+
+def _starts(episodes) -> int:
+    return sum(e['route_progress'] > START_M for e in episodes if e['scenario'] == 'green_light')
+
+
+def group_line(label: str, runs) -> str:
+    """'label: key mean ± std (n) ...' over the seeds that have each number."""
+    numbers = [run_numbers(r) for r in runs]
+    keys = [k for k in numbers[0]] if numbers else []
+    cells = []
+    for key in keys:
+        values = [n[key] for n in numbers if key in n]
+        spread = f' ± {statistics.stdev(values):.3g}' if len(values) > 1 else ''
+        per_seed = '/'.join(f'{v:.3g}' for v in values)
+        cells.append(f'{key} {statistics.fmean(values):.3g}{spread} [{per_seed}]')
+    return f'{label} ({len(runs)} seeds): ' + '; '.join(cells)
+
+
+if __name__ == '__main__':
+    if len(sys.argv) < 2:
+        raise SystemExit(__doc__)
+    for arg in sys.argv[1:]:
+        label, runs = arg.split('=', 1)
+        print(group_line(label, runs.split(',')))
