@@ -30,7 +30,7 @@ def _l2(part) -> float:
 
 
 def run_numbers(run: str) -> dict:
-    """The numbers of one seed's run (keys missing where its files are)."""
+    """Return the numbers of one seed's run (keys missing where its files are)."""
     folder, name = run.rsplit('/', 1)
     d = pathlib.Path(folder)
     out = {}
@@ -61,7 +61,7 @@ def _starts(episodes) -> int:
 def group_line(label: str, runs) -> str:
     """'label: key mean ± std (n) ...' over the seeds that have each number."""
     numbers = [run_numbers(r) for r in runs]
-    keys = [k for k in numbers[0]] if numbers else []
+    keys = list(numbers[0]) if numbers else []
     cells = []
     for key in keys:
         values = [n[key] for n in numbers if key in n]
