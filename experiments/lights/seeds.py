@@ -9,24 +9,13 @@ green-light starts (episodes whose route progress passes START_M), and the same 
 
 Usage: python experiments/lights/seeds.py LABEL=DIR/NAME,DIR/NAME ...
 """
-import json
 import pathlib
 import statistics
 import sys
 
+from summarize import load_run, mean_l2   # this folder is on sys.path when run as a script
+
 START_M = 5.0    # [m] route progress that counts as having left the stop line
-
-
-def _part(path: pathlib.Path, key: str):
-    """Return the one run of a benchmark JSON's open_loop / closed_loop part, or None."""
-    if not path.is_file():
-        return None
-    part = json.loads(path.read_text()).get(key)
-    return next(iter(part.values())) if part else None
-
-
-def _l2(part) -> float:
-    return sum(part['l2']['avg_over_horizon'].values()) / 3
 
 
 def run_numbers(run: str) -> dict:
@@ -34,20 +23,20 @@ def run_numbers(run: str) -> dict:
     folder, name = run.rsplit('/', 1)
     d = pathlib.Path(folder)
     out = {}
-    ol = _part(d / f'ol_val_{name}.json', 'open_loop')
+    ol = load_run(d / f'ol_val_{name}.json', 'open_loop')
     if ol:
-        out['val L2'], out['val hard L2'] = _l2(ol['all']), _l2(ol['hard'])
+        out['val L2'], out['val hard L2'] = mean_l2(ol['all']), mean_l2(ol['hard'])
     episodes = []
     for split in ('val2', 'val'):
-        cl = _part(d / f'cl_{split}_{name}.json', 'closed_loop')
+        cl = load_run(d / f'cl_{split}_{name}.json', 'closed_loop')
         episodes += cl['episodes'] if cl else []
     if len(episodes) == 42:
         out['val DS (42)'] = statistics.fmean(e['driving_score'] for e in episodes)
         out['val green starts'] = _starts(episodes)
     test = d / f'test_{name}.json'
-    ol, cl = _part(test, 'open_loop'), _part(test, 'closed_loop')
+    ol, cl = load_run(test, 'open_loop'), load_run(test, 'closed_loop')
     if ol:
-        out['test L2'], out['test hard L2'] = _l2(ol['all']), _l2(ol['hard'])
+        out['test L2'], out['test hard L2'] = mean_l2(ol['all']), mean_l2(ol['hard'])
     if cl:
         out['test DS (28)'] = cl['summary']['driving_score']
         out['test green starts'] = _starts(cl['episodes'])

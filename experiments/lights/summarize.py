@@ -17,16 +17,21 @@ TYPES = ('cruise', 'green_light', 'lead_brake', 'pedestrian', 'red_light', 'stop
          'turn')
 
 
-def _load(path: pathlib.Path):
-    """Return the one run of a benchmark JSON, or None when the file is missing."""
+def load_run(path: pathlib.Path, part: str = ''):
+    """
+    Return the one run of a benchmark JSON's `part` (open_loop / closed_loop), or None.
+
+    Without `part`, whichever of the two the file holds (eval.sh writes one per file).
+    """
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
-    part = data.get('open_loop') or data.get('closed_loop')
-    return next(iter(part.values()))
+    found = data.get(part) if part else (data.get('open_loop') or data.get('closed_loop'))
+    return next(iter(found.values())) if found else None
 
 
-def _mean_l2(part: dict) -> float:
+def mean_l2(part: dict) -> float:
+    """Return the L2 averaged over the horizon, then over 1 / 2 / 3 s."""
     return sum(part['l2']['avg_over_horizon'].values()) / 3
 
 
@@ -45,12 +50,12 @@ def closed_loop_line(split: str, run: dict) -> str:
 def summarize(eval_dir: pathlib.Path, name: str) -> str:
     """Return the block of one run."""
     lines = [name]
-    ol = _load(eval_dir / f'ol_val_{name}.json')
+    ol = load_run(eval_dir / f'ol_val_{name}.json')
     if ol:
-        lines.append(f"  val L2 {_mean_l2(ol['all']):.3f} m, hard {_mean_l2(ol['hard']):.3f} m")
+        lines.append(f"  val L2 {mean_l2(ol['all']):.3f} m, hard {mean_l2(ol['hard']):.3f} m")
     episodes = []
     for split in ('val2', 'val'):
-        cl = _load(eval_dir / f'cl_{split}_{name}.json')
+        cl = load_run(eval_dir / f'cl_{split}_{name}.json')
         if cl:
             lines.append('  ' + closed_loop_line(split, cl))
             episodes += cl['episodes']
