@@ -220,6 +220,34 @@ def test_use_accel_false_ignores_the_acceleration_and_keeps_the_weights(tmp_path
         PlannerConfig(use_accel=False, ego_dim=2, ego_scale=(10.0, 0.5))
 
 
+def test_ego_dropout_drops_the_ego_state_in_training_only(tmp_path):
+    """Training: some samples plan without their speed; inference always reads it."""
+    from vlmad_ros.model.vlmad import VLMADModel
+    from vlmad_ros.training.train import init_planner
+    torch.manual_seed(0)
+    plain = build_model(PlannerConfig(**SMALL))
+    cfg = PlannerConfig(**SMALL, ego_dropout=0.5)
+    model = VLMADModel(build_model(cfg))
+    init_planner(model, save_checkpoint(tmp_path / 'a.pt', plain), cfg)  # may differ on --init
+    dropping = model.planner
+    batch = make_batch(cfg, b=64)
+    standing = dict(batch, **{T.EGO: torch.zeros(64, 3)})  # batch: 5 m/s
+    dropping.eval()
+    torch.testing.assert_close(dropping(batch)[T.TRAJ], plain.eval()(batch)[T.TRAJ])
+    dropping.train()
+    torch.manual_seed(1)
+    moving_traj = dropping(batch)[T.TRAJ]
+    torch.manual_seed(1)
+    standing_traj = dropping(standing)[T.TRAJ]
+    # The same draw drops the same samples: those plan alike whatever the speed, the rest not.
+    same = (moving_traj - standing_traj).abs().flatten(1).amax(1) < 1e-6
+    assert 10 < int(same.sum()) < 54
+    with pytest.raises(ValueError, match='ego_dropout'):
+        PlannerConfig(ego_dropout=1.0)
+    with pytest.raises(ValueError, match='ego_dropout'):
+        PlannerConfig(kind='ego_mlp', ego_dropout=0.2)
+
+
 def test_init_may_move_the_zoom_window_but_not_change_the_views(tmp_path):
     """--init from a centred-zoom checkpoint into a lifted one: same weights, lift kept."""
     from vlmad_ros.model.vlmad import VLMADModel

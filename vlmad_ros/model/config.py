@@ -59,6 +59,11 @@ class PlannerConfig:
     # acceleration is the ego's own recent history: "braking now" predicts "braking later", a
     # shortcut that lets a planner follow its own speed instead of the light (copycat problem).
     use_accel: bool = True
+    # Training only: the probability that a sample's ego-state embedding is dropped (zeroed),
+    # so that the planner learns to stop, wait and start from what its cameras show, not from
+    # its own speed alone ("stood still, so stays still": the inertia problem of behaviour
+    # cloning). Inference always reads the ego state.
+    ego_dropout: float = 0.0
     num_commands: int = 3                # LEFT, RIGHT, STRAIGHT
     plan_steps: int = PLAN_STEPS
     waypoint_scale: float = 5.0          # [m] per 0.5 s step of the raw head output
@@ -111,6 +116,12 @@ class PlannerConfig:
         if self.ray_frequencies < 0:
             raise ValueError(f'PlannerConfig.ray_frequencies must be >= 0, got '
                              f'{self.ray_frequencies}')
+        if not 0.0 <= self.ego_dropout < 1.0:
+            raise ValueError('PlannerConfig.ego_dropout must be in [0, 1), got '
+                             f'{self.ego_dropout}')
+        if self.ego_dropout and self.kind != 'camera':
+            raise ValueError('PlannerConfig.ego_dropout needs the camera planner: the ego-state '
+                             'MLP has nothing else to read')
         if not self.use_accel and self.ego_dim != 3:
             raise ValueError('PlannerConfig.use_accel: false needs ego_dim 3 (speed, yaw rate, '
                              f'accel), got ego_dim {self.ego_dim}')

@@ -154,11 +154,16 @@ class CameraRayEncoding(nn.Module):
 
 
 class EgoCommandEmbedding(nn.Module):
-    """Ego state (speed, yaw rate, accel) MLP plus a learned embedding per route command."""
+    """
+    Ego state (speed, yaw rate, accel) MLP plus a learned embedding per route command.
+
+    In training, `ego_dropout` of the samples lose the ego part (PlannerConfig.ego_dropout).
+    """
 
     def __init__(self, ego_dim: int, ego_scale: Sequence[float], num_commands: int,
-                 d_model: int, use_accel: bool = True):
+                 d_model: int, use_accel: bool = True, ego_dropout: float = 0.0):
         super().__init__()
+        self.ego_dropout = float(ego_dropout)
         # 1 / scale per input, 0 for an input the model does not read (PlannerConfig.use_accel).
         gain = [1.0 / float(s) for s in ego_scale]
         if not use_accel:
@@ -171,4 +176,8 @@ class EgoCommandEmbedding(nn.Module):
 
     def forward(self, ego: torch.Tensor, command: torch.Tensor) -> torch.Tensor:
         # ego (B, 3), command (B,) -> (B, D)
-        return self.ego_mlp(ego * self.ego_gain) + self.command(command)
+        ego_part = self.ego_mlp(ego * self.ego_gain)
+        if self.training and self.ego_dropout:
+            keep = torch.rand(ego.shape[0], 1, device=ego.device) >= self.ego_dropout
+            ego_part = ego_part * keep.to(ego_part.dtype)
+        return ego_part + self.command(command)

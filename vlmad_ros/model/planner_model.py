@@ -86,7 +86,7 @@ class PlannerModel(nn.Module):
                                                  cfg.backbone_blocks, cfg.d_model)
         self.ray_encoding = CameraRayEncoding(cfg.d_model, cfg.ray_frequencies)
         self.ego_embedding = EgoCommandEmbedding(cfg.ego_dim, cfg.ego_scale, cfg.num_commands,
-                                                 cfg.d_model, cfg.use_accel)
+                                                 cfg.d_model, cfg.use_accel, cfg.ego_dropout)
         self.decoder = PlanDecoder(cfg)
         self.head = PlanHead(cfg.d_model, cfg.plan_steps, cfg.waypoint_scale)
         if cfg.backbone_weights:

@@ -499,7 +499,7 @@ class EpochOutputs:
 
 
 # Model fields an --init checkpoint may differ in: the weights fit, fine-tuning adapts them.
-INIT_MAY_DIFFER = frozenset({'use_accel', 'zoom_lift'})
+INIT_MAY_DIFFER = frozenset({'use_accel', 'zoom_lift', 'ego_dropout'})
 
 
 def init_planner(model, path, config: PlannerConfig) -> None:
