@@ -40,6 +40,12 @@ class Harness:
             assert proc.poll() is None, 'path_follower died'
             self.executor.spin_once(timeout_sec=0.02)
 
+    def wait_connected(self, proc, plans=True):
+        """Wait until the follower reads odometry (and plans) and its commands reach us."""
+        self.spin_until(lambda: self.pub_odom.get_subscription_count() > 0
+                        and (not plans or self.pub_plan.get_subscription_count() > 0)
+                        and self.sub_cmd.get_publisher_count() > 0, 20, proc)
+
     def odom(self, t, state):
         from nav_msgs.msg import Odometry
         msg = Odometry()
@@ -88,9 +94,7 @@ def test_tracks_a_lane_change_and_stops_on_plan_loss(ros_env):
     proc = start_follower(ros_env, 'plan_timeout:=1.0')
     h = Harness()
     try:
-        h.spin_until(lambda: h.pub_odom.get_subscription_count() > 0
-                     and h.pub_plan.get_subscription_count() > 0
-                     and h.sub_cmd.get_publisher_count() > 0, 20, proc)
+        h.wait_connected(proc)
         car = KinematicBicycle(VehicleState(speed=5.0))
         speed, lane_y = 5.0, 3.5
         log = []
@@ -143,8 +147,7 @@ def test_timer_trigger_runs_at_control_rate_and_stops_without_odometry(ros_env):
                           'odom_timeout:=0.5', 'plan_timeout:=3.0')
     h = Harness()
     try:
-        h.spin_until(lambda: h.pub_odom.get_subscription_count() > 0
-                     and h.sub_cmd.get_publisher_count() > 0, 20, proc)
+        h.wait_connected(proc, plans=False)
         from helpers_control import VehicleState
         t0 = time.time()   # the node runs on the wall clock here: stamps follow it
         state = VehicleState(speed=5.0)
@@ -194,9 +197,7 @@ def test_controller_parameters_apply_at_run_time_and_bad_ones_are_refused(ros_en
     proc = start_follower(ros_env)
     h = Harness()
     try:
-        h.spin_until(lambda: h.pub_odom.get_subscription_count() > 0
-                     and h.pub_plan.get_subscription_count() > 0
-                     and h.sub_cmd.get_publisher_count() > 0, 20, proc)
+        h.wait_connected(proc)
         car = KinematicBicycle(VehicleState(speed=5.0))
         speeds, commands = [], []
         for k in range(int(4.0 / DT)):
