@@ -1,10 +1,11 @@
 """
-Summarize eval.sh outputs: one block per run, the numbers of EXPERIMENTS.md rounds 4 and 5.
+Summarize eval.sh outputs: one block per run, the numbers of EXPERIMENTS.md rounds 4 to 7.
 
-Per run NAME, EVAL_DIR holds ol_val_NAME.json, cl_val2_NAME.json and cl_val_NAME.json (any may
-be missing). Prints val open-loop L2 (all and hard, mean of 1/2/3 s), per closed-loop split the
-driving score, route completion, infractions and the mean score per scenario type, and the
-mean over all closed-loop episodes.
+Per run NAME, EVAL_DIR holds ol_val_NAME.json, cl_val2_NAME.json, cl_val_NAME.json and, once
+the test split was run, test_NAME.json (any may be missing). Prints val open-loop L2 (all and
+hard, mean of 1/2/3 s), per closed-loop split the driving score, route completion, infractions
+and the mean score per scenario type, and the mean over the validation episodes; then the same
+for the test split.
 
 Usage: python experiments/lights/summarize.py EVAL_DIR NAME...
 """
@@ -62,6 +63,12 @@ def summarize(eval_dir: pathlib.Path, name: str) -> str:
     if episodes:
         mean = sum(e['driving_score'] for e in episodes) / len(episodes)
         lines.append(f'  DS over {len(episodes)} episodes {mean:.1f}')
+    test = eval_dir / f'test_{name}.json'
+    ol, cl = load_run(test, 'open_loop'), load_run(test, 'closed_loop')
+    if ol:
+        lines.append(f"  test L2 {mean_l2(ol['all']):.3f} m, hard {mean_l2(ol['hard']):.3f} m")
+    if cl:
+        lines.append('  ' + closed_loop_line('test', cl))
     return '\n'.join(lines)
 
 
