@@ -13,7 +13,9 @@ import pathlib
 import statistics
 import sys
 
-from summarize import load_run, mean_l2   # this folder is on sys.path when run as a script
+# env.sh sets PYTHONSAFEPATH, which keeps a script's own folder off sys.path.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from summarize import load_run, mean_l2   # noqa: E402
 
 START_M = 5.0    # [m] route progress that counts as having left the stop line
 
