@@ -20,7 +20,7 @@ import math
 from typing import Dict, List
 
 import numpy as np
-from vlmad_ros.benchmark.spec import closed_loop_episodes
+from vlmad_ros.benchmark.spec import CLOSED_LOOP_SEED_BASE, closed_loop_episodes
 from vlmad_ros.planner import Planner
 from vlmad_ros.sim.closed_loop import ExpertPolicy, LoopConfig, PlannerPolicy, run_episode
 from vlmad_ros.types import Command
@@ -65,12 +65,17 @@ class Recorder:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     parser.add_argument('checkpoint')
-    parser.add_argument('--split', default='val2', help='closed-loop split (val, val2, test)')
+    parser.add_argument('--split', default='val2', choices=sorted(CLOSED_LOOP_SEED_BASE),
+                        help='closed-loop split')
     parser.add_argument('--ticks', nargs='*', default=[], metavar='SCENARIO:SEED',
                         help='print these episodes tick by tick')
     parser.add_argument('--only', nargs='*', default=[], metavar='SCENARIO:SEED',
                         help='run only these episodes')
     args = parser.parse_args()
+    known = {f'{s.scenario}:{s.seed}' for s in closed_loop_episodes(args.split)}
+    unknown = sorted(set(args.ticks + args.only) - known)
+    if unknown:
+        parser.error(f'not episodes of split {args.split}: {", ".join(unknown)}')
     loop = LoopConfig(image_width=800, image_height=450)
     policy = PlannerPolicy(Planner.from_options(args.checkpoint), loop, 'planner')
     print('| episode | DS | RC | veh / ped / red | max offset [m] | first > 1.5 m [s] '
