@@ -20,7 +20,7 @@ import math
 from typing import Dict, List
 
 import numpy as np
-from vlmad_ros.benchmark.spec import CLOSED_LOOP_SEED_BASE, closed_loop_episodes
+from vlmad_ros.benchmark.spec import closed_loop_episodes, CLOSED_LOOP_SEED_BASE
 from vlmad_ros.planner import Planner
 from vlmad_ros.sim.closed_loop import ExpertPolicy, LoopConfig, PlannerPolicy, run_episode
 from vlmad_ros.types import Command
