@@ -339,3 +339,36 @@ def test_perturb_off_records_the_same_bytes_as_before_perturbations_existed(tmp_
     assert _message_digests(a) == (
         'a77b5a46ebf2a91e825954e3f95a25d0e495c980d6a4cccc28807c35f031544e',
         '34065e878aa566ef55cfac1e6d00c66ec256b1c901b8078c0557d1fd2fb8fc7b')
+
+
+def _synth_args(*argv):
+    import argparse
+    from vlmad_ros.synth import cli
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_synth_flags_set_the_knock_sizes_and_default_to_the_benchmark_ones():
+    from vlmad_ros.synth.cli import config_from_args
+    assert config_from_args(_synth_args('--perturb', '0.12')).perturb == \
+        PerturbConfig(per_keyframe=0.12)              # the train split's knocks, unchanged
+    got = config_from_args(_synth_args(
+        '--perturb', '0.15', '--perturb-lateral', '3', '--perturb-heading', '0.3',
+        '--perturb-recover-s', '2.5', '4')).perturb
+    assert got == PerturbConfig(per_keyframe=0.15, lateral_m=3.0, heading_rad=0.3,
+                                recover_s=(2.5, 4.0))
+    events = perturb.schedule(got, np.random.default_rng([4, 0, 7]), 400.0, 0.5)
+    assert max(abs(e.offset) for e in events) > 2.0     # knocks beyond the default 1 m
+
+
+@pytest.mark.parametrize('argv, flag', [
+    (('--perturb', '1.5'), '--perturb'), (('--perturb-lateral', '0.1'), '--perturb-lateral'),
+    (('--perturb-heading', '-0.1'), '--perturb-heading'),
+    (('--perturb-recover-s', '3', '2'), '--perturb-recover-s')])
+def test_vlmad_synth_refuses_a_bad_knock_naming_its_flag(argv, flag, tmp_path, capsys):
+    from vlmad_ros.synth.cli import main
+    assert main(_synth_args('--out', str(tmp_path / 'out'), *argv)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'vlmad synth: {flag}:'), err
+    assert not (tmp_path / 'out').exists()          # nothing recorded

@@ -47,6 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='recovery data: probability per keyframe that the expert is '
                         'knocked off its line (offset, heading, speed) and records its way '
                         'back; keyframes whose future holds a knock are dropped (default 0)')
+    parser.add_argument('--perturb-lateral', type=float, default=PerturbConfig.lateral_m,
+                        metavar='M', help='largest sideways knock [m], drawn in [0.25, M] to '
+                        'either side (default %(default)s; a learned car that leaves its lane '
+                        'by several metres has only been shown the way back from this far)')
+    parser.add_argument('--perturb-heading', type=float, default=PerturbConfig.heading_rad,
+                        metavar='RAD', help='largest heading error of a knock [rad] '
+                        '(default %(default)s)')
+    parser.add_argument('--perturb-recover-s', type=float, nargs=2,
+                        default=PerturbConfig.recover_s, metavar=('LO', 'HI'),
+                        help="the expert's time back to its lane centre [s] (default "
+                        '%(default)s; larger knocks want longer)')
     parser.add_argument('--dagger', default='', metavar='CHECKPOINT',
                         help='DAgger-style recovery data: this planner drives windows of each '
                         'scene (--dagger-learner-s), the expert takes over from where it left '
@@ -63,9 +74,23 @@ def config_from_args(args) -> RecordConfig:
     return RecordConfig(duration=args.duration, width=args.width, height=args.height,
                         rig=args.rig, jpeg_quality=args.jpeg_quality, storage=args.storage,
                         keyframe_images_only=args.keyframe_images_only, odom_hz=args.odom_hz,
-                        perturb=PerturbConfig(per_keyframe=args.perturb),
+                        perturb=_perturb_config(args),
                         dagger=_dagger_config(args),
                         scene=SceneConfig(scenario=args.scenario or ''))
+
+
+def _perturb_config(args) -> PerturbConfig:
+    """Build the knock settings of the command line; a bad value is named by its flag."""
+    flags = {'per_keyframe': '--perturb', 'lateral_m': '--perturb-lateral',
+             'heading_rad': '--perturb-heading', 'recover_s': '--perturb-recover-s'}
+    try:
+        return PerturbConfig(per_keyframe=args.perturb, lateral_m=args.perturb_lateral,
+                             heading_rad=args.perturb_heading,
+                             recover_s=tuple(args.perturb_recover_s))
+    except ValueError as err:
+        flag = next((f for field, f in flags.items() if f'PerturbConfig.{field} ' in str(err)),
+                    '--perturb')
+        raise ValueError(f'{flag}: {err}') from None
 
 
 def _dagger_config(args) -> DaggerConfig:

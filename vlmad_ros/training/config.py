@@ -119,18 +119,35 @@ TRAIN_OVERRIDES = ('epochs', 'batch_size', 'lr', 'seed', 'device', 'threads', 'n
                    'text_encoder', 'keep_action_head', 'precision', 'log_every')
 
 
-def _read_file(name: str) -> Dict[str, Any]:
+SECTIONS = ('train', 'model', 'vlmad')
+
+
+def _read_file(name: str, including: tuple = ()) -> Dict[str, Any]:
+    """
+    Read a config file; `base: OTHER.yaml` (relative to the file) is read first.
+
+    An experiment is then its base recipe plus the fields it changes, section by section.
+    """
     if not name:
         return {}
     path = pathlib.Path(name)
     if not path.is_file():
-        raise FileNotFoundError(f'--config: {path} not found')
+        what = f'base of {including[-1]}' if including else '--config'
+        raise FileNotFoundError(f'{what}: {path} not found')
     raw = yaml.safe_load(path.read_text()) or {}
-    unknown = sorted(set(raw) - {'train', 'model', 'vlmad'})
+    if not isinstance(raw, dict):
+        raise ValueError(f'--config {path}: expected a mapping with train:, model:, vlmad:')
+    unknown = sorted(set(raw) - {'base', *SECTIONS})
     if unknown:
         raise ValueError(f'--config {path}: unknown section(s) {unknown} '
-                         '(use train:, model:, vlmad:)')
-    return raw
+                         '(use base:, train:, model:, vlmad:)')
+    if 'base' not in raw:
+        return raw
+    base = path.parent / str(raw['base'])
+    if base.resolve() in {p.resolve() for p in (*including, path)}:
+        raise ValueError(f'--config {path}: base {base} includes itself')
+    merged = _read_file(str(base), (*including, path))
+    return {name: {**(merged.get(name) or {}), **(raw.get(name) or {})} for name in SECTIONS}
 
 
 def resolve_configs(args) -> Dict[str, Any]:
