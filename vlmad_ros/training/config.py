@@ -147,7 +147,8 @@ def _read_file(name: str, including: tuple = ()) -> Dict[str, Any]:
     if base.resolve() in {p.resolve() for p in (*including, path)}:
         raise ValueError(f'--config {path}: base {base} includes itself')
     merged = _read_file(str(base), (*including, path))
-    return {name: {**(merged.get(name) or {}), **(raw.get(name) or {})} for name in SECTIONS}
+    return {section: {**(merged.get(section) or {}), **(raw.get(section) or {})}
+            for section in SECTIONS}
 
 
 def resolve_configs(args) -> Dict[str, Any]:
