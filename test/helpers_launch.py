@@ -50,6 +50,7 @@ class Launched:
     def parameters(self, node_name, names, timeout=90.0):
         """Ask the running node `node_name` (fully qualified) for `names`; dict name -> value."""
         from rcl_interfaces.srv import GetParameters
+        from helpers_service import call_until_answered
         from rclpy.parameter import parameter_value_to_python
         client = self.node.create_client(GetParameters, f'{node_name}/get_parameters')
         deadline = time.monotonic() + timeout
@@ -57,11 +58,12 @@ class Launched:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f'{node_name} never offered its parameters '
                                      f'(launch exit {self.proc.poll()}):\n{self.log()[-3000:]}')
-        future = client.call_async(GetParameters.Request(names=list(names)))
-        self._executor.spin_until_future_complete(
-            future, timeout_sec=max(1.0, deadline - time.monotonic()))
-        assert future.done(), f'{node_name}/get_parameters did not answer'
-        values = future.result().values
+
+        def wait(future, seconds):
+            self._executor.spin_until_future_complete(future, timeout_sec=seconds)
+            return future.done()
+        values = call_until_answered(client, GetParameters.Request(names=list(names)), wait,
+                                     timeout=max(1.0, deadline - time.monotonic())).values
         self.node.destroy_client(client)
         return {n: parameter_value_to_python(v) for n, v in zip(names, values)}
 

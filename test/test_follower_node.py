@@ -3,6 +3,7 @@ import math
 import subprocess
 import time
 
+from helpers_service import call_until_answered
 import numpy as np
 import pytest
 
@@ -183,12 +184,16 @@ def set_parameters(h, proc, **values):
     from rcl_interfaces.srv import SetParameters
     from rclpy.parameter import Parameter
     client = h.node.create_client(SetParameters, '/path_follower/set_parameters')
-    assert client.wait_for_service(timeout_sec=20)
     request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
                                                 for k, v in values.items()])
-    future = client.call_async(request)
-    h.spin_until(future.done, 10, proc)
-    return future.result().results
+
+    def wait(future, seconds):
+        try:
+            h.spin_until(future.done, seconds, proc)
+        except AssertionError:
+            assert proc.poll() is None, 'path_follower died'
+        return future.done()
+    return call_until_answered(client, request, wait, timeout=30.0).results
 
 
 def test_controller_parameters_apply_at_run_time_and_bad_ones_are_refused(ros_env):

@@ -2,6 +2,7 @@
 import time
 
 import helpers_planner as hp
+from helpers_service import call_until_answered
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
@@ -18,21 +19,31 @@ class Lifecycle:
         self.change = harness.node.create_client(ChangeState, '/planner_node/change_state')
         self.get = harness.node.create_client(GetState, '/planner_node/get_state')
 
-    def _call(self, client, request, timeout=60.0):
-        assert client.wait_for_service(timeout_sec=timeout), client.srv_name
-        future = client.call_async(request)
-        assert self.h.wait_for(future.done, timeout), f'{client.srv_name}: no answer'
-        return future.result()
+    def _wait(self, future, seconds) -> bool:
+        return self.h.wait_for(future.done, seconds)
 
     def state(self) -> str:
         from lifecycle_msgs.srv import GetState
-        return self._call(self.get, GetState.Request()).current_state.label
+        return call_until_answered(self.get, GetState.Request(), self._wait).current_state.label
 
-    def transition(self, transition_id) -> bool:
+    def settled(self) -> str:
+        """Wait out a transition in progress (configuring, activating...); the state after it."""
+        label = self.state()
+        for _ in range(100):
+            if not label.endswith('ing'):
+                break
+            time.sleep(0.2)
+            label = self.state()
+        return label
+
+    def transition(self, transition_id, goal=None) -> bool:
+        """Run one transition; `goal` is the state that shows it ran if its answer was lost."""
         from lifecycle_msgs.srv import ChangeState
         request = ChangeState.Request()
         request.transition.id = transition_id
-        return self._call(self.change, request).success
+        answer = call_until_answered(self.change, request, self._wait, per_try=20.0,
+                                     took_effect=goal and (lambda: self.settled() == goal))
+        return answer is True or answer.success
 
 
 def camera_subscribers(h):
@@ -55,19 +66,19 @@ def test_transitions_gate_planning_and_a_late_planner_hears_the_last_command(ros
         assert lc.state() == 'unconfigured'
         assert h.node.count_publishers('/vlmad/plan') == 0 and camera_subscribers(h) == 0
 
-        assert lc.transition(Transition.TRANSITION_CONFIGURE)
+        assert lc.transition(Transition.TRANSITION_CONFIGURE, 'inactive')
         assert lc.state() == 'inactive'
         assert h.wait_for(lambda: h.node.count_publishers('/vlmad/plan') == 1, 10.0)
         time.sleep(1.0)
         assert camera_subscribers(h) == 0          # configured, not listening yet
 
-        assert lc.transition(Transition.TRANSITION_ACTIVATE)
+        assert lc.transition(Transition.TRANSITION_ACTIVATE, 'active')
         assert lc.state() == 'active'
         k = h.feed_until_path(proc, 50 * SEC)
         assert h.wait_for(lambda: (h.latest_status('sync') or [{}])[0].get('command')
                           == 'RIGHT', 10.0), h.latest_status('sync')
 
-        assert lc.transition(Transition.TRANSITION_DEACTIVATE)
+        assert lc.transition(Transition.TRANSITION_DEACTIVATE, 'inactive')
         assert lc.state() == 'inactive'
         assert h.wait_for(lambda: camera_subscribers(h) == 0, 10.0)
         h.take_paths()
@@ -77,7 +88,7 @@ def test_transitions_gate_planning_and_a_late_planner_hears_the_last_command(ros
         time.sleep(2.0)
         assert h.take_paths() == []                 # inactive: nothing planned or published
 
-        assert lc.transition(Transition.TRANSITION_CLEANUP)
+        assert lc.transition(Transition.TRANSITION_CLEANUP, 'unconfigured')
         assert lc.state() == 'unconfigured'
         assert h.wait_for(lambda: h.node.count_publishers('/vlmad/plan') == 0, 10.0)
         assert proc.poll() is None
