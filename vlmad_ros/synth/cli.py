@@ -13,7 +13,7 @@ import numpy as np
 
 from vlmad_ros.resume import BagJournal, JournalMismatch, write_text_atomic
 from vlmad_ros.synth.dagger import DaggerConfig
-from vlmad_ros.synth.perturb import PerturbConfig
+from vlmad_ros.synth.perturb import PerturbConfig, PerturbConfigError
 from vlmad_ros.synth.recorder import record_scene, RecordConfig, scene_name
 from vlmad_ros.synth.scenarios import SCENARIOS, SceneConfig
 
@@ -87,9 +87,8 @@ def _perturb_config(args) -> PerturbConfig:
         return PerturbConfig(per_keyframe=args.perturb, lateral_m=args.perturb_lateral,
                              heading_rad=args.perturb_heading,
                              recover_s=tuple(args.perturb_recover_s))
-    except ValueError as err:
-        flag = next((f for field, f in flags.items() if f'PerturbConfig.{field} ' in str(err)),
-                    '--perturb')
+    except PerturbConfigError as err:
+        flag = flags.get(err.field, '--perturb')
         raise ValueError(f'{flag}: {err}') from None
 
 

@@ -26,6 +26,14 @@ from vlmad_ros.synth.agents import Vehicle
 PLAN_HORIZON_S = 3.0     # a keyframe's future; perturbations inside it drop the keyframe
 
 
+class PerturbConfigError(ValueError):
+    """A bad PerturbConfig value; `field` names it so a front end can name its own flag."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f'PerturbConfig.{field} {message}')
+        self.field = field
+
+
 @dataclasses.dataclass(frozen=True)
 class PerturbConfig:
     """How often and how hard the ego is perturbed (0 rate = never)."""
@@ -42,19 +50,19 @@ class PerturbConfig:
 
     def __post_init__(self):
         if not 0.0 <= self.per_keyframe <= 1.0:
-            raise ValueError(f'PerturbConfig.per_keyframe must be in [0, 1], got '
-                             f'{self.per_keyframe}')
+            raise PerturbConfigError('per_keyframe',
+                                     f'must be in [0, 1], got {self.per_keyframe}')
         for name in ('min_gap_s', 'start_after_s', 'lateral_m', 'heading_rad', 'speed_frac',
                      'min_speed'):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f'PerturbConfig.{name} must be >= 0, got {getattr(self, name)}')
+                raise PerturbConfigError(name, f'must be >= 0, got {getattr(self, name)}')
         if self.lateral_m and self.lateral_m < 0.25:
-            raise ValueError(f'PerturbConfig.lateral_m must be 0 or >= 0.25, got '
-                             f'{self.lateral_m}')
+            raise PerturbConfigError('lateral_m',
+                                     f'must be 0 or >= 0.25, got {self.lateral_m}')
         for name in ('recover_s', 'lead_s'):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
-                raise ValueError(f'PerturbConfig.{name} must be 0 < lo <= hi, got {(lo, hi)}')
+                raise PerturbConfigError(name, f'must be 0 < lo <= hi, got {(lo, hi)}')
 
     @property
     def enabled(self) -> bool:
