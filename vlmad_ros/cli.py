@@ -20,8 +20,6 @@ SUBCOMMANDS = {
               'decoded-sample cache: build it for bags on every core, before training'),
     'train': ('vlmad_ros.training.train', 'train the planner (with or without VLM-AD heads)'),
     'eval': ('vlmad_ros.evaluation.cli', 'open-loop L2 / collision metrics on bags'),
-    'average': ('vlmad_ros.model.average',
-                'average the weights of several fine-tunes of one model (a model soup)'),
     'export': ('vlmad_ros.export', 'export a planner checkpoint to ONNX (docs/EXPORT.md)'),
     'bench': ('vlmad_ros.bench.cli', 'benchmarks (planner over DDS, renderer, data loader)'),
     'demo': ('vlmad_ros.demo', 'closed-loop demo: sim + planner + follower over DDS'),

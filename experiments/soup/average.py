@@ -1,5 +1,8 @@
+#!/usr/bin/env python3
 """
-`vlmad average A.pt B.pt ... --out SOUP.pt`: one planner from the mean of several fine-tunes.
+A planner from the mean of several fine-tunes (EXPERIMENTS.md, "Round 10": it did not work).
+
+    experiments/soup/average.py A.pt B.pt ... --out SOUP.pt
 
 Fine-tunes of one initial checkpoint that differ only in their seed (or data order) tend to
 lie in one basin of the loss, and the mean of their weights often plans better than any of
@@ -80,16 +83,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='where the averaged checkpoint is written')
 
 
-def main(args) -> int:
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args()
     try:
         soup = average_checkpoints(args.checkpoints)
         write_checkpoint(args.out, soup)
         load_checkpoint(args.out)                    # what the planner will load, checked now
         load_action_head(args.out)
     except CheckpointError as err:
-        print(f'vlmad average: {err}', file=sys.stderr)
+        print(f'average.py: {err}', file=sys.stderr)
         return 2
     head = 'with' if ACTION_HEAD_KEY in soup else 'without'
     print(f'wrote {args.out}: the mean of {len(args.checkpoints)} checkpoints, {head} an '
           'action head')
     return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
