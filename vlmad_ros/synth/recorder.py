@@ -132,6 +132,41 @@ def lights_msg(stamp_ns: int, world: World, states: Dict) -> object:
                                   lights=lights)
 
 
+class _StampOrderedWriter:
+    """
+    Write messages in stamp order although they are produced out of it.
+
+    A camera set is produced when its last camera has fired, after odometry stamped between
+    its cameras; messages wait in a heap until nothing earlier can still come.
+    """
+
+    def __init__(self, bag: BagWriter):
+        self.bag = bag
+        self.pending: List[tuple] = []       # heap of (stamp, order, seq, topic, msg)
+        self.seq = 0
+        self.counts: Dict[str, int] = {}
+
+    def push(self, stamp: int, order: int, topic: str, msg) -> None:
+        heapq.heappush(self.pending, (stamp, order, self.seq, topic, msg))
+        self.seq += 1
+
+    def flush(self, until_ns: Optional[int]) -> None:
+        """Write everything stamped before `until_ns` (all if None), in stamp order."""
+        while self.pending and (until_ns is None or self.pending[0][0] < until_ns):
+            stamp, _, _, topic, msg = heapq.heappop(self.pending)
+            self.bag.write(topic, msg, stamp)
+            self.counts[topic] = self.counts.get(topic, 0) + 1
+
+
+def _scene_rig(cfg: RecordConfig) -> CameraRig:
+    """Return the rig's six cameras in CAMERA_NAMES order, at the recording's resolution."""
+    rig = load_rig(cfg.rig)
+    if [c for c in CAMERA_NAMES if c not in rig.names]:
+        raise ValueError(f'rig {cfg.rig!r} must have the cameras {list(CAMERA_NAMES)}')
+    rig = CameraRig(rig.name, tuple(rig[c] for c in CAMERA_NAMES), rig.frame_id)
+    return rig.scaled(cfg.width, cfg.height)
+
+
 def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfig(),
                  progress: Optional[Callable[[int], None]] = None,
                  overwrite: bool = False) -> Dict:
@@ -139,11 +174,7 @@ def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfi
     name = scene_name(seed, index)
     path = pathlib.Path(out_dir) / name
     world = make_world(scene_rng(seed, index), cfg.scene)
-    rig = load_rig(cfg.rig)
-    if [c for c in CAMERA_NAMES if c not in rig.names]:
-        raise ValueError(f'rig {cfg.rig!r} must have the cameras {list(CAMERA_NAMES)}')
-    rig = CameraRig(rig.name, tuple(rig[c] for c in CAMERA_NAMES), rig.frame_id)
-    rig = rig.scaled(cfg.width, cfg.height)
+    rig = _scene_rig(cfg)
     style = make_style(np.random.default_rng(world.style_seed))
     renderer = SceneRenderer(world.town, rig, style, cfg.render)
     t0_ns = int(cfg.start_time_s + 1000 * index) * NS
@@ -162,29 +193,15 @@ def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfi
     def ns(t: float) -> int:
         return t0_ns + int(round(t * NS))
 
-    counts: Dict[str, int] = {}
-    pending: List[tuple] = []       # heap of (stamp, order, seq, topic, msg)
-    seq = [0]
     with BagWriter(path, storage=cfg.storage, overwrite=overwrite) as bag:
         for topic, msgtype in layout():
             bag.add_topic(topic, msgtype)
-
-        def push(stamp: int, order: int, topic: str, msg) -> None:
-            heapq.heappush(pending, (stamp, order, seq[0], topic, msg))
-            seq[0] += 1
-
-        def flush(until_ns: Optional[int]) -> None:
-            """Write everything stamped before `until_ns` (all if None), in stamp order."""
-            while pending and (until_ns is None or pending[0][0] < until_ns):
-                stamp, _, _, topic, msg = heapq.heappop(pending)
-                bag.write(topic, msg, stamp)
-                counts[topic] = counts.get(topic, 0) + 1
-
+        out = _StampOrderedWriter(bag)
         static = [rosmsgs.transform_stamped(t0_ns, topics.BASE_FRAME,
                                             topics.camera_optical_frame(c.name), c.translation,
                                             c.rotation_wxyz) for c in rig.cameras]
         static.append(rosmsgs.map_to_odom(t0_ns))
-        push(t0_ns, 0, topics.TF_STATIC, rosmsgs.tf_message(static))
+        out.push(t0_ns, 0, topics.TF_STATIC, rosmsgs.tf_message(static))
         history: collections.deque = collections.deque(maxlen=8)   # (snapshot, command)
         frame_k = 0
         for step in range(n_steps + 1):
@@ -206,27 +223,30 @@ def record_scene(out_dir, seed: int, index: int, cfg: RecordConfig = RecordConfi
                     break
                 keyframe = _is_keyframe(cfg, frame_k, t_set, knocks) and (
                     learner is None or learner.keeps(t_set))
-                _render_set(push, renderer, rig, cfg, world, name, frame_k, t_set, offsets,
+                _render_set(out.push, renderer, rig, cfg, world, name, frame_k, t_set, offsets,
                             history, ns, keyframe=keyframe)
                 frame_k += 1
                 if progress is not None:
                     progress(1)
-            e = world.ego
-            tw = world.ego_twist()
-            q = quat_wxyz_from_yaw(e.yaw)
-            stamp = ns(world.t)
-            odom, tf = rosmsgs.ego_motion(stamp, (e.x, e.y, 0.0), q, (tw['vx'], tw['vy'], 0.0),
-                                          (0.0, 0.0, tw['wz']))
-            push(stamp, 1, topics.ODOM, odom)
-            push(stamp, 1, topics.TF, tf)
+            _push_ego_motion(out, world, ns(world.t))
             # Later sets are stamped after now - max offset: everything before is final.
-            flush(ns(now - max(offsets) - dt))
-        flush(None)
+            out.flush(ns(now - max(offsets) - dt))
+        out.flush(None)
     inf = world.infractions
     return {'bag': str(path), 'scene': name, 'scenario': world.scenario, 'frames': frame_k,
-            'counts': counts, 'collisions': len(inf.collisions),
+            'counts': out.counts, 'collisions': len(inf.collisions),
             'red_lights': len(inf.red_lights), 'route_m': round(world.route_progress(), 2),
             'perturbations': len(applied), **(learner.summary() if learner else {})}
+
+
+def _push_ego_motion(out: _StampOrderedWriter, world: World, stamp: int) -> None:
+    """Queue the ego's odometry and its odom -> base_link transform at `stamp`."""
+    e = world.ego
+    tw = world.ego_twist()
+    odom, tf = rosmsgs.ego_motion(stamp, (e.x, e.y, 0.0), quat_wxyz_from_yaw(e.yaw),
+                                  (tw['vx'], tw['vy'], 0.0), (0.0, 0.0, tw['wz']))
+    out.push(stamp, 1, topics.ODOM, odom)
+    out.push(stamp, 1, topics.TF, tf)
 
 
 def _is_keyframe(cfg: RecordConfig, k: int, t_set: float, knocks) -> bool:
