@@ -77,16 +77,11 @@ def save_checkpoint(path, model: nn.Module, rig: Optional[CameraRig] = None,
             'labels': {k: list(v) for k, v in labels.LABEL_SETS.items()},
             'state_dict': _cpu_state(action_head),
         }
-    return write_checkpoint(path, ckpt)
-
-
-def write_checkpoint(path, ckpt: Dict[str, Any]) -> pathlib.Path:
-    """torch.save a checkpoint dict; never leaves a half-written file under the real name."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + '.tmp')
     torch.save(ckpt, tmp)
-    tmp.replace(path)
+    tmp.replace(path)            # never leave a half-written checkpoint under the real name
     return path
 
 
