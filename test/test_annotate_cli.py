@@ -83,10 +83,13 @@ def test_rule_teacher_writes_sidecars_and_counts_skips(tmp_path):
     assert all(sum(v.values()) == summary['annotated'] for v in hist.values())
     assert 'labels turn_action: turn left' in proc.stdout
     assert not list(out.glob('*.journal.jsonl')) and not list(out.glob('.*'))
-    # A second run finds the bags done; --shard picks every N-th bag.
+    # A second run finds the bags done and still reports their labels; --shard picks every
+    # N-th bag.
     again = vlmad(tmp_path / 'in', '--out', out, '--summary-json', tmp_path / 's2.json')
     assert again.returncode == 0
-    assert json.loads((tmp_path / 's2.json').read_text())['bags_already_done'] == 2
+    rerun = json.loads((tmp_path / 's2.json').read_text())
+    assert rerun['bags_already_done'] == 2 and rerun['annotated'] == 0
+    assert rerun['labels'] == hist
     shard = vlmad(tmp_path / 'in', '--out', tmp_path / 'shard', '--shard', '1/2')
     assert shard.returncode == 0, shard.stderr
     assert sorted(p.name for p in (tmp_path / 'shard').iterdir()) == ['turn']

@@ -30,7 +30,7 @@ from vlmad_ros.bagschema import (bag_paths, BagError, BagWriter, read_messages, 
 from vlmad_ros.data.reader import RawSample, read_samples, ReaderConfig, ReadStats, skip_bag
 from vlmad_ros.images import compressed_to_rgb, ImageConversionError
 from vlmad_ros.rig import CAMERA_NAMES
-from vlmad_ros.teacher.base import FatalTeacherError, TeacherInput, TeacherResult, Usage
+from vlmad_ros.teacher.base import FatalTeacherError, Status, TeacherInput, TeacherResult, Usage
 from vlmad_ros.teacher.budget import BudgetExhausted
 from vlmad_ros.teacher.journal import Journal, JournalMismatch
 from vlmad_ros.teacher.scene import read_scene_index, SceneIndex
@@ -251,8 +251,8 @@ class Summary:
     outputs: List[str] = dataclasses.field(default_factory=list)
     layout: str = 'sidecar'      # --layout of the output bags
     bytes_written: int = 0       # size of the output bags this run wrote
-    # label histogram of the OK records written into the output bags (resumed ones included):
-    # category -> label text -> count, every label of the set listed, zeros too
+    # label histogram of the OK records in every output bag (those written, resumed and already
+    # done): category -> label text -> count, every label of the set listed, zeros too
     labels: Dict[str, Dict[str, int]] = dataclasses.field(
         default_factory=lambda: {c: dict.fromkeys(s, 0) for c, s in label_sets.LABEL_SETS.items()})
 
@@ -267,7 +267,7 @@ class Summary:
     def count_labels(self, results) -> None:
         """Add one output bag's OK records to the label histogram (how balanced the labels are)."""
         for r in results:
-            if not r.ok:
+            if int(r.status) != int(Status.OK):
                 continue
             indices = (r.control_action, r.turn_action, r.lane_action)
             for category, index in zip(label_sets.LABEL_SETS, indices):
@@ -451,6 +451,14 @@ def annotate_bag(src: pathlib.Path, out_dir: pathlib.Path, teacher, args, summar
     return dst
 
 
+def count_done_labels(dst: pathlib.Path, summary: Summary) -> None:
+    """Count a finished output bag's labels, so a rerun's summary still describes the whole --out."""
+    try:
+        summary.count_labels(msg for _, _, msg in read_messages(dst, topics=[topics.REASONING]))
+    except BagError as err:
+        skip_bag(err)
+
+
 def main(args) -> int:
     started = time.monotonic()
     try:
@@ -483,6 +491,7 @@ def main(args) -> int:
                 summary.bags_already_done += 1
                 # killed after the bag's rename, before its journal went: the journal is done
                 (out_dir / f'{_out_name(src)}.journal.jsonl').unlink(missing_ok=True)
+                count_done_labels(out_dir / _out_name(src), summary)
                 continue
             try:
                 summary.outputs.append(str(annotate_bag(src, out_dir, teacher, args, summary,
