@@ -3,9 +3,9 @@ Summarize eval.sh outputs: one block per run, the numbers of EXPERIMENTS.md roun
 
 Per run NAME, EVAL_DIR holds ol_val_NAME.json, cl_val2_NAME.json, cl_val_NAME.json and, once
 the test split was run, test_NAME.json (any may be missing). Prints val open-loop L2 (all and
-hard, mean of 1/2/3 s), per closed-loop split the driving score, route completion, infractions
-and the mean score per scenario type, and the mean over the validation episodes; then the same
-for the test split.
+hard, mean of 1/2/3 s; then per scenario type), per closed-loop split the driving score, route
+completion, infractions and the mean score per scenario type, and the mean over the validation
+episodes; then the same for the test split.
 
 Usage: python experiments/lights/summarize.py EVAL_DIR NAME...
 """
@@ -36,6 +36,14 @@ def mean_l2(part: dict) -> float:
     return sum(part['l2']['avg_over_horizon'].values()) / 3
 
 
+def open_loop_line(split: str, run: dict) -> str:
+    """One split's open loop: L2 over all and the hard keyframes, then over each type's keyframes."""
+    per = run.get('by_scenario', {})
+    types = '/'.join(f"{mean_l2(per[t]):.2f}" if t in per else '-' for t in TYPES)
+    return (f"{split} L2 {mean_l2(run['all']):.3f} m, hard {mean_l2(run['hard']):.3f} m | "
+            f'{types}')
+
+
 def closed_loop_line(split: str, run: dict) -> str:
     """One split: score, completion, infraction totals, mean score per scenario type."""
     s = run['summary']
@@ -53,7 +61,7 @@ def summarize(eval_dir: pathlib.Path, name: str) -> str:
     lines = [name]
     ol = load_run(eval_dir / f'ol_val_{name}.json')
     if ol:
-        lines.append(f"  val L2 {mean_l2(ol['all']):.3f} m, hard {mean_l2(ol['hard']):.3f} m")
+        lines.append('  ' + open_loop_line('val', ol))
     episodes = []
     for split in ('val2', 'val'):
         cl = load_run(eval_dir / f'cl_{split}_{name}.json')
@@ -66,7 +74,7 @@ def summarize(eval_dir: pathlib.Path, name: str) -> str:
     test = eval_dir / f'test_{name}.json'
     ol, cl = load_run(test, 'open_loop'), load_run(test, 'closed_loop')
     if ol:
-        lines.append(f"  test L2 {mean_l2(ol['all']):.3f} m, hard {mean_l2(ol['hard']):.3f} m")
+        lines.append('  ' + open_loop_line('test', ol))
     if cl:
         lines.append('  ' + closed_loop_line('test', cl))
     return '\n'.join(lines)
