@@ -64,6 +64,19 @@ def test_expert_policy_drives_lead_brake_cleanly_where_constant_velocity_crashes
     assert ceiling.driving_score > floor.driving_score
 
 
+def test_expert_policy_finishes_the_lane_change_around_a_stalled_car():
+    # The closed loop's car keeps its route's lane while the plan steers it into the next one;
+    # re-simulated from 0.3 m or more towards it, the expert must finish the move, not steer
+    # back behind the stalled car (which it did: 38 of 100 here, stuck behind it).
+    spec = EpisodeSpec('stopped_vehicle', 2, 12.0)
+    offsets = []
+    result = run_episode(spec, ExpertPolicy(), FAST, FollowerConfig(plan_timeout=1.0),
+                         on_tick=lambda ep, plan: offsets.append(ep.world.ego.d))
+    assert result.collisions_vehicle == 0 and result.off_road_events == 0
+    assert result.route_completion > 95.0
+    assert max(abs(d) for d in offsets) > 3.0, 'it drove past in the other lane'
+
+
 def test_planner_policy_with_a_random_zoom_planner_runs_an_episode(one_torch_thread):
     cfg = PlannerConfig(image_width=64, image_height=40, zoom=2.0,
                         backbone_channels=(8, 8, 16, 16), d_model=16, num_heads=2,

@@ -37,9 +37,9 @@ def mean_l2(part: dict) -> float:
 
 
 def open_loop_line(split: str, run: dict) -> str:
-    """One split's open loop: L2 over all and the hard keyframes, then over each type's keyframes."""
+    """One split's open loop: L2 over all and the hard keyframes, then each type's keyframes."""
     per = run.get('by_scenario', {})
-    types = '/'.join(f"{mean_l2(per[t]):.2f}" if t in per else '-' for t in TYPES)
+    types = '/'.join(f'{mean_l2(per[t]):.2f}' if t in per else '-' for t in TYPES)
     return (f"{split} L2 {mean_l2(run['all']):.3f} m, hard {mean_l2(run['hard']):.3f} m | "
             f'{types}')
 

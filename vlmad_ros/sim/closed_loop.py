@@ -36,6 +36,9 @@ from vlmad_ros.ego import EgoStateEstimator
 from vlmad_ros.evaluation.baselines import constant_velocity_plan, OFFSETS
 from vlmad_ros.sim.episode import Episode, EpisodeSpec
 from vlmad_ros.sim.score import ScenarioResult
+from vlmad_ros.synth.agents import LANE_CHANGE_TIME
+from vlmad_ros.synth.dagger import hand_over
+from vlmad_ros.synth.expert import lane_under_way
 from vlmad_ros.synth.world import EgoControl
 from vlmad_ros.topics import PLAN_DT, PLAN_STEPS
 from vlmad_ros.types import EgoState
@@ -109,8 +112,10 @@ class ExpertPolicy:
 
     More than RECOVER_FROM_M off its lane centre, the copy's expert first steers back onto it
     (the same recovery the training data shows), so the plan is what the expert would do from
-    here. Closer, it drives as it is: a recovery in progress would also hold off the lane
-    change a stalled vehicle asks for.
+    here; unless the car is on its way into the other lane (past half a lane, or around a
+    stalled vehicle), where it finishes the lane change instead of undoing it. Closer, it
+    drives as it is: a recovery in progress would also hold off the lane change a stalled
+    vehicle asks for.
     """
 
     name = 'expert'
@@ -123,7 +128,12 @@ class ExpertPolicy:
         world = copy.deepcopy(episode.world)
         e = world.ego
         if e.lc_t < 0 and abs(e.d) > self.RECOVER_FROM_M:
-            e.start_lateral_move(e.d, 0.0, 2.5)
+            lane = lane_under_way(world.town, e, world.obstacles(), 0, world.stalled())
+            if lane is None:
+                e.start_lateral_move(e.d, 0.0, 2.5)
+            else:   # on from the car's offset and lateral speed, at the lane change's pace
+                e.change_lane(world.town, world.rng, lane)
+                hand_over(e, max(1.0, LANE_CHANGE_TIME * abs(e.d) / world.town.cfg.lane_width))
         per = int(round(PLAN_DT / episode.dt))
         pts = []
         for k in range(1, PLAN_STEPS * per + 1):

@@ -24,6 +24,7 @@ from vlmad_ros.types import Command
 PREDICT_TIMES = (0.0, 0.8, 1.6, 2.5)   # [s] look-ahead of crossing agents
 CORRIDOR_MARGIN = 0.45                 # lateral clearance [m]
 COMMAND_DISTANCE = 40.0                # announce a turn this far before the intersection [m]
+STALL_LANE_CHANGE_GAP = 40.0           # change lanes for a stalled vehicle this close ahead [m]
 
 
 @dataclasses.dataclass
@@ -142,7 +143,7 @@ def decide(town: Town, veh: Vehicle, obs: Obstacles, self_index: int, t: float,
         return 0.0, None
     lead = leaders(veh, obs, self_index)
     new_lane = None
-    if any(stalled[j] and g < 40.0 for g, _, j in lead):
+    if stall_blocks(lead, stalled):
         new_lane = wanted_lane_change(town, veh, obs, self_index)
     if veh.brake is not None:
         forced = veh.brake.accel(t, veh.v)
@@ -161,6 +162,34 @@ def decide(town: Town, veh: Vehicle, obs: Obstacles, self_index: int, t: float,
     if veh.s + veh.front >= veh.path.length - 1.0:
         acc = min(acc, -p.b_max)
     return float(np.clip(acc, -p.b_max, p.a_max)), new_lane
+
+
+def stall_blocks(lead: List[tuple], stalled: np.ndarray) -> bool:
+    """Tell whether a stalled vehicle among the leaders is close enough to change lanes for."""
+    return any(stalled[j] and g < STALL_LANE_CHANGE_GAP for g, _, j in lead)
+
+
+def lane_under_way(town: Town, veh: Vehicle, obs: Obstacles, self_index: int,
+                   stalled: np.ndarray) -> Optional[int]:
+    """
+    Return the other lane when a car driven from outside is already moving into it.
+
+    The closed loop's car keeps its route's lane while its planner steers it across; from its
+    offset the expert either brings it back or finishes the move. It finishes it past half a
+    lane, or short of that when a stalled vehicle blocks the lane and the other one has room,
+    which is when the expert itself changes lanes (`decide`).
+    """
+    if not veh.on_leg():
+        return None
+    other = 1 - veh.lanes[veh.leg]
+    other_lat = -town.cfg.lane_width * (other - veh.lanes[veh.leg])
+    if veh.d * other_lat <= 0.0:
+        return None
+    if abs(veh.d) > town.cfg.lane_width / 2:
+        return other
+    if stall_blocks(leaders(veh, obs, self_index), stalled):
+        return wanted_lane_change(town, veh, obs, self_index)
+    return None
 
 
 def wanted_lane_change(town: Town, veh: Vehicle, obs: Obstacles, self_index: int

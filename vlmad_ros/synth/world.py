@@ -151,6 +151,10 @@ class World:
             width=boxes[:, 4].copy(), speed=speed,
             is_ped=np.array([False] * len(vb) + [True] * len(pb)))
 
+    def stalled(self) -> np.ndarray:
+        """Which obstacles (in `obstacles()` order) are stalled vehicles."""
+        return np.array([v.stalled for v in self.all_vehicles] + [False] * len(self.pedestrians))
+
     def ego_front(self) -> np.ndarray:
         e = self.ego
         return np.array([e.x, e.y]) + (e.ref_offset + e.length / 2) * np.array(
@@ -166,8 +170,7 @@ class World:
         if not dt > 0:
             raise ValueError(f'dt must be > 0, got {dt}')
         obs = self.obstacles()
-        stalled = np.array([v.stalled for v in self.all_vehicles]
-                           + [False] * len(self.pedestrians))
+        stalled = self.stalled()
         front_before = self.ego_front()
         # Drivers decide at DECISION_DT on one snapshot of everyone; then all move.
         if self.t + 1e-9 >= self._next_decision:

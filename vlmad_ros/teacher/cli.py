@@ -452,7 +452,7 @@ def annotate_bag(src: pathlib.Path, out_dir: pathlib.Path, teacher, args, summar
 
 
 def count_done_labels(dst: pathlib.Path, summary: Summary) -> None:
-    """Count a finished output bag's labels, so a rerun's summary still describes the whole --out."""
+    """Count a finished output bag's labels: a rerun's summary still describes the whole --out."""
     try:
         summary.count_labels(msg for _, _, msg in read_messages(dst, topics=[topics.REASONING]))
     except BagError as err:
