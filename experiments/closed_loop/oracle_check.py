@@ -46,7 +46,10 @@ def main() -> int:
         specs = closed_loop_episodes(args.split)
         title = f'expert plans through the follower, {args.split} split'
     else:
-        specs = [EpisodeSpec.parse(text, args.duration) for text in args.episodes]
+        try:
+            specs = [EpisodeSpec.parse(text, args.duration) for text in args.episodes]
+        except ValueError as err:
+            p.error(str(err))
         title = f'expert plans through the follower, {args.duration:.0f} s'
     results = []
     for spec in specs:

@@ -77,6 +77,9 @@ def summarize(eval_dir: pathlib.Path, name: str) -> str:
         lines.append('  ' + open_loop_line('test', ol))
     if cl:
         lines.append('  ' + closed_loop_line('test', cl))
+    if len(lines) == 1:
+        lines.append(f'  no results: none of ol_val_{name}.json, cl_val2_{name}.json, '
+                     f'cl_val_{name}.json, test_{name}.json in {eval_dir}')
     return '\n'.join(lines)
 
 
