@@ -185,6 +185,7 @@ def test_checkpoint_odom_frame_markers_camera_info(ros_env, tmp_path):
     ('camera_transports:=[mjpeg]', 'camera_transports'),
     ('rig:=/nonexistent/rig.yaml', 'rig'),
     ('device:=tpu', 'device'),
+    ('decoder:=nvjpeg', 'decoder'),    # the GPU decoder on a CPU planner
 ])
 def test_bad_parameter_stops_startup_naming_it(ros_env, override, name):
     args = [override] if override.startswith(('allow', 'checkpoint')) else \

@@ -95,22 +95,39 @@ def _decode_png(data) -> np.ndarray:
         raise ImageConversionError('corrupt_png', str(err)) from None
 
 
+def _compressed_kind(msg) -> str:
+    """'png' or 'jpeg' for a CompressedImage, from `format` or the data's magic bytes."""
+    fmt = str(msg.format).lower()
+    if len(msg.data) == 0:
+        raise ImageConversionError('empty', 'CompressedImage with no data')
+    head = _buffer(msg.data)[:8].tobytes()
+    if 'png' in fmt or head.startswith(b'\x89PNG'):
+        return 'png'
+    if 'jpeg' in fmt or 'jpg' in fmt or head.startswith(b'\xff\xd8') or fmt == '':
+        return 'jpeg'
+    raise ImageConversionError('unsupported_format', f'{msg.format!r} (supported: jpeg, png)')
+
+
 def compressed_to_rgb(msg, min_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """
     Convert a sensor_msgs/CompressedImage (jpeg or png) to (H, W, 3) uint8 RGB.
 
     `format` follows image_transport: 'jpeg', 'png', or 'rgb8; jpeg compressed bgr8'.
     """
-    fmt = str(msg.format).lower()
-    data = msg.data
-    if len(data) == 0:
-        raise ImageConversionError('empty', 'CompressedImage with no data')
-    head = _buffer(data)[:8].tobytes()
-    if 'png' in fmt or head.startswith(b'\x89PNG'):
-        return _decode_png(data)
-    if 'jpeg' in fmt or 'jpg' in fmt or head.startswith(b'\xff\xd8') or fmt == '':
-        return decode_jpeg(data, min_size)
-    raise ImageConversionError('unsupported_format', f'{msg.format!r} (supported: jpeg, png)')
+    if _compressed_kind(msg) == 'png':
+        return _decode_png(msg.data)
+    return decode_jpeg(msg.data, min_size)
+
+
+def jpeg_data(msg) -> Optional[np.ndarray]:
+    """
+    Return the JPEG bytes of a CompressedImage as flat uint8 (no copy); None for PNG or raw.
+
+    For decoders of their own (the GPU one); raises ImageConversionError like compressed_to_rgb.
+    """
+    if not hasattr(msg, 'format') or _compressed_kind(msg) != 'jpeg':
+        return None
+    return _buffer(msg.data)
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:

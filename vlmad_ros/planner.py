@@ -53,32 +53,61 @@ class ImageSizeError(ValueError):
     reason = 'wrong_image_size'
 
 
-def check_image(camera: Camera, image: np.ndarray) -> None:
-    """Reject images that are not (H, W, 3) uint8 at the camera's aspect ratio."""
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+def image_hw(image) -> Tuple[int, int]:
+    """(height, width) of an (H, W, 3) numpy image or a (3, H, W) tensor (GPU decoder)."""
+    if torch.is_tensor(image):
+        return int(image.shape[-2]), int(image.shape[-1])
+    return int(image.shape[0]), int(image.shape[1])
+
+
+def check_image(camera: Camera, image) -> None:
+    """Reject images that are not uint8 RGB at the camera's aspect ratio."""
+    if torch.is_tensor(image):
+        if image.ndim != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
+            raise ImageSizeError(f'camera {camera.name}: expected a (3, H, W) uint8 tensor, '
+                                 f'got {tuple(image.shape)} {image.dtype}')
+    elif image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ImageSizeError(f'camera {camera.name}: expected (H, W, 3) uint8, got '
                              f'{image.shape} {image.dtype}')
-    h, w = image.shape[:2]
+    h, w = image_hw(image)
     want = camera.width / camera.height
     if h == 0 or abs(w / h - want) / want > ASPECT_TOLERANCE:
         raise ImageSizeError(f'camera {camera.name}: image {w}x{h} does not match the rig '
                              f'size {camera.width}x{camera.height} (aspect ratio)')
 
 
-def prepare_camera(camera: Camera, image: np.ndarray,
-                   image_size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def resize_chw(image: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """
+    Resize a (3, H, W) uint8 tensor to (width, height) where it lies (the GPU decoder's path).
+
+    Antialiased bilinear, as PIL's filter in resize_rgb: the two paths differ by a few grey
+    levels (reduced-DCT decode and PIL's box pre-reduction), not by content.
+    """
+    width, height = int(size[0]), int(size[1])
+    if image_hw(image) == (height, width):
+        return image
+    out = torch.nn.functional.interpolate(image[None].float(), size=(height, width),
+                                          mode='bilinear', antialias=True, align_corners=False)
+    return out[0].round_().clamp_(0, 255).to(torch.uint8)
+
+
+def prepare_camera(camera: Camera, image,
+                   image_size: Tuple[int, int]) -> Tuple[object, np.ndarray, np.ndarray]:
     """
     One camera at model resolution: image (3, H, W) uint8, K (3, 3), cam_to_base (4, 4).
 
     The rig's intrinsics belong to camera.width x camera.height; the image may be that frame at
     any scale (e.g. a reduced-DCT decode), so K is scaled from the camera to the model size.
+    A tensor image (the GPU decoder's, (3, H, W)) stays a tensor on its device.
     """
     check_image(camera, image)
     width, height = image_size
-    rgb = resize_rgb(image, (width, height))
+    if torch.is_tensor(image):
+        chw = resize_chw(image, (width, height))
+    else:
+        chw = np.ascontiguousarray(resize_rgb(image, (width, height)).transpose(2, 0, 1))
     k = camera.scaled(width, height).K.astype(np.float32)
-    return (np.ascontiguousarray(rgb.transpose(2, 0, 1)), k,
-            camera.T_base_cam.astype(np.float32))
+    return chw, k, camera.T_base_cam.astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,8 +141,8 @@ class ViewSpec:
             f'up{self.zoom_lift:g}' if self.zoom_lift else '')
 
 
-def zoom_view(camera: Camera, image: np.ndarray, zoom: float,
-              lift: float = 0.0) -> Tuple[Camera, np.ndarray]:
+def zoom_view(camera: Camera, image, zoom: float,
+              lift: float = 0.0) -> Tuple[Camera, object]:
     """
     Cut 1/zoom of a camera image out as a camera of its own (a digital telephoto).
 
@@ -123,11 +152,13 @@ def zoom_view(camera: Camera, image: np.ndarray, zoom: float,
     intrinsics describe exactly that window, so the ray encoding stays exact.
     """
     check_image(camera, image)
-    h, w = image.shape[:2]
+    h, w = image_hw(image)
     cw, ch = max(1, int(round(w / zoom))), max(1, int(round(h / zoom)))
     x0 = (w - cw) // 2
     y0 = min(max(0, (h - ch) // 2 - int(round(lift * h))), h - ch)
     window = camera.scaled(w, h).cropped(x0, y0, cw, ch, camera.name + ZOOM_SUFFIX)
+    if torch.is_tensor(image):
+        return window, image[:, y0:y0 + ch, x0:x0 + cw]
     return window, image[y0:y0 + ch, x0:x0 + cw]
 
 
@@ -139,7 +170,7 @@ def decode_size(camera_name: str, views: ViewSpec) -> Tuple[int, int]:
     return (w, h)
 
 
-def camera_views(camera: Camera, image: np.ndarray, views: ViewSpec) -> List[tuple]:
+def camera_views(camera: Camera, image, views: ViewSpec) -> List[tuple]:
     """
     Return one camera's views at model resolution.
 
@@ -194,11 +225,11 @@ def prepare_features(obs: Observation, views) -> Dict[str, np.ndarray]:
     return features_from_parts(order_views(per_cam), obs.ego, obs.command)
 
 
-def features_from_parts(cameras: Sequence[Tuple[np.ndarray, np.ndarray, np.ndarray]],
-                        ego: EgoState, command: int) -> Dict[str, np.ndarray]:
+def features_from_parts(cameras: Sequence[Tuple[object, np.ndarray, np.ndarray]],
+                        ego: EgoState, command: int) -> Dict[str, object]:
     """Unbatched features from ordered views (order_views); the node calls this too."""
     return {
-        T.IMAGES: np.stack([c[0] for c in cameras]),          # (V, 3, H, W) uint8
+        T.IMAGES: stack_images([c[0] for c in cameras]),      # (V, 3, H, W) uint8
         T.INTRINSICS: np.stack([c[1] for c in cameras]),      # (V, 3, 3)
         T.CAM_TO_BASE: np.stack([c[2] for c in cameras]),     # (V, 4, 4)
         T.EGO: ego.as_array(),                                # (3,)
@@ -206,9 +237,24 @@ def features_from_parts(cameras: Sequence[Tuple[np.ndarray, np.ndarray, np.ndarr
     }
 
 
-def collate(features: Sequence[Dict[str, np.ndarray]]) -> Dict[str, torch.Tensor]:
-    """Stack unbatched features into a torch batch."""
-    return {k: torch.from_numpy(np.stack([f[k] for f in features])) for k in features[0]}
+def stack_images(images: Sequence) -> object:
+    """
+    Stack views: numpy, or a tensor on the GPU decoder's device if any view is one.
+
+    A set decoded on the GPU may hold black numpy views of missing cameras (missing_camera:
+    fill); they join the others on the device.
+    """
+    device = next((i.device for i in images if torch.is_tensor(i)), None)
+    if device is None:
+        return np.stack(images)
+    return torch.stack([torch.as_tensor(i, device=device) for i in images])
+
+
+def collate(features: Sequence[Dict[str, object]]) -> Dict[str, torch.Tensor]:
+    """Stack unbatched features into a torch batch (tensors stay on their device)."""
+    return {k: (torch.stack([f[k] for f in features]) if torch.is_tensor(features[0][k])
+                else torch.from_numpy(np.stack([f[k] for f in features])))
+            for k in features[0]}
 
 
 def prepare_batch(observations: Sequence[Observation],
@@ -388,6 +434,17 @@ class Planner:
                 and torch.equal(c[0], k) and torch.equal(c[1], pose)):
             c = self._rays = (k.clone(), pose.clone(), hw, self.model.encode_rays(k, pose, hw))
         return c[3]
+
+    def plan_views(self, views: Sequence[Sequence[tuple]], ego: EgoState,
+                   command: int) -> Tuple[Trajectory, Dict[str, np.ndarray]]:
+        """
+        Plan one camera set from its decoded views (per camera, rig order).
+
+        planner_node's step after decoding; returns the Trajectory and the raw outputs (the
+        action head's probabilities when explaining).
+        """
+        out = self.run_batch(collate([features_from_parts(order_views(views), ego, command)]))
+        return Trajectory(xy=out[T.TRAJ][0], heading=out[T.HEADING][0]), out
 
     def plan_batch(self, observations: Sequence[Observation]) -> List[Trajectory]:
         out = self.run_batch(prepare_batch(observations, self.config))

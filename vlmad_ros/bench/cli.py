@@ -22,6 +22,9 @@ BENCHES = {
              'latency slopes, dropped sets; --closed-loop N: sim + planner + follower'),
     'planner-stages': ('vlmad_ros.bench.planner_stages',
                        'in-process: what each decode/model speed-up buys (interleaved runs)'),
+    'planner-step': ('vlmad_ros.bench.planner_step',
+                     "in-process: planner_node's step from six 1600x900 JPEGs to the poses, "
+                     'per decoder (cpu, nvjpeg) and precision: p50 / p90 / p99 ms'),
     'export': ('vlmad_ros.bench.export',
                'planner model step, torch vs onnxruntime backend (same camera sets, '
                'interleaved): median / p10 / p90 ms'),

@@ -26,21 +26,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--json', default='', help='also write the results here')
 
 
-def _interleaved(variants: Dict[str, Callable[[], object]], repeats: int,
-                 setup: Optional[Callable[[str], None]] = None) -> Dict[str, float]:
+def interleaved_times(variants: Dict[str, Callable[[], object]], repeats: int,
+                      setup: Optional[Callable[[str], None]] = None,
+                      warm_up: int = 3) -> Dict[str, List[float]]:
+    """Each variant's run times [s], runs interleaved (A, B, C, A, ...) after warm-up rounds."""
     times: Dict[str, List[float]] = {k: [] for k in variants}
-    for _ in range(3):                                     # warm-up
-        for name, fn in variants.items():
-            if setup:
-                setup(name)
-            fn()
-    for _ in range(repeats):
+    for round_ in range(warm_up + repeats):
         for name, fn in variants.items():
             if setup:
                 setup(name)
             t = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t)
+            if round_ >= warm_up:
+                times[name].append(time.perf_counter() - t)
+    return times
+
+
+def _interleaved(variants: Dict[str, Callable[[], object]], repeats: int,
+                 setup: Optional[Callable[[str], None]] = None) -> Dict[str, float]:
+    times = interleaved_times(variants, repeats, setup)
     return {k: round(float(np.median(v)) * 1e3, 2) for k, v in times.items()}
 
 

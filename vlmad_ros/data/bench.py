@@ -91,7 +91,7 @@ def make_bench_bag(path, seconds: float = 10.0, size: Tuple[int, int] = (1600, 9
 def loader_benchmark(bags: Optional[Sequence] = None, image_size=(192, 112),
                      threads: int = 0, workers: int = -1, batch_size: int = 8,
                      seconds: float = 20.0, repeats: int = 3, train_config: str = '',
-                     train_steps: int = 3) -> dict:
+                     train_steps: int = 3, train_device: str = 'cpu') -> dict:
     """Measure every stage; returns samples/s per stage (loader and training: medians)."""
     threads = threads or os.cpu_count() or 1
     workers = (os.cpu_count() or 1) if workers < 0 else workers
@@ -129,8 +129,8 @@ def loader_benchmark(bags: Optional[Sequence] = None, image_size=(192, 112),
             [_loader_rate(jpeg, min(len(ds), 100)) for _ in range(repeats)]))
         if train_config:
             result['train_batch_size'] = batch_size
-            result['train_samples_per_s'] = train_rate(ds, train_config, batch_size,
-                                                       train_steps, repeats)
+            result.update(train_rate(ds, train_config, batch_size, train_steps, repeats,
+                                     train_device))
         return result
 
 
@@ -191,12 +191,15 @@ class _JpegSamples(torch.utils.data.IterableDataset):
                        types.COMMAND: torch.tensor(int(s.command))}
 
 
-def train_rate(ds, config: str, batch_size: int, steps: int, repeats: int) -> float:
+def train_rate(ds, config: str, batch_size: int, steps: int, repeats: int,
+               device: str = 'cpu') -> dict:
     """
-    Training samples/s of the config's model (planner + VLM-AD heads, fp32) on this CPU.
+    Training samples/s of the config's model (planner + VLM-AD heads) on `device`.
 
-    Batches are collated beforehand so only the optimisation step is timed; teacher text
-    embeddings are zero (no text encoder here), the heads still run forward and backward.
+    As `vlmad train` sets it up there: the config's precision (auto: bf16 on a GPU, fp32 on a
+    CPU) and channels-last on CUDA. Batches are collated and moved beforehand so only the
+    optimisation step is timed; teacher text embeddings are zero (no text encoder here), the
+    heads still run forward and backward.
     """
     from vlmad_ros.data.cache_cli import model_configs
     from vlmad_ros.model.planner_model import build_model
@@ -204,19 +207,28 @@ def train_rate(ds, config: str, batch_size: int, steps: int, repeats: int) -> fl
     from vlmad_ros.training.data import TextCollate
     from vlmad_ros.training.loop import make_optimizer, Precision, train_step
     tc, pc, vc = model_configs(config)
-    model = VLMADModel(build_model(pc), vc).train()
+    dev = torch.device(device)
+    model = VLMADModel(build_model(pc), vc).train().to(dev)
+    if tc.channels_last and dev.type == 'cuda':
+        model = model.to(memory_format=torch.channels_last)
     optimizer, scheduler = make_optimizer(model, tc, 10 ** 6)
-    precision = Precision('fp32', False, torch.device('cpu'))
+    precision = Precision(tc.precision, tc.amp, dev)
     text = TextCollate({}, vc.text_dim)
-    batch = text([ds[i % len(ds)] for i in range(batch_size)])
-    train_step(model, model, batch, optimizer, scheduler, precision, tc.grad_clip)  # warm-up
-    rates = []
-    for _ in range(repeats):
+    batch = {k: (v.to(dev) if torch.is_tensor(v) else v)
+             for k, v in text([ds[i % len(ds)] for i in range(batch_size)]).items()}
+
+    def timed_steps(n: int) -> float:
         start = time.perf_counter()
-        for _ in range(steps):
-            train_step(model, model, batch, optimizer, scheduler, precision, tc.grad_clip)
-        rates.append(steps * batch_size / (time.perf_counter() - start))
-    return float(np.median(rates))
+        for _ in range(n):
+            logs = train_step(model, model, batch, optimizer, scheduler, precision,
+                              tc.grad_clip)
+        float(next(iter(logs.values())))         # wait for the device
+        return n * batch_size / (time.perf_counter() - start)
+    timed_steps(2)                                # warm-up (cuDNN autotune, allocator)
+    return {'train_samples_per_s': float(np.median([timed_steps(steps)
+                                                    for _ in range(repeats)])),
+            'train_device': str(dev), 'train_precision': precision.name,
+            'train_params_m': round(sum(p.numel() for p in model.parameters()) / 1e6, 2)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -234,6 +246,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--batch-size', type=int, default=8, help='loader and training batch')
     parser.add_argument('--repeats', type=int, default=3, help='repeats; medians reported')
     parser.add_argument('--train-steps', type=int, default=3, help='training steps per repeat')
+    parser.add_argument('--train-device', default='cpu',
+                        help='device the --config model trains on (cpu, cuda, cuda:N)')
     parser.add_argument('--seconds', type=float, default=20.0,
                         help='length of the generated bag [s]')
     parser.add_argument('--json', default=None, help='also write the result here')
@@ -247,7 +261,8 @@ def run(args) -> int:
         size = model_configs(args.config)[1]
     load = os.getloadavg()[0]
     result = loader_benchmark(args.bags, size, args.threads, args.workers, args.batch_size,
-                              args.seconds, args.repeats, args.config, args.train_steps)
+                              args.seconds, args.repeats, args.config, args.train_steps,
+                              args.train_device)
     print(f'load average before: {load:.2f} ({os.cpu_count()} cores; wall rates drop '
           'with load; cpu_ms_per_sample does not)')
     for key, value in result.items():

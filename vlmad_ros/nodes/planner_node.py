@@ -43,13 +43,13 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from vlmad_ros import stamps
 from vlmad_ros import topics
+from vlmad_ros.gpu_decode import DECODERS, NvJpegDecoder
 from vlmad_ros.images import ImageConversionError
 from vlmad_ros.msg import DrivingCommand, DrivingReasoning
 from vlmad_ros.nodes.common import (clock_s, declare, diagnostic_name, LATCHED_COMMAND,
                                     LogThrottle, Param, ParameterError, RELIABILITY, run_node)
-from vlmad_ros.planner import (camera_views, collate, EgoStateEstimator, explanations,
-                               features_from_parts, ImageSizeError, LatestWins, order_views,
-                               plan_poses, Planner, RateMeter, RollingStats)
+from vlmad_ros.planner import (camera_views, EgoStateEstimator, explanations, ImageSizeError,
+                               LatestWins, plan_poses, Planner, RateMeter, RollingStats)
 from vlmad_ros.rig import CAMERA_NAMES, CameraRig, load_rig
 from vlmad_ros.sync import ApproximateTimeSynchronizer
 from vlmad_ros.types import Command, EgoState, Explanation, Trajectory
@@ -107,6 +107,9 @@ PARAMETERS = (
     Param('device', 'cpu', 'cpu, cuda, cuda:N or auto'),
     Param('num_threads', 1, 'torch intra-op threads (0: torch default); 1 leaves the other '
           'core to JPEG decoding', bounds=(0, 256)),
+    Param('decoder', 'cpu', 'JPEG decoding: cpu (libjpeg-turbo at a reduced DCT scale on '
+          'decode_threads) or nvjpeg (one batch per camera set on the GPU through torchvision; '
+          'needs device: cuda and backend: torch)', choices=DECODERS),
     Param('decode_threads', 2, 'threads decoding camera images in parallel (libjpeg-turbo '
           'releases the GIL)', bounds=(1, 64)),
     Param('fp16', False, 'half precision (CUDA only)'),
@@ -207,6 +210,7 @@ class PlannerNode(LifecycleNode):
         self.settings = s = validate(declare(self, PARAMETERS))
         self.rig = self._load_rig(s)
         self.planner: Optional[Planner] = None
+        self.gpu_decoder: Optional[NvJpegDecoder] = None
         self._subs: List = []
         self._error: Optional[ParameterError] = None
         if s.autostart:
@@ -270,6 +274,7 @@ class PlannerNode(LifecycleNode):
             text = str(err)
             raise ParameterError(text if text.split(':')[0] in PARAMETER_NAMES
                                  else f'checkpoint: {text}') from None
+        self.gpu_decoder = self._load_decoder(s, planner)
         if planner.config.num_cameras != len(s.cameras):
             raise ParameterError(f'cameras: the model expects {planner.config.num_cameras} '
                                  f'cameras, {len(s.cameras)} configured')
@@ -278,14 +283,28 @@ class PlannerNode(LifecycleNode):
                                       f'{planner.rig.names}, running on {self.rig.name}')
         return planner
 
+    @staticmethod
+    def _load_decoder(s: Settings, planner: Planner) -> Optional[NvJpegDecoder]:
+        """Build the GPU decoder for decoder: nvjpeg (None for the CPU one)."""
+        if s.decoder != 'nvjpeg':
+            return None
+        if s.backend != 'torch':
+            raise ParameterError(f'decoder: nvjpeg feeds the torch backend on the GPU, backend '
+                                 f'is {s.backend} (use decoder: cpu)')
+        try:
+            return NvJpegDecoder(planner.device)
+        except ValueError as err:
+            raise ParameterError(str(err)) from None
+
     def _warm_up(self) -> None:
         """One forward pass on grey images: the first real set is not slowed by lazy set-up."""
         spec = self.planner.view_spec
         views = [camera_views(cam, np.full((cam.height, cam.width, 3), 128, np.uint8), spec)
                  for cam in self.rig.cameras]
-        still = EgoState(speed=0.0, yaw_rate=0.0, accel=0.0)
-        self.planner.run_batch(collate([features_from_parts(order_views(views), still,
-                                                            int(Command.STRAIGHT))]))
+        self.planner.plan_views(views, EgoState(speed=0.0, yaw_rate=0.0, accel=0.0),
+                                int(Command.STRAIGHT))
+        if self.gpu_decoder is not None:
+            self.gpu_decoder.warm_up(self.rig.cameras[0].width, self.rig.cameras[0].height)
 
     def _reset_state(self) -> None:
         s, n = self.settings, len(self.settings.cameras)
@@ -365,7 +384,7 @@ class PlannerNode(LifecycleNode):
                 self.destroy_lifecycle_publisher(pub)
         self.destroy_publisher(self.diag_pub)
         self.destroy_timer(self.diag_timer)
-        self.planner = None
+        self.planner = self.gpu_decoder = None
 
     # ---- set-up helpers ---------------------------------------------------------------------
 
@@ -399,15 +418,31 @@ class PlannerNode(LifecycleNode):
         self._add_to_sync(index, part, t_arrival)
 
     def _decode(self, part: CameraPart):
-        """Decode one camera of a set (decode pool thread); (image, K, cam_to_base) or None."""
-        name = self.settings.cameras[part.index]
-        camera = self.rig.cameras[part.index]
+        """Decode one camera of a set (decode pool thread); its views or None."""
         try:
-            views = self.planner.views(camera, part.msg)
+            views = self.planner.views(self.rig.cameras[part.index], part.msg)
         except (ImageConversionError, ImageSizeError) as err:
-            self._bad(name, err.reason, str(err))
+            views = err
+        return self._checked(part.index, views)
+
+    def _decode_on_gpu(self, cams: List) -> List:
+        """Decode a set's cameras in one nvJPEG batch (decoder: nvjpeg); views or None each."""
+        present = [i for i, p in enumerate(cams) if p is not None]
+        results = self.gpu_decoder.views([self.rig.cameras[i] for i in present],
+                                         [cams[i].msg for i in present],
+                                         self.planner.view_spec)
+        decoded = [None] * len(cams)
+        for i, views in zip(present, results):
+            decoded[i] = self._checked(i, views)
+        return decoded
+
+    def _checked(self, index: int, views):
+        """Count and remember a camera's decode error (returns None), or clear its fault."""
+        name = self.settings.cameras[index]
+        if isinstance(views, (ImageConversionError, ImageSizeError)):
+            self._bad(name, views.reason, str(views))
             with self._bad_lock:
-                self.camera_faults[name] = err.reason
+                self.camera_faults[name] = views.reason
             return None
         with self._bad_lock:
             self.camera_faults.pop(name, None)
@@ -529,8 +564,11 @@ class PlannerNode(LifecycleNode):
     def _decode_set(self, cams: List) -> Optional[List]:
         """Decode a set's cameras in parallel; fill or refuse the missing ones (the policy)."""
         s = self.settings
-        decoded = list(self._decode_pool.map(
-            lambda p: None if p is None else self._decode(p), cams))
+        if self.gpu_decoder is not None:
+            decoded = self._decode_on_gpu(cams)
+        else:
+            decoded = list(self._decode_pool.map(
+                lambda p: None if p is None else self._decode(p), cams))
         missing = {}
         if any(d is None for d in decoded):
             absent = self._absent_cameras(clock_s(self))
@@ -570,9 +608,7 @@ class PlannerNode(LifecycleNode):
                           f'no route command received on {self.settings.command_topic} yet: '
                           'using STRAIGHT')
             command = int(Command.STRAIGHT)
-        batch = collate([features_from_parts(order_views(decoded), odom.ego, command)])
-        out = self.planner.run_batch(batch)
-        traj = Trajectory(xy=out['traj'][0], heading=out['heading'][0])
+        traj, out = self.planner.plan_views(decoded, odom.ego, command)
         if not self._subs:
             return                                                 # deactivated meanwhile
         t1 = time.perf_counter()
@@ -718,6 +754,7 @@ class PlannerNode(LifecycleNode):
                                level=DiagnosticStatus.OK, message=self.planner.describe())
         inf.values.append(KeyValue(key='model', value=self.planner.describe()))
         inf.values.append(KeyValue(key='device', value=str(self.planner.device)))
+        inf.values.append(KeyValue(key='decoder', value=self.settings.decoder))
         inf.values.append(KeyValue(key='active', value=str(bool(self._subs)).lower()))
         p50, p95, p99 = (1e3 * v for v in self.latency.percentiles())
         for key, value in (('latency_ms_p50', p50), ('latency_ms_p95', p95),
