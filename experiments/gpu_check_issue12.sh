@@ -10,7 +10,7 @@
 # 2. experiments/gpu_check_backbone.py: torchvision's ResNet-18/50 weights in our ResNet, and
 #    the TensorRT fp16 engine where the tensorrt package imports;
 # 3. `vlmad bench planner-step` on CUDA: the packaged planner and the two nuScenes presets,
-#    CPU vs nvJPEG decoding, fp32 / fp16, and the presets under CUDA graphs;
+#    CPU vs nvJPEG decoding, fp32 / fp16, and the presets replayed as CUDA graphs;
 # 4. `vlmad bench loader --train-device $DEVICE` at both presets: the cache's DataLoader on every
 #    core against the GPU's training samples/s, in one run.
 # Results: OUT/log.txt and OUT/results.tar (every JSON and log). DEVICE=cpu runs the same
@@ -50,16 +50,18 @@ R18=experiments/presets/nuscenes_resnet18_704x256.yaml
 R34=experiments/presets/nuscenes_resnet34_800x448.yaml
 
 # The goals first (node step latency, training vs loader), then the checks.
-run step_r18 120 $VLMAD bench planner-step --device $DEVICE --config $R18 --repeats 200 \
-    --compile --json "$W/step_r18.json"
+run step_r18 150 $VLMAD bench planner-step --device $DEVICE --config $R18 --repeats 200 \
+    --cuda-graphs --json "$W/step_r18.json"
 run loader_r18 100 $VLMAD bench loader --config $R18 --train-device $DEVICE --batch-size 32 \
     --train-steps 20 --repeats 3 --seconds 20 --json "$W/loader_r18.json"
-run backbone 90 python3 experiments/gpu_check_backbone.py --out "$W/backbone"
-cp "$W/backbone/gpu_check_backbone.json" "$W/" 2>/dev/null
-run tests 120 python3 -m pytest -q -p no:cacheprovider -o addopts= test/test_gpu_decode.py \
-    test/test_backbone.py
-run step_r34 120 $VLMAD bench planner-step --device $DEVICE --config $R34 --repeats 200 \
-    --compile --json "$W/step_r34.json"
+run tests 150 python3 -m pytest -q -p no:cacheprovider -o addopts= test/test_gpu_decode.py \
+    test/test_backbone.py test/test_planner_core.py
+if [ -z "${SKIP_BACKBONE:-}" ]; then
+    run backbone 90 python3 experiments/gpu_check_backbone.py --out "$W/backbone"
+    cp "$W/backbone/gpu_check_backbone.json" "$W/" 2>/dev/null
+fi
+run step_r34 150 $VLMAD bench planner-step --device $DEVICE --config $R34 --repeats 200 \
+    --cuda-graphs --json "$W/step_r34.json"
 run loader_r34 100 $VLMAD bench loader --config $R34 --train-device $DEVICE --batch-size 32 \
     --train-steps 20 --repeats 3 --seconds 20 --json "$W/loader_r34.json"
 run step_default 60 $VLMAD bench planner-step --device $DEVICE --repeats 200 \

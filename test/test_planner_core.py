@@ -179,6 +179,8 @@ def test_device_and_fp16_are_validated():
             resolve_device('cuda')
         with pytest.raises(ValueError, match='fp16'):
             Planner.random(SMALL, fp16=True)
+    with pytest.raises(ValueError, match='^cuda_graphs: needs device: cuda'):
+        Planner.random(SMALL, cuda_graphs=True)
 
 
 def test_plan_poses_in_base_link_and_odometry_frame():

@@ -186,6 +186,7 @@ def test_checkpoint_odom_frame_markers_camera_info(ros_env, tmp_path):
     ('rig:=/nonexistent/rig.yaml', 'rig'),
     ('device:=tpu', 'device'),
     ('decoder:=nvjpeg', 'decoder'),    # the GPU decoder on a CPU planner
+    ('cuda_graphs:=true', 'cuda_graphs'),
 ])
 def test_bad_parameter_stops_startup_naming_it(ros_env, override, name):
     args = [override] if override.startswith(('allow', 'checkpoint')) else \

@@ -152,8 +152,11 @@ class OnnxPlanner(Planner):
     """The Planner interface over an exported `.onnx` file, run by ONNX Runtime."""
 
     def __init__(self, path, device: str = 'cpu', fp16: bool = False, num_threads: int = 0,
-                 explain: bool = False, **_ignored):
+                 explain: bool = False, cuda_graphs: bool = False, **_ignored):
         ort = import_onnxruntime()
+        if cuda_graphs:
+            raise ValueError('cuda_graphs: not available with backend onnxruntime (a torch '
+                             'path); use backend:=torch, or TensorRT (docs/EXPORT.md)')
         if explain:
             raise ValueError('explain: not available with backend onnxruntime (the graph has '
                              'no action head); use backend:=torch with the .pt checkpoint')

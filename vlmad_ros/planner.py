@@ -287,7 +287,8 @@ class Planner:
 
     def __init__(self, model: torch.nn.Module, device: str = 'cpu', fp16: bool = False,
                  num_threads: int = 0, channels_last: bool = True,
-                 source: str = 'memory', action_head: Optional[ActionHead] = None):
+                 source: str = 'memory', action_head: Optional[ActionHead] = None,
+                 cuda_graphs: bool = False):
         if num_threads < 0:
             raise ValueError(f'num_threads: must be >= 0 (0 = torch default), got {num_threads}')
         if num_threads:
@@ -303,6 +304,9 @@ class Planner:
         self.channels_last = bool(channels_last) and self.config.kind == 'camera'
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.cuda_graphs = bool(cuda_graphs)
+        if self.cuda_graphs:
+            self.model = self._graphed(self.model)
         self.source = source
         self.rig: Optional[CameraRig] = getattr(model, 'rig', None)
         self.action_head: Optional[ActionHead] = None
@@ -311,6 +315,17 @@ class Planner:
                 raise ValueError(f'explain: action head ego_dim {action_head.config.ego_dim} '
                                  f"!= the planner's d_model {self.config.d_model}")
             self.action_head = copy.deepcopy(action_head).eval().to(self.device)
+
+    def _graphed(self, model: torch.nn.Module) -> torch.nn.Module:
+        """
+        Compile the model to replay CUDA graphs (torch.compile mode='reduce-overhead').
+
+        At batch 1 the GPU model is launch-bound: a replayed graph saves most of the per-kernel
+        launch cost. The first calls compile and record (seconds); the node's warm-up makes them.
+        """
+        if self.device.type != 'cuda':
+            raise ValueError(f'cuda_graphs: needs device: cuda, the planner runs on {self.device}')
+        return torch.compile(model, mode='reduce-overhead')
 
     @property
     def explains(self) -> bool:
@@ -408,6 +423,9 @@ class Planner:
         When explaining, also types.ACTION_PROBS[category] (B, classes): the action head's
         softmax, computed from this very forward pass's ego feature.
         """
+        if self.config.kind == 'camera':      # checked on the CPU copies: no device sync
+            rays = self._ray_encoding(batch[T.INTRINSICS], batch[T.CAM_TO_BASE],
+                                      tuple(batch[T.IMAGES].shape[-2:]))
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         if self.channels_last:
             imgs = batch[T.IMAGES]
@@ -417,7 +435,7 @@ class Planner:
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16,
                                                     enabled=self.fp16):
             if self.config.kind == 'camera':
-                batch[T.RAY_ENCODING] = self._ray_encoding(batch)
+                batch[T.RAY_ENCODING] = rays
             out = self.model(batch)
             if self.action_head is not None:
                 logits = self.action_head(out[T.EGO_FEATURE])
@@ -425,14 +443,18 @@ class Planner:
                     out[T.ACTION_PROBS[cat]] = lg.float().softmax(-1)
         return {k: v.float().cpu().numpy() for k, v in out.items()}
 
-    def _ray_encoding(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """Return the batch's ray encoding; computed again only when the calibration changes."""
-        k, pose = batch[T.INTRINSICS], batch[T.CAM_TO_BASE]
-        hw = tuple(batch[T.IMAGES].shape[-2:])
+    def _ray_encoding(self, k: torch.Tensor, pose: torch.Tensor, hw: tuple) -> torch.Tensor:
+        """
+        Return the rays of this calibration on the device; encoded again only when it changes.
+
+        k and pose are the batch's CPU tensors: comparing them costs no device sync.
+        """
         c = self._rays
         if not (c is not None and c[2] == hw and c[0].shape == k.shape
                 and torch.equal(c[0], k) and torch.equal(c[1], pose)):
-            c = self._rays = (k.clone(), pose.clone(), hw, self.model.encode_rays(k, pose, hw))
+            with torch.inference_mode():
+                rays = self.model.encode_rays(k.to(self.device), pose.to(self.device), hw)
+            c = self._rays = (k.clone(), pose.clone(), hw, rays)
         return c[3]
 
     def plan_views(self, views: Sequence[Sequence[tuple]], ego: EgoState,

@@ -9,7 +9,8 @@ of nuScenes-like size when none are given):
   pool of `threads` threads (the throughput goal: >= 100 samples/s on 2 cores);
 - cache: building the dataset cache end to end (read + decode + write);
 - loader: DataLoader batches from the cache with `workers` processes (pinned memory where
-  CUDA is), and from the JPEG bags without a cache, median of `repeats`;
+  CUDA is; one long shuffled pass), and from the JPEG bags without a cache, median of
+  `repeats`;
 - train (with --config): optimisation steps of that model on this CPU, so the two compare:
   the loader must not starve training.
 Hook: `vlmad bench loader` -> add_arguments / run here (vlmad_ros/bench/cli.py BENCHES).
@@ -120,10 +121,14 @@ def loader_benchmark(bags: Optional[Sequence] = None, image_size=(192, 112),
         result['pin_memory'] = pin
         common = {'batch_size': batch_size, 'num_workers': workers, 'pin_memory': pin,
                   'persistent_workers': workers > 0}
-        cached = torch.utils.data.DataLoader(ds, collate_fn=collate, shuffle=True, **common)
+        # One long shuffled pass, as an epoch of a real data set is (a few dozen bench samples
+        # in epochs of their own would time the workers' start of every epoch instead).
+        sampler = torch.utils.data.RandomSampler(ds, replacement=True,
+                                                 num_samples=max(400, 4 * batch_size * workers))
+        cached = torch.utils.data.DataLoader(ds, collate_fn=collate, sampler=sampler, **common)
         _loader_rate(cached, 1)          # start the workers and touch every page once
         result['loader_samples_per_s'] = float(np.median(
-            [_loader_rate(cached, 400) for _ in range(repeats)]))
+            [_loader_rate(cached, 1) for _ in range(repeats)]))
         jpeg = torch.utils.data.DataLoader(_JpegSamples(paths, views), **common)
         result['jpeg_loader_samples_per_s'] = float(np.median(
             [_loader_rate(jpeg, min(len(ds), 100)) for _ in range(repeats)]))
