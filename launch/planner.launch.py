@@ -3,6 +3,7 @@ The planner: six cameras + odometry -> a nav_msgs/Path plan.
 
     ros2 launch vlmad_ros planner.launch.py checkpoint:=/path/to/model.pt
     ros2 launch vlmad_ros planner.launch.py params_file:=my.yaml device:=cuda namespace:=car1
+    ros2 launch vlmad_ros planner.launch.py device:=cuda decoder:=nvjpeg cuda_graphs:=true
     ros2 launch vlmad_ros planner.launch.py allow_random_weights:=true   # untrained: tests only
 
 Parameters come from the installed config/planner.yaml, then params_file, then the arguments
@@ -20,6 +21,9 @@ ARGS = [
     Arg('allow_random_weights', bool, 'run untrained weights when there is no checkpoint'),
     Arg('rig', str, 'nuscenes | carla | path to a rig yaml'),
     Arg('device', str, 'cpu | cuda | cuda:N | auto'),
+    Arg('decoder', str, 'JPEG decoding: cpu | nvjpeg (GPU; device:=cuda)'),
+    Arg('cuda_graphs', bool, 'replay the model as CUDA graphs (device:=cuda)'),
+    Arg('fp16', bool, 'half precision (CUDA only)'),
     Arg('use_sim_time', bool, 'use /clock (bags played with --clock, CARLA)'),
     Arg('odom_topic', str, 'odometry input topic'),
     Arg('plan_topic', str, 'plan output topic'),
