@@ -5,8 +5,14 @@
 #   experiments/gpu_check_issue12.sh OUT [WHEELS]
 #
 # WHEELS: a folder of wheels for what the machine lacks (simplejpeg, rosbags and its needs:
-# apsw, backports.zstd, lz4, ruamel.yaml), installed with --no-index into /tmp/site.
-# 1. test/test_gpu_decode.py and test/test_backbone.py on the GPU (nvJPEG checks run there);
+# apsw, backports.zstd, lz4, ruamel.yaml), installed with --no-index into /tmp/site; fetched
+# where pip works, for the GPU machine's Python (3.12 on the one this was run on):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d WHEELS \
+#       simplejpeg==1.9.0 rosbags==0.11.9 apsw==3.54.1.0 backports.zstd==1.8.0 lz4==4.4.5 \
+#       ruamel.yaml==0.19.1
+# 1. test/test_gpu_decode.py, test_backbone.py and test_planner_core.py on the GPU (the nvJPEG
+#    and CUDA-graph checks skip on a CPU and run there);
 # 2. experiments/gpu_check_backbone.py: torchvision's ResNet-18/50 weights in our ResNet, and
 #    the TensorRT fp16 engine where the tensorrt package imports;
 # 3. `vlmad bench planner-step` on CUDA: the packaged planner and the two nuScenes presets,

@@ -15,7 +15,9 @@ import torch
 from vlmad_ros.bench.feeder import road_scene
 from vlmad_ros.gpu_decode import NvJpegDecoder
 from vlmad_ros.images import decode_jpeg, encode_jpeg, ImageConversionError, rgb_to_image_msg
-from vlmad_ros.planner import camera_views, features_from_parts, order_views, Planner, ViewSpec
+from vlmad_ros.model.config import PlannerConfig
+from vlmad_ros.planner import (camera_features, camera_views, features_from_parts, order_views,
+                               Planner, ViewSpec)
 from vlmad_ros.rig import load_rig
 from vlmad_ros.types import EgoState
 
@@ -80,6 +82,32 @@ def test_packaged_planner_plans_alike_from_full_size_tensor_views():
     assert np.abs(a.xy[-1]).max() > 1.0          # a plan that goes somewhere
 
 
+def test_full_jpeg_decode_is_the_gpu_path_on_the_cpu():
+    """
+    jpeg_decode: full (the checkpoint's choice) decodes whole frames and resizes as on the GPU.
+
+    Training and planner_node's CPU decoder then give a checkpoint for `decoder: nvjpeg` the
+    same pixels as the GPU path, up to the IDCT's rounding; cached apart from 'dct' views.
+    """
+    cam = RIG['CAM_FRONT']
+    msg = _jpeg_msg(road_scene(1600, 900, seed=5))
+    full = ViewSpec((128, 72), 3.0, 'CAM_FRONT', 0.05, jpeg_decode='full')
+    dct = ViewSpec((128, 72), 3.0, 'CAM_FRONT', 0.05)
+    assert full.key() != dct.key() and full.key().endswith('-full')
+    assert ViewSpec.of(PlannerConfig(jpeg_decode='full')).jpeg_decode == 'full'
+    got = camera_features(cam, msg, full)
+    want = camera_views(cam, _chw(decode_jpeg(msg.data, exact=True)), full)
+    assert len(got) == len(want) == 2
+    for g, w in zip(got, want):
+        assert isinstance(g[0], np.ndarray) and g[0].flags.c_contiguous
+        np.testing.assert_array_equal(g[0], w[0].numpy())
+        np.testing.assert_array_equal(g[1], w[1])
+    zoom_dct = camera_features(cam, msg, dct)[1][0]
+    assert np.abs(zoom_dct.astype(int) - got[1][0].astype(int)).mean() > 0.5   # not the same
+    with pytest.raises(ValueError, match='jpeg_decode'):
+        PlannerConfig(jpeg_decode='gpu')
+
+
 def test_features_stack_tensor_and_numpy_views_on_the_tensor_device():
     """A GPU-decoded set may hold a black numpy view of a missing camera (fill)."""
     spec = ViewSpec((64, 40))
@@ -141,6 +169,17 @@ def test_nvjpeg_set_with_a_corrupt_png_and_raw_camera():
         assert np.abs(out[i][0][0].cpu().numpy().astype(int) - ref).mean() < 2.0
     # A truncated JPEG: nvJPEG either refuses it or fills the missing rows (as libjpeg does).
     assert isinstance(out[1], ImageConversionError) or out[1][0][0].shape == (3, 112, 192)
+
+
+def test_nvjpeg_views_match_the_full_jpeg_decode_on_the_cpu():
+    """A checkpoint trained with jpeg_decode: full sees nearly the same pixels on the GPU."""
+    gpu = _gpu_decoder()
+    spec = ViewSpec((128, 72), 3.0, 'CAM_FRONT', 0.05, jpeg_decode='full')
+    msgs = [_jpeg_msg(f) for f in _frames()]
+    for cam, msg, views in zip(RIG.cameras, msgs, gpu.views(RIG.cameras, msgs, spec)):
+        for got, want in zip(views, camera_features(cam, msg, spec)):
+            diff = np.abs(got[0].cpu().numpy().astype(int) - want[0].astype(int))
+            assert diff.mean() < 1.0, (cam.name, diff.mean())
 
 
 def test_packaged_planner_plans_alike_with_nvjpeg():

@@ -18,7 +18,7 @@ import torch
 
 from vlmad_ros.images import (compressed_to_rgb, encode_jpeg, image_to_rgb,
                               ImageConversionError, jpeg_data)
-from vlmad_ros.planner import camera_views, ImageSizeError, ViewSpec
+from vlmad_ros.planner import camera_views, ImageSizeError, to_chw, ViewSpec
 from vlmad_ros.rig import Camera
 
 DECODERS = ('cpu', 'nvjpeg')
@@ -62,8 +62,7 @@ class NvJpegDecoder:
                     jpegs[i] = torch.from_numpy(data.copy())
                     continue
                 rgb = compressed_to_rgb(msg) if hasattr(msg, 'format') else image_to_rgb(msg)
-                rgb = rgb if rgb.flags.writeable else rgb.copy()     # torch wants writable
-                out[i] = torch.from_numpy(rgb).permute(2, 0, 1).to(self.device)
+                out[i] = to_chw(rgb).to(self.device)
             except ImageConversionError as err:
                 out[i] = err
         if jpegs:

@@ -76,13 +76,19 @@ def image_to_rgb(msg) -> np.ndarray:
     return np.ascontiguousarray(rows[:, :, list(order)])
 
 
-def decode_jpeg(data, min_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
-    """Decode JPEG bytes to RGB; with min_size=(w, h), at the smallest DCT scale still >= it."""
+def decode_jpeg(data, min_size: Optional[Tuple[int, int]] = None,
+                exact: bool = False) -> np.ndarray:
+    """
+    Decode JPEG bytes to RGB; with min_size=(w, h), at the smallest DCT scale still >= it.
+
+    exact: the accurate IDCT and chroma upsampling (as nvJPEG) instead of the fast ones.
+    """
     raw = _as_bytes(data)
     min_w, min_h = min_size if min_size else (0, 0)
     try:
         return simplejpeg.decode_jpeg(raw, colorspace='rgb', min_width=int(min_w),
-                                      min_height=int(min_h), fastdct=True, fastupsample=True)
+                                      min_height=int(min_h), fastdct=not exact,
+                                      fastupsample=not exact)
     except (ValueError, RuntimeError) as err:  # simplejpeg raises ValueError on corrupt data
         raise ImageConversionError('corrupt_jpeg', str(err)) from None
 
@@ -108,15 +114,17 @@ def _compressed_kind(msg) -> str:
     raise ImageConversionError('unsupported_format', f'{msg.format!r} (supported: jpeg, png)')
 
 
-def compressed_to_rgb(msg, min_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+def compressed_to_rgb(msg, min_size: Optional[Tuple[int, int]] = None,
+                      exact: bool = False) -> np.ndarray:
     """
     Convert a sensor_msgs/CompressedImage (jpeg or png) to (H, W, 3) uint8 RGB.
 
     `format` follows image_transport: 'jpeg', 'png', or 'rgb8; jpeg compressed bgr8'.
+    min_size and exact apply to JPEG (decode_jpeg).
     """
     if _compressed_kind(msg) == 'png':
         return _decode_png(msg.data)
-    return decode_jpeg(msg.data, min_size)
+    return decode_jpeg(msg.data, min_size, exact)
 
 
 def jpeg_data(msg) -> Optional[np.ndarray]:

@@ -118,6 +118,7 @@ class ViewSpec:
     zoom: float = 0.0
     zoom_camera: str = 'CAM_FRONT'
     zoom_lift: float = 0.0
+    jpeg_decode: str = 'dct'          # PlannerConfig.jpeg_decode: 'dct' or 'full'
 
     @classmethod
     def of(cls, spec) -> 'ViewSpec':
@@ -125,7 +126,8 @@ class ViewSpec:
         if isinstance(spec, ViewSpec):
             return spec
         if isinstance(spec, PlannerConfig):
-            return cls(tuple(spec.image_size), spec.zoom, spec.zoom_camera, spec.zoom_lift)
+            return cls(tuple(spec.image_size), spec.zoom, spec.zoom_camera, spec.zoom_lift,
+                       spec.jpeg_decode)
         return cls(tuple(int(v) for v in spec))
 
     def zooms(self, camera_name: str) -> bool:
@@ -135,10 +137,11 @@ class ViewSpec:
     def key(self) -> str:
         """Short text that names the views (cache keys, logs)."""
         w, h = self.image_size
+        full = '-full' if self.jpeg_decode == 'full' else ''
         if not self.zoom:
-            return f'{w}x{h}'
+            return f'{w}x{h}{full}'
         return f'{w}x{h}+{self.zoom_camera}x{self.zoom:g}' + (
-            f'up{self.zoom_lift:g}' if self.zoom_lift else '')
+            f'up{self.zoom_lift:g}' if self.zoom_lift else '') + full
 
 
 def zoom_view(camera: Camera, image, zoom: float,
@@ -191,11 +194,21 @@ def camera_features(camera: Camera, msg, views: ViewSpec) -> List[tuple]:
     planner_node and the training dataset both call this, so live and training inputs are
     decoded (reduced-DCT JPEG scale), resized and calibrated by the same code.
     """
-    if hasattr(msg, 'format'):   # CompressedImage (rclpy or rosbags)
+    compressed = hasattr(msg, 'format')     # CompressedImage (rclpy or rosbags), else Image
+    if views.jpeg_decode == 'full':         # what decoder: nvjpeg computes, on the CPU
+        rgb = compressed_to_rgb(msg, exact=True) if compressed else image_to_rgb(msg)
+        return [(np.ascontiguousarray(v[0].numpy()), v[1], v[2])
+                for v in camera_views(camera, to_chw(rgb), views)]
+    if compressed:
         rgb = compressed_to_rgb(msg, min_size=decode_size(camera.name, views))
     else:
         rgb = image_to_rgb(msg)
     return camera_views(camera, rgb, views)
+
+
+def to_chw(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 numpy -> a (3, H, W) tensor view (copied only if read-only)."""
+    return torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy()).permute(2, 0, 1)
 
 
 def blank_views(camera: Camera, views: ViewSpec) -> List[tuple]:

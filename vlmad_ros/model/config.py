@@ -15,6 +15,7 @@ MODEL_KINDS = ('camera', 'ego_mlp')
 # 'cnn': the project's small net (backbone_channels/blocks); the ResNets: torchvision's layout,
 # stride 32, ImageNet weights from a local torchvision file (model/resnet.py, docs/MODEL.md).
 BACKBONES = ('cnn', 'resnet18', 'resnet34', 'resnet50')
+JPEG_DECODES = ('dct', 'full')
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -37,6 +38,12 @@ class PlannerConfig:
     # The zoom window's centre this fraction of the frame height above the frame's centre,
     # so that an overhead light stays in view up to the stop line (docs/VISIBILITY.md).
     zoom_lift: float = 0.0
+    # How JPEGs become model input, in training and in planner_node's CPU decoder alike:
+    # 'dct' decodes at the reduced DCT scale nearest the views and resizes with PIL (fastest on
+    # a CPU); 'full' decodes the whole frame and resizes with the antialiased bilinear of
+    # planner.resize_chw, which is what `decoder: nvjpeg` computes on a GPU. Train with 'full'
+    # for a car that decodes on its GPU (docs/PLANNER.md, "On a GPU").
+    jpeg_decode: str = 'dct'
     # Image encoder: 'cnn' or a ResNet (BACKBONES). The cnn: one stride-2 conv per stage (stem
     # included), channels per stage; backbone_channels/blocks do not apply to the ResNets.
     backbone: str = 'cnn'
@@ -111,6 +118,9 @@ class PlannerConfig:
             raise ValueError('PlannerConfig.zoom_lift must keep the zoom window inside the frame: '
                              'in [0, (1 - 1/zoom) / 2] with a zoom view, got '
                              f'{self.zoom_lift} at zoom {self.zoom}')
+        if self.jpeg_decode not in JPEG_DECODES:
+            raise ValueError(f'PlannerConfig.jpeg_decode must be one of {JPEG_DECODES}, got '
+                             f'{self.jpeg_decode!r}')
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f'PlannerConfig.dropout must be in [0, 1), got {self.dropout}')
         if self.ray_frequencies < 0:

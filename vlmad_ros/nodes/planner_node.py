@@ -278,6 +278,12 @@ class PlannerNode(LifecycleNode):
             raise ParameterError(text if text.split(':')[0] in PARAMETER_NAMES
                                  else f'checkpoint: {text}') from None
         self.gpu_decoder = self._load_decoder(s, planner)
+        if self.gpu_decoder is not None and planner.config.jpeg_decode != 'full':
+            self.get_logger().warning(
+                'decoder: nvjpeg decodes whole frames, but this checkpoint was trained on '
+                'reduced-DCT decodes (jpeg_decode: dct): its inputs differ slightly (the '
+                'packaged default.pt plans up to ~0.2 m apart); for a GPU decoder train with '
+                'model.jpeg_decode: full, or use decoder: cpu')
         if planner.config.num_cameras != len(s.cameras):
             raise ParameterError(f'cameras: the model expects {planner.config.num_cameras} '
                                  f'cameras, {len(s.cameras)} configured')

@@ -498,8 +498,9 @@ class EpochOutputs:
         self.writer.close()
 
 
-# Model fields an --init checkpoint may differ in: the weights fit, fine-tuning adapts them.
-INIT_MAY_DIFFER = frozenset({'use_accel', 'zoom_lift', 'ego_dropout'})
+# Model fields an --init checkpoint may differ in: the weights fit, fine-tuning adapts them
+# (jpeg_decode: fine-tune a CPU-decode checkpoint for a car that decodes with nvJPEG).
+INIT_MAY_DIFFER = frozenset({'use_accel', 'zoom_lift', 'ego_dropout', 'jpeg_decode'})
 
 
 def init_planner(model, path, config: PlannerConfig) -> None:
