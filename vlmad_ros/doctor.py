@@ -86,6 +86,16 @@ def _checkpoint() -> str:
     return f'{path} ({path.stat().st_size / 1e6:.1f} MB)'
 
 
+def _nvjpeg() -> str:
+    """Decode one frame with the planner's GPU decoder (decoder:=nvjpeg)."""
+    import torch
+    if not torch.cuda.is_available():
+        raise RuntimeError('no CUDA device: decoder:=nvjpeg needs a GPU')
+    from vlmad_ros.gpu_decode import NvJpegDecoder
+    NvJpegDecoder(torch.device('cuda')).warm_up()
+    return f'nvJPEG on {torch.cuda.get_device_name()}'
+
+
 def _module(name: str) -> Callable[[], str]:
     def check() -> str:
         mod = importlib.import_module(name)
@@ -115,6 +125,9 @@ def run_checks() -> List[Check]:
     for name, used_for in optional:
         checks.append(_try(f'{name} (optional: {used_for})', _module(name), required=False,
                            fix='comes with a ROS 2 distro; not needed here'))
+    checks.append(_try('GPU JPEG decoding (optional: decoder:=nvjpeg)', _nvjpeg, required=False,
+                       fix='a CUDA torch and torchvision built for it (pip install .[gpu]); '
+                           'only for planner_node decoder:=nvjpeg'))
     return checks
 
 

@@ -185,6 +185,7 @@ class OnnxPlanner(Planner):
         self.intrinsics = np.asarray(json.loads(meta['vlmad_intrinsics']), np.float32)
         self.cam_to_base = np.asarray(json.loads(meta['vlmad_cam_to_base']), np.float32)
         self.source, self.fp16, self.channels_last = str(path), False, False
+        self.cuda_graphs = False
         self.action_head = None
 
     @property

@@ -73,12 +73,16 @@ class NvJpegDecoder:
     def _decode_batch(self, datas: List[torch.Tensor]) -> List[DecodeResult]:
         try:
             return list(self._decode_jpeg(datas, mode=self._rgb, device=self.device))
+        except torch.cuda.OutOfMemoryError:
+            raise                    # the GPU's fault, not the frames'
         except RuntimeError:         # one corrupt frame fails the batch: find which
             return [self._decode_one(d) for d in datas]
 
     def _decode_one(self, data: torch.Tensor) -> DecodeResult:
         try:
             return self._decode_jpeg(data, mode=self._rgb, device=self.device)
+        except torch.cuda.OutOfMemoryError:
+            raise
         except RuntimeError as err:
             return ImageConversionError('corrupt_jpeg', str(err).splitlines()[0])
 

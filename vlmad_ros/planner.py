@@ -427,6 +427,7 @@ class Planner:
         zoom = f' + {cfg.zoom_camera} zoom x{cfg.zoom:g}{lift}' if cfg.zoom else ''
         return (f'{cfg.kind} planner {cfg.image_width}x{cfg.image_height}{zoom} from '
                 f'{self.source} on {self.device}{" fp16" if self.fp16 else ""}'
+                f'{" (CUDA graphs)" if self.cuda_graphs else ""}'
                 f'{" + action head (explain)" if self.explains else ""}')
 
     def run_batch(self, batch: Dict[str, torch.Tensor]) -> Dict[str, np.ndarray]:
