@@ -192,7 +192,9 @@ def camera_features(camera: Camera, msg, views: ViewSpec) -> List[tuple]:
     Decode one camera message (Image or CompressedImage) into its views at model resolution.
 
     planner_node and the training dataset both call this, so live and training inputs are
-    decoded (reduced-DCT JPEG scale), resized and calibrated by the same code.
+    decoded, resized and calibrated by the same code: at the reduced DCT scale with PIL's
+    resize, or with views.jpeg_decode 'full' the whole frame and the tensor resize that
+    `decoder: nvjpeg` runs on a GPU.
     """
     compressed = hasattr(msg, 'format')     # CompressedImage (rclpy or rosbags), else Image
     if views.jpeg_decode == 'full':         # what decoder: nvjpeg computes, on the CPU

@@ -16,6 +16,7 @@ import os
 import pathlib
 import sys
 import time
+import types
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -51,6 +52,9 @@ def _interleaved(variants: Dict[str, Callable[[], object]], repeats: int,
 def _decode_stages(repeats: int) -> Dict[str, float]:
     from vlmad_ros.bench.feeder import road_scene
     from vlmad_ros.images import decode_jpeg, encode_jpeg, resize_rgb
+    from vlmad_ros.planner import camera_features, ViewSpec
+    from vlmad_ros.rig import load_rig
+    rig = load_rig('nuscenes')
     jpegs = [encode_jpeg(road_scene(1600, 900, seed=100 * i), 90) for i in range(6)]
     size = (192, 112)
     pool = ThreadPoolExecutor(2)
@@ -63,9 +67,17 @@ def _decode_stages(repeats: int) -> Dict[str, float]:
 
     def dct_2threads():
         return list(pool.map(lambda j: resize_rgb(decode_jpeg(j, size), size), jpegs))
+
+    def views(jpeg_decode: str):      # what training and the node's CPU decoder run
+        spec = ViewSpec(size, jpeg_decode=jpeg_decode)
+        msgs = [types.SimpleNamespace(format='jpeg', data=j) for j in jpegs]
+        return lambda: [camera_features(c, m, spec) for c, m in zip(rig.cameras, msgs)]
     out = _interleaved({'decode 6 x 1600x900 full size + resize': full,
                         'decode 6 x 1600x900 at 1/8 DCT scale + resize': dct,
-                        'same, 2 decode threads': dct_2threads}, repeats)
+                        'same, 2 decode threads': dct_2threads,
+                        'camera_features x 6, jpeg_decode dct': views('dct'),
+                        'camera_features x 6, jpeg_decode full (GPU-path pixels)': views('full')},
+                       repeats)
     pool.shutdown()
     out['mean JPEG kB'] = round(float(np.mean([len(j) for j in jpegs])) / 1e3, 1)
     return out
