@@ -119,6 +119,15 @@ def test_cli_help_and_version():
     assert result.returncode == 0 and 'vlmad_ros' in result.stdout
 
 
+def test_bench_usage_errors_name_the_option_without_a_traceback():
+    for args, name in ((('planner-step', '--checkpoint', '/nonexistent/planner.pt'), 'checkpoint'),
+                       (('loader', '--train-device', 'tpu'), '--train-device')):
+        result = _vlmad('bench', *args)
+        assert result.returncode == 2, result.stderr
+        assert f'vlmad bench {args[0]}: error: {name}' in result.stderr
+        assert 'Traceback' not in result.stderr
+
+
 def test_vlmad_executable_is_installed_and_runs():
     exe = INSTALL / 'lib' / 'vlmad_ros' / 'vlmad'
     result = subprocess.run([str(exe), '--version'], capture_output=True, text=True, timeout=60)

@@ -69,4 +69,8 @@ def main(args) -> int:
             mod.add_arguments(parser)
             code = max(code, int(mod.run(parser.parse_args([])) or 0))
         return code
-    return int(importlib.import_module(BENCHES[args.bench][0]).run(args) or 0)
+    try:
+        return int(importlib.import_module(BENCHES[args.bench][0]).run(args) or 0)
+    except (ValueError, FileNotFoundError) as err:   # a bad option or file: say which, no trace
+        print(f'vlmad bench {args.bench}: error: {err}', file=sys.stderr)
+        return 2

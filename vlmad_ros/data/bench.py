@@ -260,6 +260,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     """Run the benchmark (`vlmad bench loader`); prints one `key: value` line per result."""
+    from vlmad_ros.planner import resolve_device
+    try:
+        resolve_device(args.train_device)
+    except ValueError as err:
+        raise ValueError(f'--train-device: {err}') from None
     size = (args.width, args.height)
     if args.config:
         from vlmad_ros.data.cache_cli import model_configs
