@@ -186,6 +186,7 @@ def test_checkpoint_odom_frame_markers_camera_info(ros_env, tmp_path):
     ('rig:=/nonexistent/rig.yaml', 'rig'),
     ('device:=tpu', 'device'),
     ('decoder:=nvjpeg', 'decoder'),    # the GPU decoder on a CPU planner
+    ('decoder:=gpu', 'decoder'),       # not a choice: refused while declaring
     ('cuda_graphs:=true', 'cuda_graphs'),
 ])
 def test_bad_parameter_stops_startup_naming_it(ros_env, override, name):
@@ -195,6 +196,7 @@ def test_bad_parameter_stops_startup_naming_it(ros_env, override, name):
         ros_env = dict(ros_env, VLMAD_DEFAULT_CHECKPOINT='/nonexistent/default.pt')
     err = _startup_error(ros_env, *args)
     assert 'invalid parameter' in err and name in err, err[-2000:]
+    assert 'Traceback' not in err, err[-2000:]          # the one line, nothing after it
     if override.startswith('allow'):
         assert 'allow_random_weights' in err and 'vlmad train' in err   # says how to get one
 

@@ -209,13 +209,14 @@ class PlannerNode(LifecycleNode):
 
     def __init__(self):
         super().__init__(NODE_NAME)
-        self.throttle = LogThrottle(5.0)   # per-key throttled warnings for bad input
-        self.settings = s = validate(declare(self, PARAMETERS))
-        self.rig = self._load_rig(s)
+        # Set before the parameters are read: a bad one ends the process through destroy_node.
         self.planner: Optional[Planner] = None
         self.gpu_decoder: Optional[NvJpegDecoder] = None
         self._subs: List = []
         self._error: Optional[ParameterError] = None
+        self.throttle = LogThrottle(5.0)   # per-key throttled warnings for bad input
+        self.settings = s = validate(declare(self, PARAMETERS))
+        self.rig = self._load_rig(s)
         if s.autostart:
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 raise self._error or ParameterError('autostart: configure failed')
