@@ -55,6 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             importlib.import_module(module).add_arguments(p)
 
 
+def _run(name: str, args) -> int:
+    """Run one bench; a bad option or file is one line naming it (exit 2), not a traceback."""
+    try:
+        return int(importlib.import_module(BENCHES[name][0]).run(args) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        print(f'vlmad bench {name}: error: {err}', file=sys.stderr)
+        return 2
+
+
 def main(args) -> int:
     if args.bench is None:
         print(f'vlmad bench: choose one of {", ".join(BENCHES)} or all')
@@ -64,13 +73,8 @@ def main(args) -> int:
         for name, (module, _) in BENCHES.items():
             if name == 'soak':  # 30 minutes by default: run it on its own
                 continue
-            mod = importlib.import_module(module)
             parser = argparse.ArgumentParser(prog=f'vlmad bench {name}')
-            mod.add_arguments(parser)
-            code = max(code, int(mod.run(parser.parse_args([])) or 0))
+            importlib.import_module(module).add_arguments(parser)
+            code = max(code, _run(name, parser.parse_args([])))
         return code
-    try:
-        return int(importlib.import_module(BENCHES[args.bench][0]).run(args) or 0)
-    except (ValueError, FileNotFoundError) as err:   # a bad option or file: say which, no trace
-        print(f'vlmad bench {args.bench}: error: {err}', file=sys.stderr)
-        return 2
+    return _run(args.bench, args)

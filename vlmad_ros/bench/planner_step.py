@@ -18,7 +18,7 @@ import os
 import pathlib
 import sys
 import types
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -77,8 +77,8 @@ def step(planner, rig, msgs, decode: Callable) -> Callable[[], np.ndarray]:
     return run
 
 
-def variants(args, rig, msgs) -> Dict[str, Callable[[], np.ndarray]]:
-    """Name -> step, for every decoder and precision this machine has."""
+def variants(args, rig, msgs) -> Tuple[object, Dict[str, Callable[[], np.ndarray]]]:
+    """Return the fp32 planner and name -> step, for every decoder and precision here."""
     pool = ThreadPoolExecutor(args.decode_threads)
 
     def cpu_decode(planner, rig, msgs):
@@ -88,7 +88,7 @@ def variants(args, rig, msgs) -> Dict[str, Callable[[], np.ndarray]]:
     out = {f'cpu decoder ({args.decode_threads} threads), fp32':
            step(planner, rig, msgs, cpu_decode)}
     if planner.device.type != 'cuda':
-        return out
+        return planner, out
     from vlmad_ros.gpu_decode import NvJpegDecoder
     gpu = NvJpegDecoder(planner.device)
     gpu.warm_up()
@@ -110,7 +110,7 @@ def variants(args, rig, msgs) -> Dict[str, Callable[[], np.ndarray]]:
         nvjpeg(planner, rig, msgs)
         torch.cuda.synchronize(planner.device)
     out['(nvjpeg decode + views alone)'] = decode_alone
-    return out
+    return planner, out
 
 
 def run(args) -> int:
@@ -118,12 +118,11 @@ def run(args) -> int:
     from vlmad_ros.rig import load_rig
     rig = load_rig('nuscenes')
     msgs = camera_set(args.quality)
-    steps = variants(args, rig, msgs)
+    planner, steps = variants(args, rig, msgs)
     first = next(iter(steps.values()))()
-    spread = {k: (float(np.abs(xy - first).max()) if xy is not None else float('nan'))
+    spread = {k: (float(np.abs(xy - first).max()) if xy is not None else None)  # None: no plan
               for k, xy in ((k, fn()) for k, fn in steps.items())}
     times = interleaved_times(steps, args.repeats, warm_up=5)
-    planner = load_planner(args, fp16=False)
     result = {'model': planner.describe(), 'cpus': os.cpu_count(),
               'gpu': torch.cuda.get_device_name() if planner.device.type == 'cuda' else '',
               'torch': torch.__version__, 'jpeg_kB_mean': round(float(np.mean(
@@ -137,7 +136,8 @@ def run(args) -> int:
         p50, p90, p99 = (float(np.percentile(t, q)) * 1e3 for q in (50, 90, 99))
         result['variants'][name] = {'p50_ms': round(p50, 3), 'p90_ms': round(p90, 3),
                                     'p99_ms': round(p99, 3), 'max_waypoint_diff_m': spread[name]}
-        print(f'{name:<36} {p50:8.2f} {p90:8.2f} {p99:8.2f} {spread[name]:10.4f}')
+        diff = '' if spread[name] is None else f'{spread[name]:10.4f}'
+        print(f'{name:<36} {p50:8.2f} {p90:8.2f} {p99:8.2f} {diff}')
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
