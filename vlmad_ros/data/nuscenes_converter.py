@@ -137,33 +137,45 @@ class SceneConverter:
         keyframes_only: the six images of each sample only (2 Hz, what training reads; about a
         sixth of the bytes), not the 12 Hz sweeps between them (replay at the camera rate).
         """
-        nusc = self.nusc
         scene = self.scene(scene_name)
-        samples = self.samples(scene)
-        events = _Events()
-
         cameras = [sd for sd in self._sd_by_scene[scene['token']]
                    if sd['channel'] in CAMERA_NAMES and sd['fileformat'] in ('jpg', 'jpeg')]
         if not cameras:
             raise ValueError(f'scene {scene_name} has no camera sample_data')
+        events = _Events()
+        self._add_static_frames(events, scene_name, cameras)
+        self._add_images(events, cameras, keyframes_only)
+        track = self.ego_track(scene)
+        self._add_ego_motion(events, *track)
+        self._add_samples(events, scene, track[0], track[1], track[2])
+        with BagWriter(out, storage=storage, overwrite=overwrite) as bag:
+            for topic, msgtype in _layout():
+                bag.add_topic(topic, msgtype)
+            return events.write(bag)
+
+    def _camera(self, sd: dict) -> Camera:
+        cs = self.nusc.get('calibrated_sensor', sd['calibrated_sensor_token'])
+        return camera_from_calibration(sd['channel'], cs, sd['width'], sd['height'])
+
+    def _add_static_frames(self, events: _Events, scene_name: str, cameras: List[dict]):
+        """/tf_static at the first image: each camera's first calibration, and map -> odom."""
         calib: Dict[str, Camera] = {}
         for sd in sorted(cameras, key=lambda s: s['timestamp']):
             if sd['channel'] not in calib:
-                cs = nusc.get('calibrated_sensor', sd['calibrated_sensor_token'])
-                calib[sd['channel']] = camera_from_calibration(
-                    sd['channel'], cs, sd['width'], sd['height'])
+                calib[sd['channel']] = self._camera(sd)
         missing = [c for c in CAMERA_NAMES if c not in calib]
         if missing:
             raise ValueError(f'scene {scene_name} lacks cameras {missing}')
         t_start = min(sd['timestamp'] for sd in cameras) * US
-
         static = [rosmsgs.transform_stamped(t_start, topics.BASE_FRAME,
                                             topics.camera_optical_frame(c.name), c.translation,
                                             c.rotation_wxyz) for c in calib.values()]
         static.append(rosmsgs.map_to_odom(t_start))
         events.add(t_start, topics.TF_STATIC, lambda: rosmsgs.tf_message(static), order=0)
 
-        root = pathlib.Path(nusc.dataroot)
+    def _add_images(self, events: _Events, cameras: List[dict], keyframes_only: bool):
+        """Each JPEG file byte for byte with its CameraInfo (read when the bag is written)."""
+        root = pathlib.Path(self.nusc.dataroot)
         image_topic = dict(zip(CAMERA_NAMES, topics.CAMERA_IMAGE_TOPICS))
         info_topic = dict(zip(CAMERA_NAMES, topics.CAMERA_INFO_TOPICS))
         by_token: Dict[str, Camera] = {}
@@ -173,9 +185,7 @@ class SceneConverter:
             stamp = int(sd['timestamp']) * US
             cam = by_token.get(sd['calibrated_sensor_token'])
             if cam is None:
-                cs = nusc.get('calibrated_sensor', sd['calibrated_sensor_token'])
-                cam = camera_from_calibration(sd['channel'], cs, sd['width'], sd['height'])
-                by_token[sd['calibrated_sensor_token']] = cam
+                cam = by_token[sd['calibrated_sensor_token']] = self._camera(sd)
             frame = topics.camera_optical_frame(cam.name)
             path = root / sd['filename']
             events.add(stamp, image_topic[cam.name],
@@ -184,7 +194,8 @@ class SceneConverter:
             events.add(stamp, info_topic[cam.name],
                        lambda s=stamp, c=cam: rosmsgs.camera_info(s, c))
 
-        t_ns, xyz, quats, v_body, yaw_rate = self.ego_track(scene)
+    @staticmethod
+    def _add_ego_motion(events: _Events, t_ns, xyz, quats, v_body, yaw_rate):
         for i in range(len(t_ns)):
             lin = (v_body[i, 0], v_body[i, 1], 0.0)
             ang = (0.0, 0.0, yaw_rate[i])
@@ -192,7 +203,10 @@ class SceneConverter:
             events.add(t_ns[i], topics.ODOM, lambda m=odom: m)
             events.add(t_ns[i], topics.TF, lambda m=tf: m)
 
-        for sample in samples:
+    def _add_samples(self, events: _Events, scene: dict, t_ns, xyz, quats):
+        """Per sample: its route command, its Keyframe mark and its annotations."""
+        nusc = self.nusc
+        for sample in self.samples(scene):
             front = sample['data'].get('CAM_FRONT')
             if front is None:
                 continue
@@ -211,11 +225,6 @@ class SceneConverter:
             objects = [self._object(ann, pos, quat) for ann in sample['anns']]
             events.add(stamp, topics.OBJECTS, lambda s=stamp, o=objects:
                        rosmsgs.ground_truth_objects(s, topics.BASE_FRAME, o))
-
-        with BagWriter(out, storage=storage, overwrite=overwrite) as bag:
-            for topic, msgtype in _layout():
-                bag.add_topic(topic, msgtype)
-            return events.write(bag)
 
     def _object(self, ann_token: str, ego_pos: np.ndarray, ego_quat: np.ndarray):
         """Express a sample_annotation as a GroundTruthObject in base_link at the sample's time."""
