@@ -459,6 +459,26 @@ def count_done_labels(dst: pathlib.Path, summary: Summary) -> None:
         skip_bag(err)
 
 
+def _annotate_all(bags, out_dir: pathlib.Path, teacher, args, summary: Summary, pool,
+                  bar) -> None:
+    """Annotate each bag not done yet; an unreadable bag is noted in the summary and skipped."""
+    for src in bags:
+        if (out_dir / _out_name(src)).exists() and not args.overwrite:
+            summary.bags_already_done += 1
+            # killed after the bag's rename, before its journal went: the journal is done
+            (out_dir / f'{_out_name(src)}.journal.jsonl').unlink(missing_ok=True)
+            count_done_labels(out_dir / _out_name(src), summary)
+            continue
+        try:
+            summary.outputs.append(str(annotate_bag(src, out_dir, teacher, args, summary,
+                                                    pool, bar)))
+        except BagError as err:
+            skip_bag(err)
+            summary.unreadable.append(str(err))
+            continue
+        summary.bags += 1
+
+
 def main(args) -> int:
     started = time.monotonic()
     try:
@@ -486,21 +506,7 @@ def main(args) -> int:
     pool = cf.ThreadPoolExecutor(max_workers=args.concurrency, thread_name_prefix='teacher')
     code = EXIT_OK
     try:
-        for src in bags:
-            if (out_dir / _out_name(src)).exists() and not args.overwrite:
-                summary.bags_already_done += 1
-                # killed after the bag's rename, before its journal went: the journal is done
-                (out_dir / f'{_out_name(src)}.journal.jsonl').unlink(missing_ok=True)
-                count_done_labels(out_dir / _out_name(src), summary)
-                continue
-            try:
-                summary.outputs.append(str(annotate_bag(src, out_dir, teacher, args, summary,
-                                                        pool, bar)))
-            except BagError as err:
-                skip_bag(err)
-                summary.unreadable.append(str(err))
-                continue
-            summary.bags += 1
+        _annotate_all(bags, out_dir, teacher, args, summary, pool, bar)
         if summary.unreadable:
             code = EXIT_UNREADABLE
     except BudgetExhausted as err:
