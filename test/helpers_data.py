@@ -67,7 +67,8 @@ def write_bag(path, duration=5.0, image_size=(64, 36), noisy_images=False, comma
               reasoning=None, storage='mcap', scenario='lead_vehicle_brakes', seed=0, drop=(),
               corrupt=()):
     """
-    Write the bag; commands: list of (t, Command); reasoning: {keyframe t: labels} or None.
+    Write the bag; commands: list of (t, Command); reasoning: {keyframe t: labels} or None
+    (labels None: the teacher failed; 'unset': a record whose status was never set).
 
     drop: (camera, frame index) images left out (a camera that missed a frame);
     corrupt: (camera, frame index) images whose JPEG data is cut short.
@@ -83,7 +84,8 @@ def write_bag(path, duration=5.0, image_size=(64, 36), noisy_images=False, comma
 
     add(T0_NS, topics.TF_STATIC, rosmsgs.tf_message([
         rosmsgs.transform_stamped(T0_NS, 'base_link', topics.camera_optical_frame(c.name),
-                                  c.translation, c.rotation_wxyz) for c in rig.cameras]))
+                                  c.translation, c.rotation_wxyz) for c in rig.cameras]
+        + [rosmsgs.map_to_odom(T0_NS)]))                  # REP 105, as recorded bags have
     n_odom = int(duration * 50) + 1
     for k in range(n_odom):
         t = k / 50
@@ -141,8 +143,8 @@ def write_bag(path, duration=5.0, image_size=(64, 36), noisy_images=False, comma
     rcls = msg_class(rosmsgs.REASONING)
     for t, labels in (reasoning or {}).items():
         stamp = T0_NS + int(round(t * 12)) * NS // 12
-        status = rcls.STATUS_FAILED if labels is None else rcls.STATUS_OK
-        labels = labels or (255, 255, 255)
+        status = {None: rcls.STATUS_FAILED, 'unset': rcls.UNKNOWN}.get(labels, rcls.STATUS_OK)
+        labels = labels if isinstance(labels, tuple) else (255, 255, 255)
         add(stamp, topics.REASONING, rcls(
             header=rosmsgs.header(stamp, 'base_link'), current_action=f'now {t}',
             future_action=f'next {t}', reasoning=f'because {t}', control_action=labels[0],

@@ -23,7 +23,8 @@ def _t(stamp_ns):
 @pytest.fixture(scope='module')
 def plain_bag(tmp_path_factory):
     path = tmp_path_factory.mktemp('reader') / 'bag'
-    info = helpers_data.write_bag(path, duration=5.0, reasoning={0.0: (1, 3, 4), 0.5: None})
+    info = helpers_data.write_bag(path, duration=5.0, reasoning={0.0: (1, 3, 4), 0.5: None,
+                                                                 1.0: 'unset'})
     return path, info
 
 
@@ -130,7 +131,9 @@ def test_reasoning_matched_by_stamp(plain_bag):
     assert rec.labels == (1, 3, 4) and rec.teacher == 'rule-v1'
     assert samples[0.5].reasoning is None            # the teacher failed on this one
     assert all(samples[t].reasoning is None for t in (1.0, 1.5, 2.0))
-    assert stats.bad_messages['reasoning_failed'] == 1
+    # 0.5 failed, 1.0 never set its status; nothing else is bad (map -> odom on /tf_static
+    # is REP 105, not a bad message)
+    assert stats.bad_messages == {'reasoning_failed': 1, 'reasoning_status_unset': 1}
 
 
 def test_missing_camera_frame_skips_that_keyframe(tmp_path):

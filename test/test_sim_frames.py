@@ -70,4 +70,5 @@ def test_message_defaults_mean_unknown():
     assert DrivingCommand().command == DrivingCommand.UNKNOWN == 255
     r = DrivingReasoning()
     assert (r.control_action, r.turn_action, r.lane_action) == (DrivingReasoning.UNKNOWN,) * 3
+    assert r.status == DrivingReasoning.UNKNOWN    # an unset record is not read as OK
     assert DrivingReasoning.UNKNOWN == labels.UNKNOWN

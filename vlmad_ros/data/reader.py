@@ -220,11 +220,11 @@ class _Context:
         self.infos[topic].append((stamps.to_ns(msg.header.stamp), msg))
 
     def _tf_static(self, _, msg) -> None:
+        # Cameras hang off base_frame; other static edges (REP 105's map -> odom) are not
+        # needed here. A camera under another parent is counted as skipped_no_calibration.
         for t in msg.transforms:
             if t.header.frame_id.lstrip('/') == self.config.base_frame:
                 self.static[t.child_frame_id.lstrip('/')] = t
-            else:
-                self.stats.bad_messages['tf_static_not_from_base'] += 1
 
     def _objects(self, _, msg) -> None:
         frame = msg.header.frame_id.lstrip('/')
@@ -250,8 +250,9 @@ class _Context:
         self.commands.append((stamps.to_ns(msg.header.stamp), int(Command(msg.command))))
 
     def _reasoning(self, _, msg) -> None:
-        if int(msg.status) != int(msg.STATUS_OK):
-            self.stats.bad_messages['reasoning_failed'] += 1
+        if int(msg.status) != int(msg.STATUS_OK):    # FAILED, or UNKNOWN: status never set
+            failed = int(msg.status) == int(msg.STATUS_FAILED)
+            self.stats.bad_messages['reasoning_failed' if failed else 'reasoning_status_unset'] += 1
             return
         self.reasoning[stamps.to_ns(msg.header.stamp)] = ReasoningRecord(
             texts=(str(msg.current_action), str(msg.future_action), str(msg.reasoning)),
