@@ -145,9 +145,9 @@ class SceneConverter:
         events = _Events()
         self._add_static_frames(events, scene_name, cameras)
         self._add_images(events, cameras, keyframes_only)
-        track = self.ego_track(scene)
-        self._add_ego_motion(events, *track)
-        self._add_samples(events, scene, track[0], track[1], track[2])
+        t_ns, xyz, quats, v_body, yaw_rate = self.ego_track(scene)
+        self._add_ego_motion(events, t_ns, xyz, quats, v_body, yaw_rate)
+        self._add_samples(events, scene, t_ns, xyz, quats)
         with BagWriter(out, storage=storage, overwrite=overwrite) as bag:
             for topic, msgtype in _layout():
                 bag.add_topic(topic, msgtype)
