@@ -67,8 +67,10 @@ def write_bag(path, duration=5.0, image_size=(64, 36), noisy_images=False, comma
               reasoning=None, storage='mcap', scenario='lead_vehicle_brakes', seed=0, drop=(),
               corrupt=()):
     """
-    Write the bag; commands: list of (t, Command); reasoning: {keyframe t: labels} or None
-    (labels None: the teacher failed; 'unset': a record whose status was never set).
+    Write a small synthetic bag in the project's layout.
+
+    commands: list of (t, Command); reasoning: {keyframe t: labels} or None (labels None: the
+    teacher failed; 'unset': a record whose status was never set).
 
     drop: (camera, frame index) images left out (a camera that missed a frame);
     corrupt: (camera, frame index) images whose JPEG data is cut short.

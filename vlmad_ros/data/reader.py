@@ -252,7 +252,8 @@ class _Context:
     def _reasoning(self, _, msg) -> None:
         if int(msg.status) != int(msg.STATUS_OK):    # FAILED, or UNKNOWN: status never set
             failed = int(msg.status) == int(msg.STATUS_FAILED)
-            self.stats.bad_messages['reasoning_failed' if failed else 'reasoning_status_unset'] += 1
+            why = 'reasoning_failed' if failed else 'reasoning_status_unset'
+            self.stats.bad_messages[why] += 1
             return
         self.reasoning[stamps.to_ns(msg.header.stamp)] = ReasoningRecord(
             texts=(str(msg.current_action), str(msg.future_action), str(msg.reasoning)),
