@@ -44,6 +44,18 @@ def episode_scores(run: str, files) -> dict:
     return scores
 
 
+def runs_without_results(runs) -> list:
+    """Return the runs that have none of the result files this script reads (a typo, say)."""
+    patterns = {pattern for files in SETS.values() for pattern, _ in files}
+    patterns |= set(OPEN_LOOP.values())
+    missing = []
+    for run in runs:
+        folder, _, name = run.rpartition('/')
+        if not any((pathlib.Path(folder or '.') / p.format(name)).is_file() for p in patterns):
+            missing.append(run)
+    return missing
+
+
 def sign_test(better: int, worse: int) -> float:
     """Exact two-sided binomial p-value of `better` against `worse` (ties dropped)."""
     n = better + worse
@@ -104,6 +116,12 @@ def main(argv) -> int:
     base_runs, new_runs = (a.split(',') for a in argv)
     if len(base_runs) != len(new_runs):
         print('paired.py: give as many NEW runs as BASE runs (one per seed)', file=sys.stderr)
+        return 2
+    missing = runs_without_results(base_runs + new_runs)
+    if missing:
+        print(f'paired.py: no results for {", ".join(missing)} (looked for DIR/'
+              'ol_val_NAME.json, cl_val2_NAME.json, cl_val_NAME.json, test_NAME.json)',
+              file=sys.stderr)
         return 2
     rng = np.random.default_rng(0)
     for label, files in SETS.items():

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 
 # env.sh sets PYTHONSAFEPATH, which keeps a script's own folder off sys.path.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from paired import episode_scores, SETS  # noqa: E402
+from paired import episode_scores, runs_without_results, SETS  # noqa: E402
 from summarize import TYPES  # noqa: E402
 
 GROUPS = TYPES + ('all',)
@@ -56,6 +56,10 @@ def main(argv) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     recipes = {'no VLM-AD': argv[0].split(','), 'VLM-AD': argv[1].split(',')}
+    missing = runs_without_results(recipes['no VLM-AD'] + recipes['VLM-AD'])
+    if missing:
+        print(f'plot_pairs.py: no results for {", ".join(missing)}', file=sys.stderr)
+        return 2
     fig, axes = plt.subplots(1, len(SETS), figsize=(12, 3.8), constrained_layout=True)
     for ax, (label, files) in zip(axes, SETS.items()):
         draw(ax, f'{label} closed-loop episodes', files, recipes)
